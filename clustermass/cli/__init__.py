@@ -1,0 +1,11 @@
+"""The `cmcat` command line: thin Typer commands over the modules below.
+
+Each command group lives in its own module and registers itself here.
+"""
+
+from __future__ import annotations
+
+from clustermass.cli._common import app, main
+from clustermass.cli import db as _db  # noqa: F401  (registers `cmcat db ...`)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,152 @@
+"""Shared CLI plumbing: the Typer app, global options, settings/engine access, output.
+
+Commands call the library, then render its plain-data result either as Rich tables or, with
+`--json`, as JSON on stdout. Errors (CmcatError) become one red line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from clustermass.config import Settings, load_settings
+from clustermass.errors import CmcatError
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="cmcat",
+    help=(
+        "Galaxy-cluster masses for whole survey catalogues from SDSS ugriz images "
+        "(two-stage CNN of Lin et al. 2022), stored in PostgreSQL.\n\n"
+        "Uses an embedded PostgreSQL under the data dir unless CMCAT_DATABASE_URL or "
+        "--database-url names a server."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@dataclass
+class State:
+    """Global options, resolved lazily so `--help` never starts a database."""
+
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    debug: bool = False
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_file, self.overrides)
+        return self._settings
+
+    def engine(self):  # -> sqlalchemy.Engine
+        from clustermass.db.engine import get_engine
+
+        return get_engine(self.settings)
+
+
+STATE = State()
+
+
+@app.callback()
+def _global(
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (keys as in CMCAT_* without the prefix)."),
+    database_url: Optional[str] = typer.Option(
+        None, "--database-url", help="PostgreSQL URL (postgresql+psycopg2://user:pw@host/db); default: embedded server."
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where cmcat keeps its server, cutouts and models."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    STATE.config_file = config
+    STATE.overrides = {"database_url": database_url, "data_dir": data_dir}
+    STATE.debug = debug
+    STATE._settings = None
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning CmcatError into one red line."""
+    try:
+        app(standalone_mode=False)
+    except CmcatError as exc:
+        if STATE.debug:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and unexpected failures
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if STATE.debug:
+            raise
+        err_console.print(f"[red]unexpected error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+        sys.exit(1)
+
+
+def emit_json(data: Any) -> None:
+    """Machine-readable output on stdout (numpy and paths converted)."""
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """A Rich table of plain rows (floats shown with 4 significant digits)."""
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*(_fmt(v) for v in row))
+    return t
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def progress(transient: bool = False) -> Progress:
+    """The standard progress bar of long commands (on stderr, so --json stays clean)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+    )

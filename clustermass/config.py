@@ -1,0 +1,136 @@
+"""Settings: the one place that reads the environment and the optional TOML config file.
+
+Precedence, lowest to highest: built-in defaults < TOML file (``--config`` or ``CMCAT_CONFIG``)
+< ``CMCAT_*`` environment variables < explicit overrides (command-line options).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from clustermass.errors import ConfigError
+
+ENV_PREFIX = "CMCAT_"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cmcat"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All tunable paths, URLs and limits of cmcat."""
+
+    #: SQLAlchemy URL of an external PostgreSQL; None means the embedded server under data_dir.
+    database_url: str | None = None
+    #: Root of everything cmcat writes: embedded server data, cutouts, models, caches, plots.
+    data_dir: Path = field(default_factory=_default_data_dir)
+    #: Base URL of the SDSS Science Archive Server (frames live under {base}/dr12/boss/photoObj/...).
+    sdss_base_url: str = "https://data.sdss.org/sas"
+    #: Local cache of downloaded SDSS frames; default data_dir/sdss-cache.
+    sdss_cache_dir: Path | None = None
+    #: Seconds before an SDSS HTTP request times out.
+    sdss_timeout: float = 30.0
+    #: Retries per SDSS request on timeouts, 5xx and 429.
+    sdss_retries: int = 5
+    #: Maximum SDSS requests per second per process (0 = unlimited).
+    sdss_rate_limit: float = 5.0
+    #: Parallel SDSS downloads per worker.
+    sdss_concurrency: int = 4
+    #: Dask worker processes for a local cluster.
+    workers: int = 2
+    #: Folder of the real catalogues and frames (tests and demo use it when present).
+    real_data_dir: Path | None = None
+    #: Seconds a `cmcat sql` statement may run.
+    sql_timeout: float = 30.0
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.sdss_cache_dir or self.data_dir / "sdss-cache"
+
+    @property
+    def embedded_dir(self) -> Path:
+        """Data directory of the embedded PostgreSQL (its Unix socket lives here: keep it short)."""
+        return self.data_dir / "pg"
+
+    @property
+    def cutout_dir(self) -> Path:
+        return self.data_dir / "cutouts"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def output_dir(self) -> Path:
+        """Default folder for plots and reports."""
+        return self.data_dir / "output"
+
+    def as_public_dict(self) -> dict[str, Any]:
+        """Settings as plain data with the database password masked."""
+        from clustermass.db.urls import mask_url
+
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        if self.database_url:
+            out["database_url"] = mask_url(self.database_url)
+        return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Turn a TOML or environment value into the type of the Settings field `name`."""
+    if value is None or value == "":
+        return None
+    typ = str(_FIELDS[name].type)
+    try:
+        if "Path" in typ:
+            return Path(os.path.expanduser(str(value)))
+        if typ.startswith("int"):
+            return int(value)
+        if typ.startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: setting {name!r} = {value!r} is not a valid {typ}") from exc
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from defaults, a TOML file, CMCAT_* variables and explicit overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = config_file or (Path(env["CMCAT_CONFIG"]) if env.get("CMCAT_CONFIG") else None)
+    if config_file is not None:
+        try:
+            raw = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {config_file} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+        table = raw.get("cmcat", raw)
+        for key, value in table.items():
+            if key not in _FIELDS:
+                raise ConfigError(
+                    f"config file {config_file}: unknown setting {key!r}; known: {', '.join(sorted(_FIELDS))}"
+                )
+            values[key] = _coerce(key, value, str(config_file))
+    for name in _FIELDS:
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            values[name] = _coerce(name, env[var], f"environment variable {var}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, value, f"option --{key.replace('_', '-')}")
+    values = {k: v for k, v in values.items() if v is not None}
+    return Settings(**values)

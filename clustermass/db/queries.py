@@ -1,0 +1,52 @@
+"""Reusable spatial queries over hpx29-indexed tables (tiles and cones)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, ColumnElement, and_, false, or_, select
+
+from clustermass import sky
+from clustermass.db.models import Cluster
+
+
+def hpx_ranges_clause(column: ColumnElement, ranges: list[tuple[int, int]]) -> ColumnElement:
+    """`column BETWEEN lo AND hi OR ...` for inclusive hpx29 ranges (each one index range scan)."""
+    if not ranges:
+        return false()
+    return or_(*(column.between(lo, hi) for lo, hi in ranges))
+
+
+def clusters_in_tile(conn: Connection, order: int, pix: int, catalog_id: int | None = None) -> pd.DataFrame:
+    """Clusters of one tile (optionally one catalogue) as a DataFrame, ordered by id."""
+    lo, hi = sky.tile_range(order, pix)
+    cols = [Cluster.id, Cluster.name, Cluster.ra, Cluster.dec, Cluster.hpx29, Cluster.z, Cluster.richness]
+    stmt = select(*cols).where(Cluster.hpx29.between(lo, hi))
+    if catalog_id is not None:
+        stmt = stmt.where(Cluster.catalog_id == catalog_id)
+    rows = conn.execute(stmt.order_by(Cluster.id)).all()
+    return pd.DataFrame(rows, columns=[c.key for c in cols])
+
+
+def cone_search(conn: Connection, ra: float, dec: float, radius_deg: float) -> pd.DataFrame:
+    """Clusters within `radius_deg` of (ra, dec), with their separation (deg), nearest first."""
+    cols = [Cluster.id, Cluster.name, Cluster.ra, Cluster.dec, Cluster.z, Cluster.richness]
+    clause = hpx_ranges_clause(Cluster.hpx29, sky.cone_ranges(ra, dec, radius_deg))
+    df = pd.DataFrame(conn.execute(select(*cols).where(and_(clause))).all(), columns=[c.key for c in cols])
+    if df.empty:
+        return df.assign(separation_deg=pd.Series(dtype=float))
+    df["separation_deg"] = sky.angular_separation(ra, dec, df["ra"].to_numpy(), df["dec"].to_numpy())
+    return df[df["separation_deg"] <= radius_deg].sort_values("separation_deg").reset_index(drop=True)
+
+
+def tile_counts(conn: Connection, order: int, catalog_id: int | None = None) -> pd.Series:
+    """Number of clusters per tile at `order` (index: pixel), computed in the database."""
+    shift = 2 * (sky.MAX_ORDER - order)
+    tile = (Cluster.hpx29.op(">>")(shift)).label("pix")
+    from sqlalchemy import func
+
+    stmt = select(tile, func.count()).group_by(tile)
+    if catalog_id is not None:
+        stmt = stmt.where(Cluster.catalog_id == catalog_id)
+    rows = conn.execute(stmt).all()
+    return pd.Series({int(p): int(n) for p, n in rows}, dtype=np.int64, name="n").sort_index()

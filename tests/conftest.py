@@ -1,0 +1,89 @@
+"""Shared fixtures: a real PostgreSQL (throwaway embedded server or CMCAT_TEST_DATABASE_URL),
+a clean schema per test, settings pointing at it, a CLI runner, and the real data folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from clustermass.config import Settings, load_settings
+from clustermass.db import migrate
+from clustermass.db.engine import engine_for_url
+from clustermass.db.models import TABLES
+from clustermass.db.urls import normalise_url
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path | None:
+    """The real catalogues/frames folder: CMCAT_REAL_DATA_DIR or ../shared/data/real."""
+    env = os.environ.get("CMCAT_REAL_DATA_DIR")
+    path = Path(env) if env else REPO.parent / "shared" / "data" / "real"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    path = real_data_dir()
+    if path is None:
+        pytest.skip("real data folder absent (../shared/data/real or CMCAT_REAL_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a real PostgreSQL for the test session."""
+    external = os.environ.get("CMCAT_TEST_DATABASE_URL")
+    if external:
+        yield normalise_url(external)
+        return
+    from clustermass.db.embedded import ensure_database
+
+    # Short path: the server's Unix socket lives in its data directory (< ~100 chars).
+    root = Path(tempfile.mkdtemp(prefix="cmt", dir="/tmp"))
+    yield ensure_database(root / "pg", "cmcat_test", cleanup_mode="delete")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Engine:
+    engine = engine_for_url(pg_url)
+    migrate.upgrade(engine)
+    return engine
+
+
+@pytest.fixture
+def db(pg_engine: Engine) -> Engine:
+    """The test database with every cmcat table emptied (ids restart at 1)."""
+    names = ", ".join(f'"{t}"' for t in TABLES)
+    with pg_engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    return pg_engine
+
+
+@pytest.fixture
+def settings(pg_url: str, tmp_path: Path) -> Settings:
+    return load_settings(overrides={"database_url": pg_url, "data_dir": tmp_path / "data"}, environ={})
+
+
+@pytest.fixture
+def cli(db: Engine, pg_url: str, tmp_path: Path):
+    """Run `cmcat ARGS...` in-process against the test database; returns the click Result."""
+    from clustermass.cli import app
+
+    env = {"CMCAT_DATABASE_URL": pg_url, "CMCAT_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str, ok: bool = True):
+        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=True)
+        if ok and result.exit_code != 0:
+            raise AssertionError(f"cmcat {' '.join(args)} failed ({result.exit_code}): {result.output}\n{result.exception!r}")
+        return result
+
+    return run
