@@ -1,0 +1,1 @@
+"""Image access: the ImageSource interface, SAS-over-HTTP / local-mirror / mock sources, cutouts, store."""

@@ -1,0 +1,1 @@
+"""Networks, datasets, training, evaluation, baselines and explanations."""

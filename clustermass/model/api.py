@@ -1,0 +1,34 @@
+"""What the pipeline needs from a trained model, whatever its kind.
+
+`cmcat predict` (and explain, export...) only see this protocol; the registry returns an
+object that satisfies it for every model kind (the CNN/hybrid fold ensembles, the richness
+baseline, and trivial models used in load tests).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from clustermass.images.base import CutoutGrid
+
+
+class MassPredictor(Protocol):
+    """A loaded model that maps clusters (and their ugriz cutouts) to log10 M500."""
+
+    model_id: int
+    name: str
+    #: The cutout grid the model was trained on (size, aperture); predict needs the same.
+    grid: CutoutGrid
+    #: False for models that use only catalogue columns (e.g. the richness baseline).
+    needs_images: bool
+
+    def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """log10(M500/Msun) and its 1-sigma error (dex) per cluster.
+
+        images: (N, 5, size, size) float32 nanomaggies in ugriz order (None if not needs_images);
+        clusters: N rows with at least id, ra, dec, z, richness.
+        """
+        ...
