@@ -39,6 +39,8 @@ class Settings:
     sdss_timeout: float = 30.0
     #: Retries per SDSS request on timeouts, 5xx and 429.
     sdss_retries: int = 5
+    #: Base seconds of the exponential backoff between SDSS retries (doubled per retry, jittered).
+    sdss_backoff: float = 1.0
     #: Maximum SDSS requests per second per process (0 = unlimited).
     sdss_rate_limit: float = 5.0
     #: Parallel SDSS downloads per worker.
