@@ -1,0 +1,48 @@
+"""Batched forward passes shared by training, evaluation and the registry's predictors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from clustermass.model.datasets import dihedral
+from clustermass.model.networks import BandClassifier, MassHead, Trunk, band_features
+
+
+@torch.no_grad()
+def extract_features(
+    trunk: Trunk, images: np.ndarray, tta: bool = True, batch_size: int = 64, device: str = "cpu"
+) -> np.ndarray:
+    """(N, 5, H, W) normalised images -> (N, 5F) trunk features, float32.
+
+    With `tta`, features are averaged over the 8 rotations/flips (the trained-in symmetries).
+    """
+    trunk.eval().to(device)
+    ks = range(8) if tta else (0,)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+        f = sum(band_features(trunk, dihedral(x, k)) for k in ks) / len(ks)
+        out.append(f.cpu().numpy())
+    n_feat = 5 * trunk.n_features
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, n_feat), np.float32)
+
+
+@torch.no_grad()
+def head_predict(head: MassHead, feats: np.ndarray, aux: np.ndarray | None) -> np.ndarray:
+    """log10 M500 (N,) from features (N, 5F) and aux inputs (N, 2) (hybrid heads only)."""
+    head.eval()
+    f = torch.from_numpy(feats)
+    a = torch.from_numpy(aux) if (aux is not None and head.hybrid) else None
+    return head(f, a).numpy().astype(np.float64)
+
+
+@torch.no_grad()
+def classify_bands(model: BandClassifier, images: np.ndarray, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    """(M, 1, H, W) normalised single-band images -> predicted band index (M,)."""
+    model.eval().to(device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+        out.append(model(x).argmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
