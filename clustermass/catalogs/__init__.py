@@ -1,0 +1,1 @@
+"""Catalogue files: readers, validation, ingest into PostgreSQL, cross-match to mass labels."""

@@ -1,0 +1,189 @@
+"""Cross-match clusters with external mass measurements into one label per cluster.
+
+`match` is the vectorised computation on DataFrames (a k-d tree on unit vectors finds every
+pair within the radius at once); `load_inputs` and `write_labels` are the database edges;
+`crossmatch` ties them together in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+from sqlalchemy import Connection, Engine, delete, select
+
+from clustermass import sky
+from clustermass.db.bulk import copy_upsert
+from clustermass.db.models import Catalog, Cluster, Label, MassMeasurement
+from clustermass.errors import InputError
+
+DEFAULT_RADIUS_ARCSEC = 120.0
+DEFAULT_DZ = 0.05
+DEFAULT_PRIORITY = ("mcxc", "psz2")
+LABEL_COLUMNS = ["cluster_id", "measurement_id", "source", "separation_arcsec", "dz", "log10_m500", "log10_m500_err"]
+
+
+def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """(N, 3) unit vectors of positions in degrees."""
+    ra, dec = np.radians(ra), np.radians(dec)
+    cd = np.cos(dec)
+    return np.column_stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)])
+
+
+def match(
+    clusters: pd.DataFrame,
+    measurements: pd.DataFrame,
+    radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
+    dz: float = DEFAULT_DZ,
+    priority: Sequence[str] = DEFAULT_PRIORITY,
+) -> pd.DataFrame:
+    """One label per cluster: among measurements within `radius_arcsec` and |dz| < dz*(1+z_cluster),
+    the one from the highest-priority source (sources not listed rank last), nearest first.
+
+    clusters: id, ra, dec, z. measurements: id, ra, dec, z, log10_m500, log10_m500_err, source.
+    Rows without z (or measurements without mass) never match. Returns LABEL_COLUMNS.
+    """
+    c = clusters[np.isfinite(clusters["z"].to_numpy(dtype=float))]
+    m = measurements[np.isfinite(measurements["z"].to_numpy(dtype=float))
+                     & np.isfinite(measurements["log10_m500"].to_numpy(dtype=float))]
+    if c.empty or m.empty:
+        return pd.DataFrame(columns=LABEL_COLUMNS)
+    chord = 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
+    tree_m = cKDTree(unit_vectors(m["ra"].to_numpy(), m["dec"].to_numpy()))
+    tree_c = cKDTree(unit_vectors(c["ra"].to_numpy(), c["dec"].to_numpy()))
+    pairs = tree_c.sparse_distance_matrix(tree_m, chord, output_type="ndarray")
+    ic, im = pairs["i"], pairs["j"]
+    zc, zm = c["z"].to_numpy(dtype=float)[ic], m["z"].to_numpy(dtype=float)[im]
+    ok = np.abs(zm - zc) < dz * (1.0 + zc)
+    ic, im = ic[ok], im[ok]
+    rank = {s: i for i, s in enumerate(priority)}
+    source = m["source"].to_numpy()[im]
+    cand = pd.DataFrame({
+        "cluster_id": c["id"].to_numpy()[ic],
+        "measurement_id": m["id"].to_numpy()[im],
+        "source": source,
+        "rank": np.array([rank.get(s, len(priority)) for s in source], dtype=np.int64),
+        "separation_arcsec": 3600.0 * sky.angular_separation(c["ra"].to_numpy()[ic], c["dec"].to_numpy()[ic],
+                                                             m["ra"].to_numpy()[im], m["dec"].to_numpy()[im]),
+        "dz": zm[ok] - zc[ok],
+        "log10_m500": m["log10_m500"].to_numpy(dtype=float)[im],
+        "log10_m500_err": m["log10_m500_err"].to_numpy(dtype=float)[im],
+    })
+    best = cand.sort_values(["cluster_id", "rank", "separation_arcsec"], kind="stable").drop_duplicates("cluster_id")
+    return best[LABEL_COLUMNS].sort_values("cluster_id").reset_index(drop=True)
+
+
+def parse_priority(spec: str) -> tuple[str, ...]:
+    """'mcxc,psz2' -> ('mcxc', 'psz2')."""
+    out = tuple(s.strip() for s in spec.split(",") if s.strip())
+    if not out:
+        raise InputError(f"bad --priority {spec!r}: give catalogue kinds separated by commas, e.g. mcxc,psz2")
+    return out
+
+
+def parse_angle_arcsec(spec: str) -> float:
+    """'2arcmin', '120arcsec', '0.03deg' or a bare number of arcsec -> arcsec."""
+    text = spec.strip().lower()
+    for unit, factor in (("arcmin", 60.0), ("arcsec", 1.0), ("deg", 3600.0), ("'", 60.0), ('"', 1.0)):
+        if text.endswith(unit):
+            text, scale = text[: -len(unit)], factor
+            break
+    else:
+        scale = 1.0
+    try:
+        value = float(text) * scale
+    except ValueError:
+        raise InputError(f"bad angle {spec!r}: use e.g. 2arcmin, 120arcsec or 0.03deg") from None
+    if not value > 0:
+        raise InputError(f"bad angle {spec!r}: must be positive")
+    return value
+
+
+@dataclass
+class MatchSummary:
+    """Counts of a cross-match run."""
+
+    n_clusters: int
+    n_measurements: int
+    n_measurements_unusable: int
+    n_labels: int
+    per_source: dict[str, int] = field(default_factory=dict)
+    radius_arcsec: float = DEFAULT_RADIUS_ARCSEC
+    dz: float = DEFAULT_DZ
+    priority: tuple[str, ...] = DEFAULT_PRIORITY
+    catalogs: list[str] = field(default_factory=list)
+
+
+def catalog_ids(conn: Connection, names: Sequence[str]) -> list[int]:
+    """Ids of the named catalogues; InputError naming any that is not loaded."""
+    rows = conn.execute(select(Catalog.id, Catalog.name).where(Catalog.name.in_(list(names)))).all()
+    missing = set(names) - {n for _, n in rows}
+    if missing:
+        raise InputError(f"no catalogue named {sorted(missing)}; see `cmcat status` for the loaded ones")
+    return [i for i, _ in rows]
+
+
+def load_inputs(conn: Connection, catalog_ids: Sequence[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(clusters of the given catalogues or of all, every mass measurement with its source kind)."""
+    cstmt = select(Cluster.id, Cluster.ra, Cluster.dec, Cluster.z)
+    if catalog_ids is not None:
+        cstmt = cstmt.where(Cluster.catalog_id.in_(list(catalog_ids)))
+    clusters = pd.DataFrame(conn.execute(cstmt).all(), columns=["id", "ra", "dec", "z"])
+    err = (MassMeasurement.log10_m500_err_low + MassMeasurement.log10_m500_err_high) / 2
+    mstmt = select(MassMeasurement.id, MassMeasurement.ra, MassMeasurement.dec, MassMeasurement.z,
+                   MassMeasurement.log10_m500, err, Catalog.kind).join(Catalog)
+    meas = pd.DataFrame(conn.execute(mstmt).all(),
+                        columns=["id", "ra", "dec", "z", "log10_m500", "log10_m500_err", "source"])
+    for df in (clusters, meas):
+        for col in df.columns.drop(["id", "source"], errors="ignore"):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return clusters, meas
+
+
+def write_labels(conn: Connection, labels: pd.DataFrame, catalog_ids: Sequence[int] | None) -> None:
+    """Replace the labels of the clusters of `catalog_ids` (all labels if None) by `labels`."""
+    stmt = delete(Label)
+    if catalog_ids is not None:
+        stmt = stmt.where(Label.cluster_id.in_(select(Cluster.id).where(Cluster.catalog_id.in_(list(catalog_ids)))))
+    conn.execute(stmt)
+    if len(labels):
+        copy_upsert(conn, "labels", labels[LABEL_COLUMNS], conflict=["cluster_id"], update=LABEL_COLUMNS[1:])
+
+
+def crossmatch(
+    engine: Engine,
+    radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
+    dz: float = DEFAULT_DZ,
+    priority: Sequence[str] = DEFAULT_PRIORITY,
+    catalogs: Sequence[str] = (),
+) -> MatchSummary:
+    """Match the clusters (of `catalogs`, default all) and replace their labels in one transaction."""
+    with engine.begin() as conn:
+        ids = catalog_ids(conn, catalogs) if catalogs else None
+        clusters, meas = load_inputs(conn, ids)
+        labels = match(clusters, meas, radius_arcsec, dz, priority)
+        write_labels(conn, labels, ids)
+    usable = np.isfinite(meas["z"]) & np.isfinite(meas["log10_m500"])
+    per_source = {str(k): int(v) for k, v in labels["source"].value_counts().items()}
+    return MatchSummary(len(clusters), len(meas), int((~usable).sum()), len(labels), per_source,
+                        radius_arcsec, dz, tuple(priority), list(catalogs))
+
+
+def labelled_clusters(conn: Connection, catalog_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Labelled clusters with richness and z: id, richness, z, log10_m500, log10_m500_err, source."""
+    stmt = (
+        select(Cluster.id, Cluster.richness, Cluster.z, Label.log10_m500, Label.log10_m500_err, Label.source)
+        .join(Label, Label.cluster_id == Cluster.id)
+        .where(Cluster.richness > 0, Cluster.z.is_not(None))
+        .order_by(Cluster.id)
+    )
+    if catalog_ids is not None:
+        stmt = stmt.where(Cluster.catalog_id.in_(list(catalog_ids)))
+    df = pd.DataFrame(conn.execute(stmt).all(),
+                      columns=["id", "richness", "z", "log10_m500", "log10_m500_err", "source"])
+    for col in ("richness", "z", "log10_m500", "log10_m500_err"):
+        df[col] = pd.to_numeric(df[col]).astype(float)
+    return df

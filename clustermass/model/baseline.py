@@ -1,0 +1,100 @@
+"""The richness baseline: least squares of log10 M500 on log10(lambda/40) and log10((1+z)/1.35).
+
+Plain functions on numpy arrays (no database), so the model registry can wrap `fit` /
+`predict` as the model kind 'richness'. Cross-validation uses the project's one fold
+assignment (`clustermass.model.folds.fold_of`) and scores with `mass_metrics`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clustermass.model.folds import fold_of
+from clustermass.model.metrics import mass_metrics
+
+LAMBDA_PIVOT = 40.0
+Z_PIVOT = 1.35  # pivot of (1 + z)
+
+
+def design_matrix(richness: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(N, 3) columns [1, log10(lambda/40), log10((1+z)/1.35)]."""
+    lam = np.asarray(richness, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    return np.column_stack([np.ones_like(lam), np.log10(lam / LAMBDA_PIVOT), np.log10((1.0 + z) / Z_PIVOT)])
+
+
+def fit(richness: np.ndarray, z: np.ndarray, log10_m500: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients [a, b, c] of log10 M500 = a + b log10(lambda/40) + c log10((1+z)/1.35)."""
+    coef, *_ = np.linalg.lstsq(design_matrix(richness, z), np.asarray(log10_m500, dtype=np.float64), rcond=None)
+    return coef
+
+
+def predict(coef: np.ndarray, richness: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """log10(M500/Msun) from the coefficients of `fit`."""
+    return design_matrix(richness, z) @ np.asarray(coef, dtype=np.float64)
+
+
+def residual_scatter(coef: np.ndarray, richness: np.ndarray, z: np.ndarray, log10_m500: np.ndarray) -> float:
+    """RMS residual of a fit, dex (a 1-sigma error for its predictions)."""
+    r = predict(coef, richness, z) - np.asarray(log10_m500, dtype=np.float64)
+    return float(np.sqrt(np.mean(r**2)))
+
+
+def cross_validate(
+    cluster_ids: np.ndarray,
+    richness: np.ndarray,
+    z: np.ndarray,
+    log10_m500: np.ndarray,
+    k: int = 5,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> dict:
+    """k-fold CV on the shared folds.
+
+    Returns {"predicted": out-of-fold log10 M500 (N,), "fold": fold index (N,), "overall": metrics,
+    "folds": [metrics + coef per fold], "groups": {group: metrics}} with metrics from `mass_metrics`
+    (dex). `groups` (e.g. the label source) splits the overall metrics.
+    """
+    y = np.asarray(log10_m500, dtype=np.float64)
+    fold = fold_of(cluster_ids, k, seed)
+    pred = np.full(y.shape, np.nan)
+    folds = []
+    for f in range(k):
+        test = fold == f
+        if not test.any() or test.all():
+            raise ValueError(f"fold {f} of {k} has {int(test.sum())} of {y.size} clusters: too few labels for {k} folds")
+        coef = fit(richness[~test], z[~test], y[~test])
+        pred[test] = predict(coef, richness[test], z[test])
+        folds.append({"fold": f, **mass_metrics(pred[test], y[test]), "coef": coef.tolist()})
+    out = {"predicted": pred, "fold": fold, "overall": mass_metrics(pred, y), "folds": folds, "groups": {}}
+    if groups is not None:
+        groups = np.asarray(groups)
+        out["groups"] = {str(g): mass_metrics(pred[groups == g], y[groups == g]) for g in np.unique(groups)}
+    return out
+
+
+def save_plot(path: Path, measured: np.ndarray, predicted: np.ndarray, groups: np.ndarray, title: str) -> Path:
+    """PNG of predicted vs measured log10 M500 with the 1:1 line, coloured by group (label source)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=120)
+    lo = float(np.nanmin([measured.min(), predicted.min()])) - 0.1
+    hi = float(np.nanmax([measured.max(), predicted.max()])) + 0.1
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
+    for g in np.unique(groups):
+        sel = groups == g
+        ax.scatter(measured[sel], predicted[sel], s=9, alpha=0.7, label=f"{g} ({int(sel.sum())})")
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=r"measured $\log_{10} M_{500}/M_\odot$",
+           ylabel=r"predicted $\log_{10} M_{500}/M_\odot$ (out of fold)", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
