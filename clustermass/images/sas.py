@@ -1,0 +1,208 @@
+"""SDSS Science Archive Server (SAS) over HTTP: a robust frame client with a local cache.
+
+- Retries timeouts, connection errors, 5xx, 408 and 429 with exponential backoff and jitter
+  (`sdss_backoff` * 2**attempt * U(0.5, 1.5)); a Retry-After header sets the wait instead.
+- Every download is checked (complete body, bz2 stream, FITS image + TAN WCS) before it is
+  cached; a corrupt body is kept under `{cache}/quarantine/` next to a `.error` text file and
+  the download is retried. A cached file that no longer decodes is quarantined and refetched.
+- The cache is keyed by the SAS path and written atomically (temp file + rename), so readers
+  never see half a file. Requests are rate limited per process; `sdss_concurrency` frames are
+  fetched in parallel by the builder.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+from sqlalchemy import Engine
+
+from clustermass.config import Settings
+from clustermass.errors import ImageError
+from clustermass.images.atomic import atomic_write
+from clustermass.images.builder import FrameSource
+from clustermass.images.frames import DbFieldIndex, Frame, decode_frame
+
+MAX_RETRY_AFTER_S = 300.0
+MAX_BACKOFF_S = 120.0
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class _Retryable(Exception):
+    """A failed attempt worth retrying; `wait` is the server's Retry-After in seconds, if any."""
+
+    def __init__(self, message: str, wait: float | None = None):
+        super().__init__(message)
+        self.wait = wait
+
+
+class RateLimiter:
+    """At most `rate` acquisitions per second across threads (0 = unlimited)."""
+
+    def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._sleep, self._clock = sleep, clock
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped; None if absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        secs = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        secs = when.timestamp() - (time.time() if now is None else now)
+    return min(max(secs, 0.0), MAX_RETRY_AFTER_S)
+
+
+class SasClient:
+    """FrameReader that downloads SAS frames into a local cache (see module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ):
+        self.base_url = settings.sdss_base_url.rstrip("/")
+        self.cache_dir = Path(settings.cache_dir)
+        self.timeout = settings.sdss_timeout
+        self.retries = max(0, settings.sdss_retries)
+        self.backoff = settings.sdss_backoff
+        self._sleep = sleep
+        self._rng = random.Random(seed)
+        self._limiter = RateLimiter(settings.sdss_rate_limit, sleep=sleep)
+        self._local = threading.local()
+
+    # -- paths ---------------------------------------------------------------------------------
+    def url(self, relpath: str) -> str:
+        return f"{self.base_url}/{_clean(relpath)}"
+
+    def cache_path(self, relpath: str) -> Path:
+        return self.cache_dir / _clean(relpath)
+
+    def quarantine_path(self, relpath: str) -> Path:
+        return self.cache_dir / "quarantine" / _clean(relpath)
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, relpath: str) -> Frame:
+        """The decoded frame, from the cache or downloaded (ImageError after all retries fail)."""
+        path = self.cache_path(relpath)
+        if path.exists():
+            raw = path.read_bytes()
+            try:
+                return decode_frame(raw, str(path))
+            except ImageError as exc:  # the cached copy went bad: set it aside, fetch again
+                self._quarantine(relpath, raw, exc)
+                path.unlink(missing_ok=True)
+        return self._download(relpath)
+
+    def fetch(self, relpath: str) -> Path:
+        """Make sure `relpath` is in the cache (verified) and return its path."""
+        self.read(relpath)
+        return self.cache_path(relpath)
+
+    def _download(self, relpath: str) -> Frame:
+        url = self.url(relpath)
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                wait = getattr(last, "wait", None)
+                self._sleep(wait if wait is not None else self._backoff(attempt))
+            try:
+                raw = self._get(url)
+            except _Retryable as exc:
+                last = exc
+                continue
+            try:
+                frame = decode_frame(raw, url)
+            except ImageError as exc:
+                self._quarantine(relpath, raw, exc)
+                last = exc
+                continue
+            atomic_write(self.cache_path(relpath), raw)
+            return frame
+        raise ImageError(
+            f"{url}: failed after {self.retries + 1} attempts; last error: {last}. "
+            "Check the SAS base URL (CMCAT_SDSS_BASE_URL) and network, or raise CMCAT_SDSS_RETRIES / CMCAT_SDSS_TIMEOUT"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff * 2 ** (attempt - 1) * (0.5 + self._rng.random()), MAX_BACKOFF_S)
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["User-Agent"] = "cmcat (clustermass)"
+        return session
+
+    def _get(self, url: str) -> bytes:
+        """One GET; raises _Retryable for transient failures, ImageError for permanent ones."""
+        self._limiter.acquire()
+        try:
+            resp = self._session().get(url, timeout=self.timeout)
+            body = resp.content  # reads the whole body; a short body raises here
+        except requests.Timeout as exc:
+            raise _Retryable(f"timed out after {self.timeout:g} s ({type(exc).__name__})") from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise _Retryable(f"connection failed or body cut short ({_short(exc)})") from None
+        if resp.status_code in RETRY_STATUS:
+            raise _Retryable(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
+        if resp.status_code == 404:
+            raise ImageError(f"{url}: HTTP 404 not found; the frame does not exist at this SAS base URL")
+        if resp.status_code != 200:
+            raise ImageError(f"{url}: HTTP {resp.status_code} {resp.reason}; not retried")
+        expected = resp.headers.get("Content-Length")
+        if expected is not None and expected.isdigit() and int(expected) != len(body):
+            raise _Retryable(f"body has {len(body)} bytes, Content-Length says {expected}")
+        return body
+
+    def _quarantine(self, relpath: str, raw: bytes, exc: Exception) -> None:
+        """Keep a bad file and the reason next to it for inspection (never read back as a frame)."""
+        target = self.quarantine_path(relpath)
+        atomic_write(target, raw)
+        atomic_write(target.with_name(target.name + ".error"), f"{exc}\n".encode())
+
+
+class SasSource(FrameSource):
+    """Cutouts from SAS frames over HTTP (cached), frames located through the `fields` table."""
+
+    def __init__(self, settings: Settings, engine: Engine, client: SasClient | None = None, method: str = "auto"):
+        super().__init__(
+            "sas", client or SasClient(settings), DbFieldIndex(engine), max(1, settings.sdss_concurrency), method
+        )
+
+
+def _clean(relpath: str) -> str:
+    parts = [p for p in str(relpath).replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise ImageError(f"frame path {relpath!r} may not contain '..'")
+    return "/".join(parts)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
