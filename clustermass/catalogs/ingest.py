@@ -12,10 +12,11 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, bindparam, delete, select, text, update
+from sqlalchemy import Engine, all_, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 
 from clustermass import sky
@@ -33,6 +34,7 @@ TARGET_COLUMNS = {
     "fields": ["catalog_id", "run", "rerun", "camcol", "field", "ra", "dec", "hpx29", "score", "extra"],
 }
 EXTENSIONS = {".gz", ".csv", ".fits", ".fit", ".fts", ".parquet", ".pq", ".txt"}
+STAGES = ("read", "validate", "write")
 CONFLICT = {
     "clusters": ["catalog_id", "source_id"],
     "mass_measurements": ["catalog_id", "source_id"],
@@ -110,12 +112,14 @@ def ingest_file(
     skip_bad: bool = False,
     reject_dir: Path | None = None,
     hdu: str | int | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> IngestResult:
     """Load one catalogue file (see module docstring); rejected rows go to a CSV with `skip_bad`.
 
     The rejected-rows CSV is written beside the input, or in `reject_dir` when the input's
-    folder is read-only.
+    folder is read-only. `on_stage` is called with each of STAGES as it starts.
     """
+    stage = on_stage or (lambda _name: None)
     t0 = time.perf_counter()
     path = Path(path).resolve()
     sha = file_sha256(path) if path.is_file() else ""
@@ -127,7 +131,9 @@ def ingest_file(
         return IngestResult(known["name"], known["id"], kind, mapping.target, str(path), sha, "unchanged",
                             known["n_rows"], known["n_skipped"], seconds=time.perf_counter() - t0)
 
+    stage("read")
     raw, canon = read_catalog(path, mapping, hdu)
+    stage("validate")
     if "mass_raw" in canon:
         check_mass_unit(canon, mapping.mass_unit, mapping.columns["mass"][0], path)
     checked = validate(canon, mapping.target)
@@ -141,6 +147,7 @@ def ingest_file(
         "n_unknown_z": int(good["z"].isna().sum()) if "z" in good else 0,
         "n_unknown_mass": int(good["log10_m500"].isna().sum()) if "log10_m500" in good else 0,
     }
+    stage("write")
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('cmcat-ingest:' || :n))"), {"n": name})
         row = conn.execute(select(Catalog).where(Catalog.name == name)).mappings().first()
@@ -191,11 +198,9 @@ def _existing(engine: Engine, name: str, kind: str, sha: str, replace: bool) -> 
 def _delete_stale(conn, target: str, catalog_id: int, keep_ids: list[int]) -> int:
     """Delete the catalogue's rows of `target` that the reloaded file no longer has."""
     table = Base.metadata.tables[target]
-    stmt = delete(table).where(
-        table.c.catalog_id == catalog_id,
-        ~(table.c.id == text("ANY(:keep)").bindparams(bindparam("keep", type_=ARRAY(BIGINT)))),
-    )
-    return conn.execute(stmt, {"keep": keep_ids}).rowcount
+    keep = bindparam("keep", value=keep_ids, type_=ARRAY(BIGINT))
+    stmt = delete(table).where(table.c.catalog_id == catalog_id, table.c.id != all_(keep))
+    return conn.execute(stmt).rowcount
 
 
 def _write_rejected(raw: pd.DataFrame, rejected: pd.DataFrame, path: Path, fallback: Path | None) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +192,13 @@ FIELDS = Mapping(
 KINDS: dict[str, Mapping] = {"redmapper": REDMAPPER, "mcxc": MCXC, "psz2": PSZ2, "fields": FIELDS}
 
 
+def with_mass_unit(mapping: Mapping, unit: str) -> Mapping:
+    """`mapping` with its mass columns read in `unit` (one of MASS_UNITS)."""
+    if unit not in MASS_UNITS:
+        raise InputError(f"unknown mass unit {unit!r}; use one of {', '.join(MASS_UNITS)}")
+    return replace(mapping, mass_unit=unit)
+
+
 def table_mapping(
     ra: str,
     dec: str,
@@ -205,21 +212,15 @@ def table_mapping(
     method: str = "other",
 ) -> Mapping:
     """Mapping of a generic table: clusters, or mass measurements when `mass` is given."""
-    if mass_unit not in MASS_UNITS:
-        raise InputError(f"unknown mass unit {mass_unit!r}; use one of {', '.join(MASS_UNITS)}")
     given = {"source_id": id, "name": name, "ra": ra, "dec": dec, "z": z}
     if mass:
         given |= {"mass": mass, "mass_err_high": mass_err, "mass_err_low": mass_err}
     else:
         given |= {"richness": richness}
     columns = {k: (v,) for k, v in given.items() if v}
-    return Mapping(
-        target="mass_measurements" if mass else "clusters",
-        columns=columns,
-        required=tuple(columns),
-        mass_unit=mass_unit,
-        method=method,
-    )
+    mapping = Mapping(target="mass_measurements" if mass else "clusters", columns=columns, required=tuple(columns),
+                      method=method)
+    return with_mass_unit(mapping, mass_unit)
 
 
 def map_columns(raw: pd.DataFrame, mapping: Mapping, path: Path) -> pd.DataFrame:
