@@ -189,7 +189,8 @@ def _existing(engine: Engine, name: str, kind: str, sha: str, replace: bool) -> 
         named = conn.execute(select(Catalog).where(Catalog.name == name)).mappings().first()
     if named is not None and not replace and named["sha256"] != sha:
         raise InputError(
-            f"catalogue {name!r} is already loaded from another file ({named['path']}, sha256 {named['sha256'][:12]}...); "
+            f"catalogue {name!r} is already loaded with different content (from {named['path']}, "
+            f"sha256 {named['sha256'][:12]}...); "
             "pass --replace to reload it from this file, or --name NAME to load it as a new catalogue"
         )
     return None
@@ -208,11 +209,20 @@ def _write_rejected(raw: pd.DataFrame, rejected: pd.DataFrame, path: Path, fallb
     rows = raw.iloc[rejected[ROW].to_numpy() - 1].reset_index(drop=True)
     out = pd.concat([rejected[[ROW, "column", "reason"]].reset_index(drop=True), rows], axis=1)
     out = out.rename(columns={ROW: "row", "column": "bad_column"})
-    target = path.parent / f"{default_name(path)}.rejected.csv"
-    if not os.access(path.parent, os.W_OK):
-        if fallback is None:
-            raise InputError(f"{path.parent} is read-only and no other folder was given for the rejected rows")
-        fallback.mkdir(parents=True, exist_ok=True)
-        target = fallback / target.name
-    out.to_csv(target, index=False)
-    return target
+    name = f"{default_name(path)}.rejected.csv"
+    if _writable(path.parent):
+        try:
+            out.to_csv(path.parent / name, index=False)
+            return path.parent / name
+        except OSError:
+            pass
+    if fallback is None:
+        raise InputError(f"{path.parent} is read-only and no other folder was given for the rejected rows")
+    fallback.mkdir(parents=True, exist_ok=True)
+    out.to_csv(fallback / name, index=False)
+    return fallback / name
+
+
+def _writable(folder: Path) -> bool:
+    """Whether we may write in `folder`: access allowed and (even for root) some write bit set."""
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)

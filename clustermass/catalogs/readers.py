@@ -43,10 +43,11 @@ def sniff_format(path: Path) -> tuple[str, bool]:
     return "csv", gz
 
 
-def read_table(path: Path, hdu: str | int | None = None) -> pd.DataFrame:
+def read_table(path: Path, hdu: str | int | None = None, preferred_hdu: str | None = None) -> pd.DataFrame:
     """The rows of a FITS binary table, CSV (optionally gzipped) or Parquet file.
 
-    For FITS, `hdu` names the extension (default: the first table HDU). Byte strings are
+    For FITS, `hdu` names the extension (default: `preferred_hdu` if the file has it, else the
+    first table HDU). Byte strings are
     decoded and stripped; masked values become NaN; multi-dimensional columns are dropped
     (they have no place in a row-per-cluster table).
     """
@@ -54,7 +55,7 @@ def read_table(path: Path, hdu: str | int | None = None) -> pd.DataFrame:
     fmt, gz = sniff_format(path)
     try:
         if fmt == "fits":
-            df = _read_fits(path, hdu)
+            df = _read_fits(path, hdu, preferred_hdu)
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         else:
@@ -70,7 +71,7 @@ def read_table(path: Path, hdu: str | int | None = None) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _read_fits(path: Path, hdu: str | int | None) -> pd.DataFrame:
+def _read_fits(path: Path, hdu: str | int | None, preferred: str | None) -> pd.DataFrame:
     from astropy.io import fits
     from astropy.table import Table
     from astropy.units import UnitsWarning
@@ -81,7 +82,12 @@ def _read_fits(path: Path, hdu: str | int | None) -> pd.DataFrame:
         warnings.simplefilter("error", AstropyWarning)  # truncated data is a warning in astropy: make it fatal
         try:
             with fits.open(path, memmap=False) as hdul:
-                ext = hdu if hdu is not None else _first_table_hdu(hdul, path)
+                if hdu is not None:
+                    ext = hdu
+                elif preferred is not None and preferred in hdul:
+                    ext = preferred
+                else:
+                    ext = _first_table_hdu(hdul, path)
                 if ext not in hdul:
                     names = [h.name for h in hdul]
                     raise InputError(f"{path}: no HDU {ext!r}; the file has {names}. Pass --hdu with one of them")
@@ -313,17 +319,7 @@ def _json_rows(df: pd.DataFrame) -> pd.Series:
 
 def read_catalog(path: Path, mapping: Mapping, hdu: str | int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(raw table, canonical table) of a catalogue file."""
-    raw = read_table(path, hdu if hdu is not None else _hdu_for(path, mapping))
+    raw = read_table(path, hdu, mapping.fits_hdu)
     return raw, map_columns(raw, mapping, path)
-
-
-def _hdu_for(path: Path, mapping: Mapping) -> str | None:
-    """The mapping's preferred FITS HDU if the file has it, else None (first table)."""
-    if mapping.fits_hdu is None or sniff_format(path)[0] != "fits":
-        return None
-    from astropy.io import fits
-
-    with fits.open(path) as hdul:
-        return mapping.fits_hdu if mapping.fits_hdu in hdul else None
 
 

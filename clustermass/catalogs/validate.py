@@ -62,8 +62,10 @@ def validate(df: pd.DataFrame, target: str) -> Validation:
             bad(~np.isfinite(v) | (v != np.round(v)) | (v < 0), col, f"{col} is not a non-negative integer")
         bad(df.duplicated(["run", "rerun", "camcol", "field"]).to_numpy(), "field", "duplicate (run, rerun, camcol, field)")
     else:
-        dup = df["source_id"].duplicated(keep="first").to_numpy()
-        bad(dup, "source_id", "duplicate id")
+        ids = df["source_id"]
+        missing = (ids.isna() | (ids.astype(object).map(str).str.strip().isin(["", "nan", "None"]))).to_numpy()
+        bad(missing, "source_id", "id is missing")
+        bad(ids.duplicated(keep="first").to_numpy() & ~missing, "source_id", "duplicate id")
 
     parts = []
     for mask, column, reason in checks:
@@ -71,7 +73,7 @@ def validate(df: pd.DataFrame, target: str) -> Validation:
             rows = df.loc[mask]
             value = rows[column] if column in rows else rows.get("mass_raw", pd.Series(np.nan, index=rows.index))
             parts.append(pd.DataFrame({ROW: rows[ROW], "source_id": rows.get("source_id", rows[ROW].astype(str)),
-                                       "column": column, "value": value.astype(str), "reason": reason}))
+                                       "column": column, "value": [str(x) for x in value], "reason": reason}))
     if not parts:
         return Validation(df, pd.DataFrame(columns=[ROW, "source_id", "column", "value", "reason"]))
     rejected = (
