@@ -1,0 +1,204 @@
+"""`cmcat train`, `cmcat evaluate`, `cmcat models list`, `cmcat learning-curve`: the two-stage CNN."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+
+from clustermass.cli._common import STATE, app, console, emit_json, progress, table
+from clustermass.errors import InputError
+
+models_app = typer.Typer(help="The model registry: trained models, their metrics and weights.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+SOURCES = ("mock", "local", "sas")
+
+
+@contextmanager
+def _progress_fn(enabled: bool = True) -> Iterator[Any]:
+    """A callback on_progress(stage, step, total, info) that drives one Rich bar per stage."""
+    if not enabled:
+        yield None
+        return
+    with progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, step: int, total: int, info: dict) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=step, total=total)
+
+        yield update
+
+
+def _source_options(source: str, frames: Optional[Path], universe: Optional[Path], mock_seed: int) -> dict:
+    if source not in SOURCES:
+        raise InputError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
+    if source == "local":
+        if frames is None:
+            raise InputError("--source local needs --frames DIR (a folder in the SAS layout, e.g. from `cmcat mock frames`)")
+        return {"root": str(frames.resolve())}
+    if source == "mock":
+        return {"universe_dir": str(universe.resolve()) if universe else None, "seed": mock_seed}
+    return {}
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, not {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
+
+
+@app.command("train")
+def train(
+    stage: str = typer.Option("all", "--stage", help="1 (band classifier), 2 (mass models on the newest/--trunk classifier) or all."),
+    config: str = typer.Option("quick", "--config", help="Training config: quick, full or a TOML file."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, folds, initialisation and augmentation."),
+    source: str = typer.Option("mock", "--source", help="Where cutouts come from when not in the store: mock, local or sas."),
+    frames: Optional[Path] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
+    universe: Optional[Path] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
+    mock_seed: int = typer.Option(0, "--mock-seed", help="Seed of the mock renderer (--source mock)."),
+    trunk: Optional[str] = typer.Option(None, "--trunk", help="Band-classifier model for stage 2 (default: the one stage 1 just made, or the newest)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the registered models as JSON."),
+) -> None:
+    """Train the band classifier (stage 1) and/or the k-fold CNN, hybrid and richness models (stage 2).
+
+    Rerunning with the same data, config and seed finds the registered models instead of training again.
+    """
+    import time
+
+    import torch
+
+    from clustermass.model import workflow
+    from clustermass.model.data import source_images_fn
+    from clustermass.model.trainconfig import load_train_config
+
+    if stage not in ("1", "2", "all"):
+        raise InputError(f"--stage must be 1, 2 or all, not {stage!r}")
+    _check_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = load_train_config(config)
+    opts = _source_options(source, frames, universe, mock_seed)
+    engine, settings = STATE.engine(), STATE.settings
+    results: list[dict] = []
+    t0 = time.perf_counter()
+    with _progress_fn(not json_out) as on_progress:
+        images_fn = source_images_fn(engine, settings, workflow.grid_of(cfg), source, opts, on_progress)
+        trunk_ref: str | int = trunk or "band-classifier"
+        if stage in ("1", "all"):
+            rec, new = workflow.train_band_classifier(engine, settings, cfg, seed, images_fn, source, device, on_progress)
+            results.append({**rec.summary(), "trained": new})
+            trunk_ref = rec.id
+        if stage in ("2", "all"):
+            for rec, new in workflow.train_mass_models(engine, settings, cfg, seed, images_fn, source, trunk_ref, device, on_progress):
+                results.append({**rec.summary(), "trained": new})
+    seconds = time.perf_counter() - t0
+    if json_out:
+        emit_json({"models": results, "seconds": seconds, "config": cfg["name"], "seed": seed})
+        return
+    rows = [(r["id"], r["name"], r["kind"], "trained" if r["trained"] else "existing",
+             r["band_accuracy"] if r["kind"] == "band-classifier" else r["mae"], r["n_labels"] or r["n_clusters"])
+            for r in results]
+    console.print(table("models", ["id", "name", "kind", "status", "band acc. / CV MAE [dex]", "clusters"], rows))
+    console.print(f"config {cfg['name']}, seed {seed}, {seconds:.0f} s. Compare them with `cmcat evaluate {results[-1]['name']}`.")
+
+
+@app.command("evaluate")
+def evaluate(
+    model: str = typer.Argument(..., help="Model id, name or kind (newest of that kind)."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Mock truth table (CSV/Parquet) to score against true masses too."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNG plots (default: the output dir)."),
+    detail: bool = typer.Option(False, "--detail", help="Show per-fold and per-source rows too."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+) -> None:
+    """Richness baseline vs CNN vs hybrid on the same folds: MAE, bias, NMAD, outliers; PNG plots."""
+    from clustermass.model import workflow
+    from clustermass.model.truth import read_truth
+
+    engine, settings = STATE.engine(), STATE.settings
+    truth_df = read_truth(engine, truth) if truth else None
+    res = workflow.evaluate_model(engine, settings, model, out or settings.output_dir, truth_df)
+    tab = res["table"]
+    if json_out:
+        emit_json({"models": res["models"], "band_accuracy": res["band_accuracy"], "plots": res["plots"],
+                   "rows": tab.to_dict(orient="records")})
+        return
+    shown = tab if detail else tab[tab["subset"] == "all"]
+    cols = ["model", "subset", "reference", "n", "mae", "bias", "nmad", "outlier_frac"]
+    console.print(table("cross-validated scores (dex; outliers: |error| > 0.3 dex)", cols, shown[cols].itertuples(index=False)))
+    allrows = tab[(tab["subset"] == "all") & (tab["reference"] == "label")].set_index("model")["mae"]
+    if "richness" in allrows:
+        ratios = ", ".join(f"{k} {v / allrows['richness']:.2f}x" for k, v in allrows.items() if k != "richness")
+        console.print(f"MAE relative to the richness baseline: {ratios}")
+    if res["band_accuracy"] is not None:
+        console.print(f"stage-1 held-out band accuracy: {res['band_accuracy']:.1%}")
+    for p in res["plots"]:
+        console.print(f"plot: {p}")
+
+
+@app.command("learning-curve")
+def learning_curve(
+    model: str = typer.Option("hybrid", "--model", help="A stage-2 model whose trunk, config and seed to use."),
+    sizes: str = typer.Option("25,50,100,200,400", "--sizes", help="Comma-separated numbers of labelled clusters."),
+    source: str = typer.Option("mock", "--source", help="Where cutouts come from when not in the store."),
+    frames: Optional[Path] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
+    universe: Optional[Path] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
+    mock_seed: int = typer.Option(0, "--mock-seed", help="Seed of the mock renderer."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/learning-curve.png)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the curve as JSON."),
+) -> None:
+    """Cross-validated MAE vs number of labelled clusters: richness vs CNN vs hybrid, as a table and plot."""
+    from clustermass.model import registry, workflow
+    from clustermass.model.data import source_images_fn
+
+    try:
+        size_list = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--sizes must be comma-separated integers, not {sizes!r}") from None
+    engine, settings = STATE.engine(), STATE.settings
+    record = registry.get_model(engine, model)
+    if record.kind not in ("cnn", "hybrid"):
+        raise InputError(f"--model must be a cnn or hybrid model, {record.name!r} is {record.kind!r}")
+    cfg = record.config["train"]
+    trunk = registry.get_model(engine, record.training["trunk_model"])
+    opts = _source_options(source, frames, universe, mock_seed)
+    with _progress_fn(not json_out) as on_progress:
+        images_fn = source_images_fn(engine, settings, record.grid, source, opts, on_progress)
+        data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn)
+        curve = workflow.learning_curve(data, cfg["stage2"], size_list, int(record.config["seed"]), on_progress)
+    path = workflow.save_learning_curve(curve, out or settings.output_dir / "learning-curve.png")
+    if json_out:
+        emit_json({"curve": curve.to_dict(orient="records"), "plot": path})
+        return
+    console.print(table("cross-validated MAE [dex] vs labelled clusters", list(curve.columns), curve.itertuples(index=False)))
+    console.print(f"plot: {path}")
+
+
+@models_app.command("list")
+def list_models(
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind (band-classifier, cnn, hybrid, richness)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """Registered models with their kind, headline metric and training data."""
+    from clustermass.model import registry
+
+    models = [m.summary() for m in registry.list_models(STATE.engine(), kind)]
+    if json_out:
+        emit_json(models)
+        return
+    rows = [(m["id"], m["name"], m["kind"], m["created"].strftime("%Y-%m-%d %H:%M") if m["created"] else None,
+             m["band_accuracy"] if m["kind"] == "band-classifier" else m["mae"], m["n_labels"] or m["n_clusters"],
+             (m["git_commit"] or "")[:8]) for m in models]
+    console.print(table("models", ["id", "name", "kind", "created", "band acc. / CV MAE [dex]", "clusters", "commit"], rows))
+    if not models:
+        console.print("no models yet: train with `cmcat train`")

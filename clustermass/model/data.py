@@ -1,0 +1,102 @@
+"""Database and image I/O for training: which clusters, their labels, their cutouts.
+
+The training loops never see the database or an image source: these functions turn the
+`clusters`/`labels` tables and an image source into plain DataFrames and arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, select
+
+from clustermass.db.models import Cluster, Label
+from clustermass.config import Settings
+from clustermass.errors import ModelError
+from clustermass.images.base import CutoutGrid
+
+#: images_fn(clusters) -> (N, 5, size, size) float32 nanomaggies (NaN = uncovered) in row order.
+ImagesFn = Callable[[pd.DataFrame], np.ndarray]
+
+_CLUSTER_COLS = [Cluster.id, Cluster.source_id, Cluster.name, Cluster.ra, Cluster.dec, Cluster.z, Cluster.richness]
+
+
+def labelled_clusters(engine: Engine) -> pd.DataFrame:
+    """Clusters with a label: id, source_id, name, ra, dec, z, richness, log10_m500, source; by id."""
+    stmt = (
+        select(*_CLUSTER_COLS, Label.log10_m500, Label.source)
+        .join(Label, Label.cluster_id == Cluster.id)
+        .where(Cluster.z.is_not(None), Cluster.richness.is_not(None), Cluster.richness > 0)
+        .order_by(Cluster.id)
+    )
+    with engine.connect() as conn:
+        df = pd.DataFrame(conn.execute(stmt).all(), columns=[c.key for c in _CLUSTER_COLS] + ["log10_m500", "source"])
+    if df.empty:
+        raise ModelError(
+            "no labelled clusters (with z and richness) in the database: ingest a cluster catalogue and "
+            "mass catalogues with `cmcat ingest`, then run `cmcat crossmatch`"
+        )
+    return df
+
+
+def sample_clusters(engine: Engine, n: int, seed: int) -> pd.DataFrame:
+    """A seeded random sample of n clusters (all if fewer), labelled or not, ordered by id."""
+    with engine.connect() as conn:
+        ids = np.array(conn.execute(select(Cluster.id).where(Cluster.z > 0).order_by(Cluster.id)).scalars().all())
+        if len(ids) == 0:
+            raise ModelError("no clusters with a redshift in the database: ingest a catalogue with `cmcat ingest`")
+        pick = np.sort(np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False))
+        rows = conn.execute(select(*_CLUSTER_COLS).where(Cluster.id.in_(pick.tolist())).order_by(Cluster.id)).all()
+    return pd.DataFrame(rows, columns=[c.key for c in _CLUSTER_COLS])
+
+
+def count_clusters(engine: Engine) -> int:
+    """Number of clusters in the database."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Cluster)).scalar_one())
+
+
+def usable(images: np.ndarray, min_covered: float = 0.5) -> np.ndarray:
+    """(N,) bool: cutouts whose every band has at least `min_covered` of its pixels finite."""
+    finite = np.isfinite(images).reshape(*images.shape[:2], -1).mean(-1)
+    return (finite >= min_covered).all(axis=1)
+
+
+#: HEALPix order of the chunks in which training asks for cutouts (one store transaction each).
+CHUNK_ORDER = 3
+
+
+def source_images_fn(
+    engine: Engine,
+    settings: Settings,
+    grid: CutoutGrid,
+    source: str,
+    source_options: dict,
+    on_progress: Callable[[str, int, int, dict], None] | None = None,
+) -> ImagesFn:
+    """An ImagesFn reading the cutout store (fetching/rendering missing cutouts from `source`).
+
+    Clusters are processed in HEALPix tiles of order CHUNK_ORDER; rows whose cutout failed
+    come back all-NaN (and are dropped as unusable by training).
+    """
+    from clustermass import sky
+    from clustermass.images import store
+
+    def images(clusters: pd.DataFrame) -> np.ndarray:
+        out = np.full((len(clusters), 5, grid.size, grid.size), np.nan, dtype=np.float32)
+        tiles = sky.tile_of(sky.hpx29(clusters["ra"].to_numpy(), clusters["dec"].to_numpy()), CHUNK_ORDER)
+        uniq = np.unique(tiles)
+        done = 0
+        for i, pix in enumerate(uniq):
+            rows = np.flatnonzero(tiles == pix)
+            data, ok = store.tile_arrays(engine, settings, clusters.iloc[rows].reset_index(drop=True), grid, source,
+                                         **source_options)
+            out[rows[ok]] = data[ok]
+            done += len(rows)
+            if on_progress:
+                on_progress("cutouts", done, len(clusters), {"tiles": i + 1})
+        return out
+
+    return images

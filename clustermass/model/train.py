@@ -1,0 +1,191 @@
+"""Training loops on plain arrays (no database, no image source): stage 1 and stage-2 k-fold CV.
+
+Determinism: every function takes a seed; torch and numpy generators are seeded from it, so
+the same arrays, config and seed give the same weights and metrics on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from clustermass.model.datasets import augment, band_samples
+from clustermass.model.folds import fold_of
+from clustermass.model.inference import classify_bands, head_predict
+from clustermass.model.networks import N_BANDS, BandClassifier, MassHead, Trunk
+
+#: on_progress(stage, step, total, info) callback for progress bars (info: plain dict).
+ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+
+
+def _seed_all(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+@dataclass
+class Stage1Result:
+    """Trained band classifier, its learning curve and held-out scores."""
+
+    model: BandClassifier
+    history: list[dict[str, float]]
+    accuracy: float  # held-out band accuracy (fraction)
+    confusion: np.ndarray  # (5, 5) counts, rows = true band, columns = predicted
+    n_train: int  # clusters used for training
+    n_holdout: int  # clusters held out
+
+
+def holdout_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of n items into (train indices, held-out indices)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_hold = max(1, int(round(frac * n))) if n > 1 else 0
+    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+
+
+def train_stage1(
+    images: np.ndarray, cfg: dict[str, Any], seed: int = 0, device: str = "cpu", on_progress: ProgressFn | None = None
+) -> Stage1Result:
+    """Train the band classifier on normalised (N, 5, H, W) cutouts; hold out clusters, not images.
+
+    cfg keys: width, blocks, epochs, batch_size, lr, weight_decay, holdout_frac, max_shift.
+    """
+    rng = _seed_all(seed)
+    train_idx, hold_idx = holdout_split(len(images), float(cfg["holdout_frac"]), seed)
+    model = BandClassifier(Trunk(int(cfg["width"]), tuple(cfg["blocks"]))).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    clus, band = band_samples(len(train_idx))
+    clus = train_idx[clus]
+    bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
+    steps = epochs * int(np.ceil(len(clus) / bs))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(cfg["lr"]), total_steps=max(steps, 1))
+    loss_fn = nn.CrossEntropyLoss()
+    hold_x, hold_y = _single_band(images, hold_idx)
+    history, step = [], 0
+    for epoch in range(epochs):
+        model.train()
+        order = rng.permutation(len(clus))
+        total, n_seen = 0.0, 0
+        for start in range(0, len(order), bs):
+            sel = order[start:start + bs]
+            x = torch.from_numpy(images[clus[sel], band[sel]][:, None])
+            x = augment(x, rng, int(cfg["max_shift"])).to(device)
+            y = torch.from_numpy(band[sel]).to(device)
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(sel)
+            n_seen += len(sel)
+            step += 1
+            if on_progress:
+                on_progress("stage 1", step, steps, {"epoch": epoch + 1, "loss": total / n_seen})
+        acc = float(np.mean(classify_bands(model, hold_x, device=device) == hold_y)) if len(hold_y) else float("nan")
+        history.append({"epoch": epoch + 1, "train_loss": total / max(n_seen, 1), "holdout_accuracy": acc})
+    pred = classify_bands(model, hold_x, device=device)
+    model = model.cpu().eval()
+    return Stage1Result(model, history, float(np.mean(pred == hold_y)) if len(hold_y) else float("nan"),
+                        confusion_matrix(hold_y, pred), len(train_idx), len(hold_idx))
+
+
+def _single_band(images: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All single-band images (M, 1, H, W) of the clusters `idx` and their band labels (M,)."""
+    clus, band = band_samples(len(idx))
+    return images[idx[clus], band][:, None], band
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, n: int = N_BANDS) -> np.ndarray:
+    """(n, n) counts: rows are the true class, columns the predicted one."""
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (np.asarray(true, int), np.asarray(pred, int)), 1)
+    return cm
+
+
+@dataclass
+class HeadFit:
+    """A trained stage-2 head and its learning curve (train/validation MAE per epoch, dex)."""
+
+    head: MassHead
+    history: list[dict[str, float]]
+    best_epoch: int
+
+
+def fit_head(
+    feats: np.ndarray, aux: np.ndarray, y: np.ndarray, val: np.ndarray, cfg: dict[str, Any], seed: int, hybrid: bool
+) -> HeadFit:
+    """Fit a MassHead on rows ~val with early stopping on the validation rows `val` (bool mask).
+
+    cfg keys: hidden, dropout, lr, weight_decay, max_epochs, patience. Full-batch AdamW, L1 loss.
+    """
+    _seed_all(seed)
+    f = torch.from_numpy(feats)
+    a = torch.from_numpy(aux)
+    t = torch.from_numpy(y.astype(np.float32))
+    tr = torch.from_numpy(~val)
+    va = torch.from_numpy(val)
+    head = MassHead(feats.shape[1], int(cfg["hidden"]), float(cfg["dropout"]), hybrid)
+    head.set_scaling(f[tr], a[tr] if hybrid else None, t[tr])
+    opt = torch.optim.AdamW(head.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    best, best_state, best_epoch, history = np.inf, copy.deepcopy(head.state_dict()), 0, []
+    for epoch in range(int(cfg["max_epochs"])):
+        head.train()
+        opt.zero_grad()
+        loss = torch.mean(torch.abs(head(f[tr], a[tr]) - t[tr]))
+        loss.backward()
+        opt.step()
+        val_mae = float(np.mean(np.abs(head_predict(head, feats[val], aux[val]) - y[val])))
+        history.append({"epoch": epoch + 1, "train_mae": loss.item(), "val_mae": val_mae})
+        if val_mae < best - 1e-5:
+            best, best_state, best_epoch = val_mae, copy.deepcopy(head.state_dict()), epoch + 1
+        elif epoch + 1 - best_epoch >= int(cfg["patience"]):
+            break
+    head.load_state_dict(best_state)
+    return HeadFit(head.eval(), history, best_epoch)
+
+
+@dataclass
+class CVResult:
+    """k-fold cross-validation of a stage-2 head: out-of-fold predictions and the k fold heads."""
+
+    oof: np.ndarray  # (N,) out-of-fold log10 M500 prediction of every labelled cluster
+    fold: np.ndarray  # (N,) test fold of each cluster (clustermass.model.folds.fold_of)
+    fits: list[HeadFit] = field(default_factory=list)
+
+
+def cross_validate(
+    feats: np.ndarray,
+    aux: np.ndarray,
+    y: np.ndarray,
+    cluster_ids: np.ndarray,
+    cfg: dict[str, Any],
+    seed: int = 0,
+    hybrid: bool = False,
+    on_progress: ProgressFn | None = None,
+) -> CVResult:
+    """k-fold CV (cfg['folds'], folds from fold_of(cluster_ids, k, seed), shared with the baseline).
+
+    Each fold's head is early-stopped on an inner validation split of its training clusters
+    (cfg['inner_val_frac'], seeded), never on the test fold.
+    """
+    k = int(cfg["folds"])
+    fold = fold_of(cluster_ids, k, seed)
+    oof = np.full(len(y), np.nan)
+    fits = []
+    for i in range(k):
+        train = np.flatnonzero(fold != i)
+        test = np.flatnonzero(fold == i)
+        _, inner = holdout_split(len(train), float(cfg["inner_val_frac"]), seed + 1000 + i)
+        val = np.zeros(len(train), bool)
+        val[inner] = True
+        fit = fit_head(feats[train], aux[train], y[train], val, cfg, seed + i, hybrid)
+        if len(test):
+            oof[test] = head_predict(fit.head, feats[test], aux[test])
+        fits.append(fit)
+        if on_progress:
+            on_progress("stage 2 " + ("hybrid" if hybrid else "cnn"), i + 1, k, {"best_epoch": fit.best_epoch})
+    return CVResult(oof, fold, fits)

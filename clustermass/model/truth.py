@@ -1,0 +1,54 @@
+"""True masses of a mock universe, matched to the clusters in the database (for evaluation only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from clustermass.db.models import Cluster
+from clustermass.errors import InputError
+from clustermass.sky import angular_separation
+
+MATCH_ARCSEC = 2.0
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        from clustermass.mock.writers import read_truth
+
+        return read_truth(path)
+    if not path.is_file():
+        raise InputError(f"truth table {path} does not exist; give the mock universe folder or its truth file")
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def match_truth(clusters: pd.DataFrame, truth: pd.DataFrame, radius_arcsec: float = MATCH_ARCSEC) -> pd.DataFrame:
+    """(cluster_id, log10_m500_true) for clusters (id, ra, dec) within `radius_arcsec` of a truth row
+    (ra, dec, log10_m500); nearest match, unmatched clusters left out."""
+    from scipy.spatial import cKDTree
+
+    def unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        a, d = np.radians(ra), np.radians(dec)
+        return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
+
+    tree = cKDTree(unit(truth["ra"].to_numpy(float), truth["dec"].to_numpy(float)))
+    _, idx = tree.query(unit(clusters["ra"].to_numpy(float), clusters["dec"].to_numpy(float)))
+    sep = angular_separation(clusters["ra"].to_numpy(float), clusters["dec"].to_numpy(float),
+                             truth["ra"].to_numpy(float)[idx], truth["dec"].to_numpy(float)[idx]) * 3600.0
+    ok = sep <= radius_arcsec
+    return pd.DataFrame({"cluster_id": clusters["id"].to_numpy()[ok],
+                         "log10_m500_true": truth["log10_m500"].to_numpy(float)[idx[ok]]})
+
+
+def read_truth(engine: Engine, path: Path) -> pd.DataFrame:
+    """True log10 M500 of the database's clusters from a mock truth table (folder, CSV or Parquet)."""
+    truth = _read_table(Path(path))
+    missing = {"ra", "dec", "log10_m500"} - set(truth.columns)
+    if missing:
+        raise InputError(f"truth table {path} lacks column(s) {', '.join(sorted(missing))}")
+    with engine.connect() as conn:
+        clusters = pd.DataFrame(conn.execute(select(Cluster.id, Cluster.ra, Cluster.dec)).all(), columns=["id", "ra", "dec"])
+    return match_truth(clusters, truth)

@@ -1,0 +1,248 @@
+"""Train, register and evaluate: the steps `cmcat train/evaluate/learning-curve` run.
+
+Orchestration only: data from `data.py`, compute from `train.py`/`evaluate.py`, storage in
+`registry.py`. Idempotent: a model's name is derived from its config, seed and training data,
+so rerunning the same command finds the registered model instead of training it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from clustermass.config import Settings
+from clustermass.errors import ModelError
+from clustermass.images.base import CutoutGrid
+from clustermass.model import baseline, registry
+from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
+from clustermass.model.datasets import aux_inputs
+from clustermass.model.evaluate import (
+    comparison_table,
+    plot_confusion,
+    plot_learning_curves,
+    plot_mae_vs_n,
+    plot_pred_vs_true,
+    plot_residuals,
+)
+from clustermass.model.inference import extract_features
+from clustermass.model.metrics import mass_metrics
+from clustermass.model.preprocess import normalise
+from clustermass.model.registry import ModelRecord
+from clustermass.model.train import ProgressFn, cross_validate, train_stage1
+
+MASS_KINDS = ("cnn", "hybrid", "richness")
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def grid_of(cfg: dict[str, Any]) -> CutoutGrid:
+    """The cutout grid of a training config."""
+    g = cfg["grid"]
+    return CutoutGrid(size=int(g["size"]), aperture_mpc=g.get("aperture_mpc"), aperture_arcsec=g.get("aperture_arcsec"))
+
+
+def _images(images_fn: ImagesFn, clusters: pd.DataFrame, softening: float) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised images of the usable clusters and the mask of usable rows."""
+    raw = images_fn(clusters)
+    ok = usable(raw)
+    if not ok.any():
+        raise ModelError(f"none of the {len(clusters)} clusters has usable cutouts (>= 50% covered in every band)")
+    return normalise(raw[ok], softening), ok
+
+
+def train_band_classifier(
+    engine: Engine, settings: Settings, cfg: dict[str, Any], seed: int, images_fn: ImagesFn, source: str,
+    device: str = "cpu", on_progress: ProgressFn | None = None,
+) -> tuple[ModelRecord, bool]:
+    """Stage 1 on a seeded sample of all clusters; returns (model, trained now?)."""
+    s1 = cfg["stage1"]
+    clusters = sample_clusters(engine, int(s1["n_clusters"]), seed)
+    name = f"band-classifier-{cfg['name']}-s{seed}-{_digest(cfg, source, clusters['id'].tolist())}"
+    if (found := registry.find_model(engine, name)) is not None:
+        return found, False
+    images, ok = _images(images_fn, clusters, float(cfg["softening"]))
+    res = train_stage1(images, s1, seed, device, on_progress)
+    arch = {"width": int(s1["width"]), "blocks": list(s1["blocks"])}
+    record = registry.save_model(
+        engine, settings, name=name, kind="band-classifier",
+        config={"arch": arch, "grid": grid_of(cfg).as_dict(), "softening": cfg["softening"], "train": cfg, "seed": seed},
+        metrics={"band_accuracy": res.accuracy, "confusion": res.confusion.tolist(), "history": res.history},
+        training={"source": source, "n_clusters": int(ok.sum()), "n_unusable": int((~ok).sum()),
+                  "n_train": res.n_train, "n_holdout": res.n_holdout},
+        weights={"classifier": res.model.state_dict(), "trunk": res.model.trunk.state_dict()},
+    )
+    return record, True
+
+
+@dataclass
+class LabelledData:
+    """Labelled clusters with usable images, their stage-2 features and catalogue inputs."""
+
+    clusters: pd.DataFrame
+    feats: np.ndarray
+    aux: np.ndarray
+    n_unusable: int
+
+
+def labelled_features(
+    engine: Engine, settings: Settings, trunk_record: ModelRecord, cfg: dict[str, Any], images_fn: ImagesFn,
+    device: str = "cpu",
+) -> LabelledData:
+    """Labelled clusters, their frozen-trunk features (TTA-averaged) and (log10 lambda, z) inputs."""
+    clusters = labelled_clusters(engine)
+    images, ok = _images(images_fn, clusters, float(cfg["softening"]))
+    trunk = registry.load_band_classifier(settings, trunk_record).trunk
+    feats = extract_features(trunk, images, bool(cfg["tta"]), device=device)
+    clusters = clusters[ok].reset_index(drop=True)
+    return LabelledData(clusters, feats, aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()),
+                        int((~ok).sum()))
+
+
+def cv_predictions(data: LabelledData, s2: dict[str, Any], kind: str, seed: int, on_progress: ProgressFn | None = None):
+    """Out-of-fold predictions (N,), folds (N,) and the fitted state of one model kind."""
+    y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
+    ids = data.clusters["id"].to_numpy()
+    if kind == "richness":
+        lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
+        cv = baseline.cross_validate(ids, lam, z, y, int(s2["folds"]), seed)
+        return cv["predicted"], cv["fold"], {"coef": baseline.fit(lam, z, y).tolist()}
+    res = cross_validate(data.feats, data.aux, y, ids, s2, seed, hybrid=kind == "hybrid", on_progress=on_progress)
+    return res.oof, res.fold, res
+
+
+def train_mass_models(
+    engine: Engine, settings: Settings, cfg: dict[str, Any], seed: int, images_fn: ImagesFn, source: str,
+    trunk_ref: int | str = "band-classifier", device: str = "cpu", on_progress: ProgressFn | None = None,
+) -> list[tuple[ModelRecord, bool]]:
+    """Stage 2: k-fold CNN / hybrid heads on the frozen trunk and the richness baseline, registered.
+
+    All kinds share the folds (fold_of(cluster_id, k, seed)) and a training `group` name, which
+    `evaluate_model` uses to put them side by side. Returns [(model, trained now?)].
+    """
+    s2 = cfg["stage2"]
+    kinds = [k for k in s2["kinds"] if k in MASS_KINDS]
+    trunk_record = registry.get_model(engine, trunk_ref)
+    data = labelled_features(engine, settings, trunk_record, cfg, images_fn, device)
+    if len(data.clusters) < 2 * int(s2["folds"]):
+        raise ModelError(f"only {len(data.clusters)} labelled clusters with usable cutouts: too few for {s2['folds']} folds")
+    group = f"{cfg['name']}-s{seed}-{_digest(cfg, source, trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
+    y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
+    training = {
+        "group": group, "source": source, "trunk_model": trunk_record.name, "n_labels": len(y),
+        "n_unusable": data.n_unusable, "label_sources": data.clusters["source"].value_counts().to_dict(),
+    }
+    arch = {**trunk_record.config["arch"], "n_in": int(data.feats.shape[1]), "hidden": int(s2["hidden"]),
+            "dropout": float(s2["dropout"])}
+    out = []
+    for kind in kinds:
+        name = f"{kind}-{group}"
+        if (found := registry.find_model(engine, name)) is not None:
+            out.append((found, False))
+            continue
+        oof, fold, fitted = cv_predictions(data, s2, kind, seed, on_progress)
+        metrics = {
+            "cv": mass_metrics(oof, y),
+            "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(int(s2["folds"]))],
+            "cv_scatter": float(np.std(oof - y)),
+        }
+        train_info = {**training, "oof": {"cluster_id": data.clusters["id"].tolist(), "pred": oof.tolist(),
+                                          "fold": fold.tolist()}}
+        config = {"arch": arch, "grid": trunk_record.config["grid"], "softening": cfg["softening"], "tta": cfg["tta"],
+                  "train": cfg, "seed": seed}
+        if kind == "richness":
+            record = registry.save_model(engine, settings, name=name, kind=kind, config={**config, **fitted},
+                                         metrics=metrics, training=train_info)
+        else:
+            metrics["history"] = [f.history for f in fitted.fits]
+            weights = {"trunk": registry.load_weights(settings, trunk_record)["trunk"],
+                       "heads": [f.head.state_dict() for f in fitted.fits]}
+            record = registry.save_model(engine, settings, name=name, kind=kind, config=config, metrics=metrics,
+                                         training=train_info, weights=weights)
+        out.append((record, True))
+    return out
+
+
+def group_models(engine: Engine, record: ModelRecord) -> list[ModelRecord]:
+    """The models trained together with `record` (same training group), in kind order."""
+    group = record.training.get("group")
+    if group is None:
+        return [record]
+    same = [m for m in registry.list_models(engine) if m.training.get("group") == group]
+    return sorted(same, key=lambda m: MASS_KINDS.index(m.kind) if m.kind in MASS_KINDS else 99)
+
+
+def evaluate_model(
+    engine: Engine, settings: Settings, ref: int | str, out_dir: Path, truth: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Side-by-side table (richness / CNN / hybrid, same folds) and PNG plots for model `ref`.
+
+    truth: optional DataFrame (cluster_id, log10_m500_true) of true masses (the mock's truth table).
+    Returns {"table": DataFrame, "plots": [paths], "models": [names]}.
+    """
+    record = registry.get_model(engine, ref)
+    if record.kind not in MASS_KINDS or "oof" not in record.training:
+        raise ModelError(f"model {record.name!r} ({record.kind}) has no cross-validated predictions to evaluate")
+    models = group_models(engine, record)
+    oof = pd.DataFrame(record.training["oof"])
+    labels = labelled_clusters(engine).set_index("id").loc[oof["cluster_id"]].reset_index()
+    preds = {m.kind: pd.Series(m.training["oof"]["pred"], index=m.training["oof"]["cluster_id"]).reindex(oof["cluster_id"]).to_numpy()
+             for m in models}
+    true_mass = None
+    if truth is not None:
+        true_mass = truth.set_index("cluster_id")["log10_m500_true"].reindex(oof["cluster_id"]).to_numpy(dtype=float)
+    table = comparison_table(labels, preds, oof["fold"].to_numpy(), true_mass)
+    y = labels["log10_m500"].to_numpy(dtype=float)
+    out_dir = Path(out_dir)
+    stem = record.training["group"]
+    plots = [
+        plot_pred_vs_true(y, preds, out_dir / f"{stem}-pred-vs-measured.png"),
+        plot_residuals(y, preds, labels["z"].to_numpy(), labels["richness"].to_numpy(), out_dir / f"{stem}-residuals.png"),
+    ]
+    if true_mass is not None and np.isfinite(true_mass).any():
+        plots.append(plot_pred_vs_true(true_mass, preds, out_dir / f"{stem}-pred-vs-true.png", label="true"))
+    histories = {f"{m.kind} fold {i}": h for m in models for i, h in enumerate(m.metrics.get("history", []))}
+    trunk_name = record.training.get("trunk_model")
+    trunk = registry.find_model(engine, trunk_name) if trunk_name else None
+    if trunk is not None:
+        histories["stage 1"] = trunk.metrics.get("history", [])
+        plots.append(plot_confusion(np.asarray(trunk.metrics["confusion"]), out_dir / f"{stem}-band-confusion.png"))
+    plots.append(plot_learning_curves(histories, out_dir / f"{stem}-training-curves.png"))
+    return {"table": table, "plots": plots, "models": [m.name for m in models],
+            "band_accuracy": trunk.metrics.get("band_accuracy") if trunk else None}
+
+
+def learning_curve(
+    data: LabelledData, s2: dict[str, Any], sizes: list[int], seed: int, on_progress: ProgressFn | None = None
+) -> pd.DataFrame:
+    """Cross-validated MAE (dex) vs number of labelled clusters for richness, CNN and hybrid.
+
+    Each size n takes the first n clusters of one seeded permutation (nested subsets).
+    """
+    order = np.random.default_rng(seed).permutation(len(data.clusters))
+    rows = []
+    for i, n in enumerate(sorted(s for s in sizes if 2 * int(s2["folds"]) <= s <= len(order))):
+        sub = np.sort(order[:n])
+        part = LabelledData(data.clusters.iloc[sub].reset_index(drop=True), data.feats[sub], data.aux[sub], 0)
+        y = part.clusters["log10_m500"].to_numpy(dtype=float)
+        row = {"n_labels": n}
+        for kind in MASS_KINDS:
+            oof, _, _ = cv_predictions(part, s2, kind, seed)
+            row[kind] = mass_metrics(oof, y)["mae"]
+        rows.append(row)
+        if on_progress:
+            on_progress("learning curve", i + 1, len(sizes), row)
+    return pd.DataFrame(rows, columns=["n_labels", *MASS_KINDS])
+
+
+def save_learning_curve(curve: pd.DataFrame, path: Path) -> Path:
+    """PNG of the learning curve table."""
+    return plot_mae_vs_n(curve, Path(path))
