@@ -153,7 +153,7 @@ class DbFieldIndex:
                 continue
             sep = sky.angular_separation(r, d, fields["ra"].to_numpy(), fields["dec"].to_numpy())
             near = fields[sep <= rad + FRAME_RADIUS_DEG]
-            keep = [may_cover(e, r, d, rad) for e in near["extra"]]
+            keep = np.array([may_cover(e, r, d, rad) for e in near["extra"]], dtype=bool)
             out.append(near[keep].sort_values(["run", "camcol", "field"]).reset_index(drop=True))
         return out
 
