@@ -1,0 +1,190 @@
+"""The galaxies and stars of the mock sky, as plain arrays (`Sources`).
+
+- Cluster members (`cluster_sources`): a BCG near the centre plus `n_red` red-sequence members
+  brighter than 0.2 L* and `n_faint` between 0.05 and 0.2 L*, on a projected NFW profile
+  (c500 = 3) truncated at R_lambda, luminosities from a Schechter function, colours of the
+  passive SED at the cluster redshift. One Generator per cluster: seeded with (seed, halo key).
+- Field galaxies and stars (`field_sources`): drawn per sky cell of CELL_DEG with one
+  Generator per (seed, cell), so any region of sky, whether a cutout or a frame, sees exactly
+  the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from clustermass.cosmology import COSMO, arcsec_per_mpc
+from clustermass.mock import relations as rel
+from clustermass.mock.sed import kcorr, star_colours
+
+CELL_DEG = 0.05
+#: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (Yasuda+2001 counts).
+GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 30000.0, 0.36, (14.0, 23.5)
+GAL_RED_FRACTION = 0.3
+#: Stars per deg^2 with 14 < r < 22.8 (high Galactic latitude) and their count slope.
+STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 1500.0, 0.12, (14.0, 22.8)
+NFW_C500 = 3.0
+
+
+@dataclass
+class Sources:
+    """Point-like galaxies/stars: positions (deg), ugriz magnitudes (AB) and half-light radii (arcsec)."""
+
+    ra: np.ndarray
+    dec: np.ndarray
+    mag: np.ndarray  # (N, 5)
+    r_e: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ra.size)
+
+    @property
+    def flux(self) -> np.ndarray:
+        """(N, 5) fluxes in nanomaggies."""
+        return 10.0 ** (-0.4 * (self.mag - 22.5))
+
+    @staticmethod
+    def concat(parts: list["Sources"]) -> "Sources":
+        if not parts:
+            return Sources(np.zeros(0), np.zeros(0), np.zeros((0, 5)), np.zeros(0))
+        return Sources(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ra", "dec", "mag", "r_e")))
+
+
+def deproject(xi: np.ndarray, eta: np.ndarray, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse gnomonic projection: standard coordinates (deg, xi east) about (ra0, dec0) -> ra, dec (deg)."""
+    x, y = np.radians(xi), np.radians(eta)
+    d0 = np.radians(dec0)
+    rho = np.hypot(x, y)
+    c = np.arctan(rho)
+    sin_c, cos_c = np.sin(c), np.cos(c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dec = np.arcsin(cos_c * np.sin(d0) + np.where(rho > 0, y * sin_c * np.cos(d0) / rho, 0.0))
+    ra = ra0 + np.degrees(np.arctan2(x * sin_c, rho * np.cos(d0) * cos_c - y * np.sin(d0) * sin_c))
+    return np.mod(ra, 360.0), np.degrees(dec)
+
+
+@lru_cache(maxsize=1)
+def _schechter_icdf() -> tuple[np.ndarray, np.ndarray, float]:
+    """Cumulative number of Schechter members above x = L/L* on a log grid (for inverse sampling)."""
+    x = np.logspace(np.log10(rel.L_CUT_FAINT), np.log10(30.0), 2000)
+    pdf = x ** (rel.SCHECHTER_ALPHA + 1) * np.exp(-x)  # per d ln x
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(np.log(x)))])
+    return x, cdf, float(np.interp(rel.L_CUT_LAMBDA, x, cdf))
+
+
+def schechter_draw(rng: np.random.Generator, n: int, bright: bool) -> np.ndarray:
+    """L/L* of n members above 0.2 L* (bright) or between 0.05 and 0.2 L*."""
+    x, cdf, c_cut = _schechter_icdf()
+    lo, hi = (c_cut, cdf[-1]) if bright else (0.0, c_cut)
+    return np.interp(lo + rng.random(n) * (hi - lo), cdf, x)
+
+
+@lru_cache(maxsize=1)
+def _nfw_icdf() -> tuple[np.ndarray, np.ndarray]:
+    s = np.linspace(0.0, 20.0, 4000)
+    m = np.log1p(s) - s / (1 + s)
+    return s, m
+
+
+def nfw_radii(rng: np.random.Generator, n: int, rs: float, r_max: float) -> np.ndarray:
+    """3-D radii (same unit as rs) of an NFW profile truncated at r_max."""
+    s, m = _nfw_icdf()
+    m_max = np.interp(r_max / rs, s, m)
+    return rs * np.interp(rng.random(n) * m_max, m, s)
+
+
+def cluster_sources(seed: int, key: tuple[int, ...], ra: float, dec: float, z: float, log10_m500: float, n_red: int,
+                    n_faint: int, bcg_mr: float, lambda_true: float) -> Sources:
+    """The BCG and red members of one cluster (deterministic in seed and the non-negative ints of key)."""
+    rng = np.random.default_rng([seed, 1, *(int(k) for k in key)])
+    r500 = float(rel.r500_mpc(10**log10_m500, z))
+    r_max = float(rel.r_lambda_mpc(max(lambda_true, 1.0)))
+    x = np.concatenate([schechter_draw(rng, int(n_red), True), schechter_draw(rng, int(n_faint), False)])
+    n = x.size
+    r3 = nfw_radii(rng, n, r500 / NFW_C500, r_max)
+    cos_t = rng.uniform(-1.0, 1.0, n)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    rp = r3 * np.sqrt(1.0 - cos_t**2)
+    bcg_off = rng.normal(0.0, 0.01, 2)  # Mpc; the BCG comes first
+    deg_per_mpc = float(arcsec_per_mpc(z)) / 3600.0
+    xi = np.concatenate([bcg_off[:1], rp * np.cos(phi)]) * deg_per_mpc
+    eta = np.concatenate([bcg_off[1:], rp * np.sin(phi)]) * deg_per_mpc
+    ra_s, dec_s = deproject(xi, eta, ra, dec)
+    abs_r = np.concatenate([[bcg_mr], rel.mstar_r(z) - 2.5 * np.log10(x)])
+    dm = float(COSMO.distmod(z).value)
+    mag = abs_r[:, None] + dm + kcorr("red", np.full(n + 1, z))
+    kpc = np.concatenate([[12.0 * 10 ** (0.24 * (rel.BCG_MR_PIVOT - bcg_mr))], 4.0 * x**0.6])
+    r_e = kpc * np.exp(rng.normal(0.0, 0.2, n + 1)) * deg_per_mpc * 3.6  # arcsec (deg/Mpc * 3600 / 1000)
+    return Sources(ra_s, dec_s, mag, r_e)
+
+
+def _power_law_mags(rng: np.random.Generator, n: int, slope: float, lo: float, hi: float) -> np.ndarray:
+    """n magnitudes with dN/dm ~ 10^(slope m) on [lo, hi]."""
+    span = 10 ** (slope * (hi - lo)) - 1.0
+    return lo + np.log10(1.0 + rng.random(n) * span) / slope
+
+
+def cells_in_box(ra_lo: float, ra_hi: float, dec_lo: float, dec_hi: float) -> list[tuple[int, int, int]]:
+    """(idec, ira, n_ra) of the sky cells overlapping an RA/Dec box (RA may wrap: ra_lo > ra_hi)."""
+    out = []
+    for idec in range(int(np.floor((dec_lo + 90.0) / CELL_DEG)), int(np.floor((dec_hi + 90.0) / CELL_DEG)) + 1):
+        dec_c = -90.0 + (idec + 0.5) * CELL_DEG
+        n_ra = max(1, int(360.0 * np.cos(np.radians(dec_c)) / CELL_DEG))
+        width = 360.0 / n_ra
+        i_lo, i_hi = int(np.floor(ra_lo / width)), int(np.floor(ra_hi / width))
+        if ra_hi < ra_lo:
+            i_hi += n_ra
+        for i in range(i_lo, min(i_hi, i_lo + n_ra - 1) + 1):
+            out.append((idec, i % n_ra, n_ra))
+    return out
+
+
+def _cell_draws(seed: int, idec: int, ira: int, n_ra: int) -> dict[str, np.ndarray]:
+    """The random draws of one sky cell (one Generator per (seed, cell)): positions, r mags, kinds."""
+    rng = np.random.default_rng([seed, 2, idec, ira])
+    dec_lo = -90.0 + idec * CELL_DEG
+    dec_hi = min(dec_lo + CELL_DEG, 90.0)
+    ra_lo, width = ira * 360.0 / n_ra, 360.0 / n_ra
+    s_lo, s_hi = np.sin(np.radians(dec_lo)), np.sin(np.radians(dec_hi))
+    area = np.radians(width) * (s_hi - s_lo) * (180.0 / np.pi) ** 2
+    n_gal, n_star = rng.poisson(GAL_DENSITY * area), rng.poisson(STAR_DENSITY * area)
+    n = n_gal + n_star
+    m_gal = _power_law_mags(rng, n_gal, GAL_SLOPE, *GAL_MAG_RANGE)
+    return {
+        "ra": ra_lo + rng.random(n) * width,
+        "dec": np.degrees(np.arcsin(s_lo + rng.random(n) * (s_hi - s_lo))),
+        "m_r": np.concatenate([m_gal, _power_law_mags(rng, n_star, STAR_SLOPE, *STAR_MAG_RANGE)]),
+        "z": np.concatenate([np.clip((0.04 + 0.055 * (m_gal - 15.0)) * np.exp(rng.normal(0.0, 0.35, n_gal)),
+                                     0.02, 1.2), np.zeros(n_star)]),
+        "kind": np.concatenate([np.where(rng.random(n_gal) < GAL_RED_FRACTION, 1, 2), np.zeros(n_star, int)]),
+        "ln_size": np.concatenate([rng.normal(0.0, 0.25, n_gal), np.zeros(n_star)]),
+        "temp": np.concatenate([np.zeros(n_gal), 3500.0 + 5500.0 * rng.beta(1.5, 3.0, n_star)]),
+    }
+
+
+def _colourise(d: dict[str, np.ndarray]) -> Sources:
+    """Sources from cell draws: colours from the red/blue SEDs (galaxies) or black bodies (stars)."""
+    k_red, k_blue = kcorr("red", d["z"]), kcorr("blue", d["z"])
+    k = np.where((d["kind"] == 1)[:, None], k_red - k_red[:, 2:3], k_blue - k_blue[:, 2:3])
+    star = d["kind"] == 0
+    k[star] = star_colours(d["temp"][star])
+    r_e = np.where(star, 0.0, 1.5 * 10 ** (-0.12 * (d["m_r"] - 18.0)) * np.exp(d["ln_size"]))
+    return Sources(d["ra"], d["dec"], d["m_r"][:, None] + k, r_e)
+
+
+def cell_sources(seed: int, idec: int, ira: int, n_ra: int) -> Sources:
+    """Field galaxies and stars of one sky cell (deterministic in seed and cell)."""
+    return _colourise(_cell_draws(seed, idec, ira, n_ra))
+
+
+def field_sources(seed: int, ra: float, dec: float, radius_deg: float) -> Sources:
+    """All field galaxies and stars of the cells within a box of half-size radius_deg around (ra, dec)."""
+    dra = radius_deg / max(np.cos(np.radians(min(abs(dec) + radius_deg, 89.9))), 1e-3)
+    ra_lo, ra_hi = np.mod(ra - dra, 360.0), np.mod(ra + dra, 360.0)
+    draws = [_cell_draws(seed, *c) for c in cells_in_box(ra_lo, ra_hi, dec - radius_deg, dec + radius_deg)]
+    if not draws:
+        return Sources.concat([])
+    return _colourise({k: np.concatenate([d[k] for d in draws]) for k in draws[0]})

@@ -1,0 +1,237 @@
+"""The mock cluster population: haloes from a mass function, observed richness, selections.
+
+`build_universe(n, seed, area_deg2)` draws haloes (M500c, z) from the Tinker et al. (2008)
+mass function (colossus, flat LCDM H0=70, Om0=0.3) times the comoving volume, gives each a
+red-member count, observed richness and photometric redshift, keeps the first `n` that pass
+the redMaPPer-like selection (lambda >= 20, 0.08 <= z_lambda <= 0.55, completeness C(z)),
+places them in the SDSS footprint (or a patch of `area_deg2`) and applies the X-ray and SZ
+selections. Everything comes from one numpy Generator seeded with `seed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from clustermass.cosmology import COSMO
+from clustermass.mock import relations as rel
+
+#: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
+REAL_DENSITY_DEG2 = 26350 / 10400.0
+#: SDSS DR8 imaging footprint as RA/Dec boxes (deg): the northern cap and the southern stripes.
+FOOTPRINT = ((110.0, 265.0, -4.0, 69.0), (315.0, 405.0, -11.0, 16.0))
+#: Centre of the patch used when an area is given.
+PATCH_CENTRE = (180.0, 25.0)
+_LOGM_MIN, _LOGM_MAX = 13.4, 15.8
+_ZH_MIN, _ZH_MAX = 0.02, 0.70
+
+#: redMaPPer completeness in z_lambda bins of 0.025 from 0.075: the ratio of the real v5.10 n(z)
+#: to this model's n(z) before the cut, normalised to its maximum (derived once, see docs/mock.md).
+COMPLETENESS_Z0, COMPLETENESS_DZ = 0.075, 0.025
+COMPLETENESS = np.array([0.276, 0.207, 0.212, 0.244, 0.25, 0.224, 0.273, 0.246, 0.207, 0.233, 0.346, 0.431, 0.409, 0.523, 0.628, 0.696, 0.734, 0.948, 1.0])
+
+# X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
+XRAY_FLUX_LIMIT = 3.5e-12
+XRAY_SOFTNESS = 0.3
+SZ_NOISE_5ARCMIN = 3.0e-4
+SZ_NOISE_SLOPE = 0.8
+SZ_SNR_MIN = 4.5
+
+
+@lru_cache(maxsize=1)
+def _colossus() -> None:
+    from colossus.cosmology import cosmology
+
+    cosmology.setCosmology(
+        "cmcat", params=dict(flat=True, H0=70.0, Om0=0.3, Ob0=0.045, sigma8=0.8, ns=0.96), persistence=""
+    )
+
+
+@lru_cache(maxsize=1)
+def halo_density_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z edges, log10 M edges, expected haloes per steradian in each cell) for M500c in Msun."""
+    from colossus.lss import mass_function
+
+    _colossus()
+    z_edges = np.linspace(_ZH_MIN, _ZH_MAX, 69)
+    lm_edges = np.linspace(_LOGM_MIN, _LOGM_MAX, 97)
+    zc, lmc = 0.5 * (z_edges[1:] + z_edges[:-1]), 0.5 * (lm_edges[1:] + lm_edges[:-1])
+    h = 0.7
+    dndlnm = np.stack(
+        [mass_function.massFunction(10**lmc * h, z, mdef="500c", model="tinker08", q_out="dndlnM") * h**3 for z in zc]
+    )  # per comoving Mpc^3 per ln M
+    dvdz = COSMO.differential_comoving_volume(zc).to_value("Mpc3 / sr")
+    cells = dndlnm * dvdz[:, None] * np.diff(z_edges)[:, None] * np.log(10) * np.diff(lm_edges)[None, :]
+    return z_edges, lm_edges, cells
+
+
+def sample_haloes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n haloes (z, log10 M500c/Msun) distributed as the mass function times the volume."""
+    z_edges, lm_edges, cells = halo_density_grid()
+    p = cells.ravel() / cells.sum()
+    k = rng.choice(p.size, size=n, p=p)
+    iz, im = np.divmod(k, cells.shape[1])
+    z = z_edges[iz] + rng.random(n) * np.diff(z_edges)[iz]
+    lm = lm_edges[im] + rng.random(n) * np.diff(lm_edges)[im]
+    return z, lm
+
+
+def completeness(z_phot: np.ndarray) -> np.ndarray:
+    """redMaPPer-like detection probability at photometric redshift z_phot (0 outside the range)."""
+    i = np.floor((np.asarray(z_phot) - COMPLETENESS_Z0) / COMPLETENESS_DZ).astype(int)
+    inside = (z_phot >= rel.Z_MIN) & (z_phot <= rel.Z_MAX) & (i >= 0) & (i < COMPLETENESS.size)
+    return np.where(inside, COMPLETENESS[np.clip(i, 0, COMPLETENESS.size - 1)], 0.0)
+
+
+#: redMaPPer's depth correction: beyond z ~ 0.35 the catalogue keeps lambda >= 20 * scaleval(z)
+#: (the i-band limit reaches 0.2 L*), read off the real v5.10 lower lambda envelope.
+SCALEVAL_Z = np.array([0.0, 0.35, 0.375, 0.4, 0.425, 0.45, 0.475, 0.5, 0.525, 0.55, 0.7])
+SCALEVAL = np.array([1.0, 1.0, 1.09, 1.24, 1.39, 1.58, 1.84, 2.14, 2.5, 2.9, 5.0])
+
+
+def lambda_min(z_phot: np.ndarray) -> np.ndarray:
+    """Richness threshold of the catalogue at photometric redshift z_phot."""
+    return rel.LAMBDA_MIN * np.interp(z_phot, SCALEVAL_Z, SCALEVAL)
+
+
+def z_lambda_err(z: np.ndarray) -> np.ndarray:
+    """Photometric redshift error of redMaPPer-like z_lambda (grows with z)."""
+    return 0.005 + 0.03 * np.asarray(z) ** 2
+
+
+def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) -> pd.DataFrame:
+    """Member counts, richness, photo-z, BCG magnitude and X-ray/SZ observables of haloes."""
+    n = z.size
+    m500 = 10**logm
+    lam_true = rel.lambda_mean(m500) * np.exp(rng.normal(0.0, rel.LAMBDA_LN_SCATTER, n))
+    n_red = rng.poisson(lam_true)
+    faint_ratio = _schechter_ratio()
+    n_faint = rng.poisson(lam_true * faint_ratio)
+    background = 0.1 * lam_true + 2.0  # red-sequence interlopers inside R_lambda (expected number)
+    lam_obs = n_red + rng.normal(0.0, np.sqrt(background))
+    zerr = z_lambda_err(z)
+    z_phot = z + rng.normal(0.0, 1.0, n) * zerr
+    bcg_mr = rel.bcg_mr_mean(m500, z) + rng.normal(0.0, rel.BCG_MAG_SCATTER, n)
+    lx = rel.lx500(m500, z) * np.exp(rng.normal(0.0, rel.LX_LN_SCATTER, n))
+    ysz = rel.ysz500(m500, z) * np.exp(rng.normal(0.0, rel.YSZ_LN_SCATTER, n))
+    return pd.DataFrame(
+        {
+            "z": z,
+            "log10_m500": logm,
+            "r500_mpc": rel.r500_mpc(m500, z),
+            "lambda_true": lam_true,
+            "n_red": n_red,
+            "n_faint": n_faint,
+            "lambda_obs": lam_obs,
+            "lambda_err": np.sqrt(np.maximum(lam_obs, 1.0) + background),
+            "z_phot": z_phot,
+            "z_phot_err": zerr,
+            "bcg_mr": bcg_mr,
+            "lx500": lx,
+            "y500": ysz,
+            "u_complete": rng.random(n),
+        }
+    )
+
+
+def _schechter_ratio() -> float:
+    """Number of members between 0.05 and 0.2 L* per member above 0.2 L* (Schechter alpha)."""
+    from scipy.special import gammaincc, gamma
+
+    a = rel.SCHECHTER_ALPHA + 1.0
+    upper = lambda x: gammaincc(a, x) * gamma(a)  # noqa: E731  (integral from x to inf, a > 0)
+    return float((upper(rel.L_CUT_FAINT) - upper(rel.L_CUT_LAMBDA)) / upper(rel.L_CUT_LAMBDA))
+
+
+def sky_positions(rng: np.random.Generator, n: int, area_deg2: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform positions in the SDSS footprint, or in a patch of `area_deg2` around PATCH_CENTRE."""
+    if area_deg2 is not None:
+        ra0, dec0 = PATCH_CENTRE
+        side = np.sqrt(area_deg2)
+        boxes = ((ra0 - side / 2 / np.cos(np.radians(dec0)), ra0 + side / 2 / np.cos(np.radians(dec0)),
+                  dec0 - side / 2, dec0 + side / 2),)
+    else:
+        boxes = FOOTPRINT
+    sin_lo = np.array([np.sin(np.radians(b[2])) for b in boxes])
+    sin_hi = np.array([np.sin(np.radians(b[3])) for b in boxes])
+    areas = np.array([np.radians(b[1] - b[0]) for b in boxes]) * (sin_hi - sin_lo)
+    k = rng.choice(len(boxes), size=n, p=areas / areas.sum())
+    ra_lo = np.array([b[0] for b in boxes])[k]
+    ra_hi = np.array([b[1] for b in boxes])[k]
+    ra = np.mod(ra_lo + rng.random(n) * (ra_hi - ra_lo), 360.0)
+    dec = np.degrees(np.arcsin(sin_lo[k] + rng.random(n) * (sin_hi[k] - sin_lo[k])))
+    return ra, dec
+
+
+@dataclass
+class Universe:
+    """All haloes that enter a catalogue, with their truth and observables (one row per halo).
+
+    `rm_id` is the redMaPPer MEM_MATCH_ID (0 when not in the optical catalogue); `in_mcxc` and
+    `in_psz2` flag the X-ray and SZ detections; `psz2_has_z` whether PSZ2 lists its redshift.
+    """
+
+    haloes: pd.DataFrame
+    seed: int
+    area_deg2: float
+
+    @property
+    def redmapper(self) -> pd.DataFrame:
+        return self.haloes[self.haloes.rm_id > 0].sort_values("rm_id")
+
+
+def build_universe(n: int, seed: int, area_deg2: float | None = None) -> Universe:
+    """Draw haloes until `n` pass the redMaPPer-like selection; see the module docstring."""
+    if n < 1:
+        raise ValueError("a universe needs at least one cluster (n >= 1)")
+    rng = np.random.default_rng(seed)
+    batches, selected = [], 0
+    while selected < n:
+        z, logm = sample_haloes(rng, max(8 * (n - selected), 2000))
+        obs = observe_haloes(rng, z, logm)
+        obs["rm"] = (obs.lambda_obs >= lambda_min(obs.z_phot.to_numpy())) & (obs.u_complete < completeness(obs.z_phot.to_numpy()))
+        cum = selected + np.cumsum(obs.rm.to_numpy())
+        if cum[-1] >= n:
+            obs = obs.iloc[: int(np.searchsorted(cum, n)) + 1]
+        batches.append(obs)
+        selected = min(cum[-1], n)
+    haloes = pd.concat(batches, ignore_index=True)
+    haloes["ra"], haloes["dec"] = sky_positions(rng, len(haloes), area_deg2)
+    xray, sz, sz_has_z = _label_selection(rng, haloes)
+    # the universe is the haloes that enter at least one catalogue
+    keep = haloes.rm.to_numpy() | xray | sz
+    haloes = haloes.assign(in_mcxc=xray, in_psz2=sz, psz2_has_z=sz_has_z)[keep].reset_index(drop=True)
+    order = np.lexsort((np.arange(len(haloes)), -haloes.lambda_obs.to_numpy()))
+    rm_rank = np.empty(len(haloes), dtype=np.int64)
+    rm_rows = order[haloes.rm.to_numpy()[order]]
+    rm_rank[:] = 0
+    rm_rank[rm_rows] = np.arange(1, rm_rows.size + 1)
+    haloes["rm_id"] = rm_rank
+    haloes["halo_id"] = np.arange(1, len(haloes) + 1)
+    haloes = haloes.drop(columns=["rm", "u_complete"])
+    area = float(area_deg2) if area_deg2 is not None else n / REAL_DENSITY_DEG2
+    return Universe(haloes=haloes, seed=seed, area_deg2=area)
+
+
+def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """X-ray flux-limited and SZ S/N-limited detections; whether the SZ entry has a redshift."""
+    dl_cm = COSMO.luminosity_distance(h.z.to_numpy()).to_value("cm")
+    flux = h.lx500.to_numpy() / (4 * np.pi * dl_cm**2)
+    p_x = 0.5 * (1 + _erf((np.log(flux) - np.log(XRAY_FLUX_LIMIT)) / (np.sqrt(2) * XRAY_SOFTNESS)))
+    xray = rng.random(len(h)) < p_x
+    theta500 = h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(h.z.to_numpy()).to_value("Mpc")
+    theta_arcmin = np.degrees(theta500) * 60.0
+    noise = SZ_NOISE_5ARCMIN * (theta_arcmin / 5.0) ** SZ_NOISE_SLOPE
+    snr = h.y500.to_numpy() / noise + rng.normal(0.0, 1.0, len(h))
+    sz = snr >= SZ_SNR_MIN
+    has_z = rng.random(len(h)) < np.where(snr < 6.0, 0.65, 0.95)
+    return xray, sz, has_z & sz
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(x)

@@ -1,0 +1,97 @@
+"""Scaling relations of the mock universe: one function per relation, plain numpy, h = 0.7.
+
+References are in docs/mock.md; every constant that was tuned against the real data says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clustermass.cosmology import COSMO
+
+# Richness: mean number of red members brighter than 0.2 L* inside R_lambda.
+LAMBDA_PIVOT_M = 10**14.3  # Msun (M500c)
+LAMBDA_PIVOT = 40.0
+LAMBDA_SLOPE = 1.0 / 1.1  # lambda ~ M^(1/1.1) (Rykoff+2012, Simet+2017 slope ~1.1 in M(lambda))
+LAMBDA_LN_SCATTER = 0.25  # intrinsic ln-scatter of the member count at fixed mass (Rozo & Rykoff 2014)
+LAMBDA_MIN = 20.0
+Z_MIN, Z_MAX = 0.08, 0.55  # the redMaPPer v5.10 catalogue's z_lambda range
+
+# Schechter luminosity function of red members (Hansen+2009): alpha and M*_r(z=0), passive fading Q.
+SCHECHTER_ALPHA = -0.8
+MSTAR_R0 = -21.2  # rest-frame r, h = 0.7 (Blanton+2003: -20.44 + 5 log10 h)
+EVOLUTION_Q = 1.0  # mag per unit redshift brighter in the past
+L_CUT_LAMBDA = 0.2  # lambda counts members above 0.2 L*
+L_CUT_FAINT = 0.05  # faint members rendered down to 0.05 L*
+
+# BCG: L_BCG ~ M^0.3 (Lin & Mohr 2004) with 0.3 mag scatter; zero point tuned to the SPIDERS BCGs.
+BCG_MR_PIVOT = -23.5
+BCG_MASS_SLOPE = 0.3
+BCG_MAG_SCATTER = 0.3
+
+# X-ray: L500 (0.1-2.4 keV) - M500 (Pratt+2009 / Arnaud+2010 form); ln-scatter 0.4.
+LX_NORM = 0.8e44  # erg/s at M500 = 2e14 Msun, z = 0
+LX_SLOPE = 1.64
+LX_LN_SCATTER = 0.40
+# SZ: Y500 - M500 (Planck 2013 XX): Y500 D_A^2 E(z)^(-2/3) = Y* (M/6e14)^1.79, ln-scatter 0.17.
+YSZ_NORM = 10**-0.19 * 1e-4  # Mpc^2
+YSZ_SLOPE = 1.79
+YSZ_LN_SCATTER = 0.17
+
+
+def efunc(z: np.ndarray) -> np.ndarray:
+    """E(z) = H(z)/H0."""
+    return np.asarray(COSMO.efunc(np.asarray(z, dtype=np.float64)))
+
+
+def r500_mpc(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """R500c in physical Mpc of M500c (Msun) at z."""
+    rho_c = COSMO.critical_density(np.asarray(z)).to_value("Msun / Mpc3")
+    return np.cbrt(3.0 * np.asarray(m500) / (4.0 * np.pi * 500.0 * rho_c))
+
+
+def lambda_mean(m500: np.ndarray) -> np.ndarray:
+    """Mean red-member count above 0.2 L* of a halo of M500c (Msun)."""
+    return LAMBDA_PIVOT * (np.asarray(m500) / LAMBDA_PIVOT_M) ** LAMBDA_SLOPE
+
+
+def m500_of_lambda(lam: np.ndarray) -> np.ndarray:
+    """Inverse of lambda_mean (Msun)."""
+    return LAMBDA_PIVOT_M * (np.asarray(lam) / LAMBDA_PIVOT) ** (1.0 / LAMBDA_SLOPE)
+
+
+def r_lambda_mpc(lam: np.ndarray) -> np.ndarray:
+    """redMaPPer aperture R_lambda = 1.0 (lambda/100)^0.2 Mpc/h, in physical Mpc (h = 0.7)."""
+    return (np.asarray(lam) / 100.0) ** 0.2 / 0.7
+
+
+def mstar_r(z: np.ndarray) -> np.ndarray:
+    """Characteristic absolute magnitude M*_r(z) of red members (passive evolution)."""
+    return MSTAR_R0 - EVOLUTION_Q * np.asarray(z)
+
+
+def bcg_mr_mean(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Mean rest-frame r absolute magnitude of the BCG."""
+    return BCG_MR_PIVOT - 2.5 * BCG_MASS_SLOPE * (np.log10(m500) - 14.5) - EVOLUTION_Q * np.asarray(z)
+
+
+def lx500(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Mean X-ray luminosity L500 (erg/s, 0.1-2.4 keV) of M500c at z."""
+    return LX_NORM * efunc(z) ** (7.0 / 3.0) * (np.asarray(m500) / 2e14) ** LX_SLOPE
+
+
+def m500_of_lx(lx: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The mass an X-ray catalogue infers from L500 (inverse of lx500)."""
+    return 2e14 * (np.asarray(lx) / (LX_NORM * efunc(z) ** (7.0 / 3.0))) ** (1.0 / LX_SLOPE)
+
+
+def ysz500(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Mean SZ Y500 in arcmin^2 of M500c at z."""
+    da = COSMO.angular_diameter_distance(np.asarray(z)).to_value("Mpc")
+    y_mpc2 = YSZ_NORM * efunc(z) ** (2.0 / 3.0) * (np.asarray(m500) / 6e14) ** YSZ_SLOPE
+    return y_mpc2 / da**2 * (180.0 * 60.0 / np.pi) ** 2
+
+
+def m500_of_ysz(y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The mass an SZ catalogue infers from Y500 (inverse of ysz500)."""
+    return 6e14 * (np.asarray(y) / ysz500(6e14, z)) ** (1.0 / YSZ_SLOPE)
