@@ -6,6 +6,7 @@ The training loops never see the database or an image source: these functions tu
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from clustermass.db.models import Cluster, Label
 from clustermass.config import Settings
 from clustermass.errors import ModelError
-from clustermass.images.base import CutoutGrid
+from clustermass.images.base import CutoutGrid, ImageSource
 
 #: images_fn(clusters) -> (N, 5, size, size) float32 nanomaggies (NaN = uncovered) in row order.
 ImagesFn = Callable[[pd.DataFrame], np.ndarray]
@@ -68,6 +69,23 @@ def usable(images: np.ndarray, min_covered: float = 0.5) -> np.ndarray:
 CHUNK_ORDER = 3
 
 
+def make_source(engine: Engine, settings: Settings, source: str, options: dict) -> ImageSource:
+    """The ImageSource named `source` ('mock' | 'local' | 'sas') with its keyword options."""
+    if source == "mock":
+        from clustermass.images.mock import MockSource
+
+        return MockSource(**options)
+    if source == "local":
+        from clustermass.images.local import LocalSource
+
+        return LocalSource(Path(options["root"]), engine)
+    if source == "sas":
+        from clustermass.images.sas import SasSource
+
+        return SasSource(settings, engine)
+    raise ModelError(f"unknown image source {source!r}; use mock, local or sas")
+
+
 def source_images_fn(
     engine: Engine,
     settings: Settings,
@@ -76,27 +94,29 @@ def source_images_fn(
     source_options: dict,
     on_progress: Callable[[str, int, int, dict], None] | None = None,
 ) -> ImagesFn:
-    """An ImagesFn reading the cutout store (fetching/rendering missing cutouts from `source`).
+    """An ImagesFn reading the cutout store, fetching/rendering missing cutouts from `source`.
 
-    Clusters are processed in HEALPix tiles of order CHUNK_ORDER; rows whose cutout failed
-    come back all-NaN (and are dropped as unusable by training).
+    Clusters are processed in HEALPix tiles of order CHUNK_ORDER (one store transaction each);
+    rows whose cutout failed come back all-NaN (training drops them as unusable).
     """
     from clustermass import sky
-    from clustermass.images import store
+    from clustermass.images.store import ensure_cutouts
+
+    src = make_source(engine, settings, source, source_options)
 
     def images(clusters: pd.DataFrame) -> np.ndarray:
         out = np.full((len(clusters), 5, grid.size, grid.size), np.nan, dtype=np.float32)
         tiles = sky.tile_of(sky.hpx29(clusters["ra"].to_numpy(), clusters["dec"].to_numpy()), CHUNK_ORDER)
-        uniq = np.unique(tiles)
         done = 0
-        for i, pix in enumerate(uniq):
+        for pix in np.unique(tiles):
             rows = np.flatnonzero(tiles == pix)
-            data, ok = store.tile_arrays(engine, settings, clusters.iloc[rows].reset_index(drop=True), grid, source,
-                                         **source_options)
-            out[rows[ok]] = data[ok]
+            with engine.begin() as conn:
+                res = ensure_cutouts(conn, settings.cutout_dir, clusters.iloc[rows].reset_index(drop=True), src, grid,
+                                     (CHUNK_ORDER, int(pix)))
+            out[rows] = res.data
             done += len(rows)
             if on_progress:
-                on_progress("cutouts", done, len(clusters), {"tiles": i + 1})
+                on_progress("cutouts", done, len(clusters), res.counts())
         return out
 
     return images

@@ -1,0 +1,105 @@
+"""Training on arrays: noise-only band classification, a tiny mock end to end, folds, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clustermass.model import baseline, workflow
+from clustermass.model.datasets import aux_inputs
+from clustermass.model.folds import fold_of
+from clustermass.model.inference import extract_features
+from clustermass.model.preprocess import normalise
+from clustermass.model.train import confusion_matrix, cross_validate, train_stage1
+from clustermass.model.trainconfig import load_train_config
+from clustermass.mock.instrument import cutout_noise, sky_nmgy_per_pixel
+from model_helpers import TINY_TOML, mock_clusters, mock_images
+
+S1 = {"holdout_frac": 0.2, "width": 4, "blocks": [1, 1], "epochs": 2, "batch_size": 64, "lr": 3e-3,
+      "weight_decay": 1e-4, "max_shift": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def mock():
+    """120 rendered mock clusters (32 px), normalised, with their true masses."""
+    clusters = mock_clusters(120)
+    return clusters, normalise(mock_images(clusters))
+
+
+def _stage2_cfg(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return load_train_config(path)["stage2"]
+
+
+def test_pure_noise_stays_near_chance():
+    """Sky level and noise differ per band (as in SDSS): raw pixels give the band away, normalised ones must not."""
+    rng = np.random.default_rng(0)
+    sky = sky_nmgy_per_pixel()[:, None, None] * 10.0
+    sigma = cutout_noise(8.0)[:, None, None]
+    noise = (sky + sigma * rng.standard_normal((150, 5, 16, 16))).astype(np.float32)
+    cfg = {**S1, "epochs": 3}
+    normed = train_stage1(normalise(noise), cfg, seed=0)
+    assert normed.accuracy < 0.35  # chance is 0.2
+    raw = train_stage1(((noise - sky.mean()) / sigma.mean()).astype(np.float32), cfg, seed=0)
+    assert raw.accuracy > max(0.4, normed.accuracy + 0.15)  # the shortcut exists without the normalisation
+
+
+def test_tiny_mock_end_to_end_beats_constant(mock, tmp_path):
+    clusters, images = mock
+    res = train_stage1(images, S1, seed=0)
+    assert res.confusion.shape == (5, 5) and res.confusion.sum() == 5 * res.n_holdout
+    assert len(res.history) == S1["epochs"]
+    feats = extract_features(res.model.trunk, images, tta=True)
+    assert feats.shape == (len(clusters), 5 * res.model.trunk.n_features)
+    y = clusters["log10_m500"].to_numpy()
+    aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
+    cv = cross_validate(feats, aux, y, clusters["id"].to_numpy(), _stage2_cfg(tmp_path), seed=0, hybrid=True)
+    assert np.isfinite(cv.oof).all() and len(cv.fits) == 5
+    constant = np.mean(np.abs(y - np.median(y)))
+    assert np.mean(np.abs(cv.oof - y)) < 0.8 * constant
+
+
+def test_folds_shared_with_baseline(mock, tmp_path):
+    clusters, images = mock
+    feats = np.random.default_rng(0).normal(size=(len(clusters), 10)).astype(np.float32)
+    data = workflow.LabelledData(clusters.assign(source="mcxc"), feats,
+                                 aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()), 0)
+    cfg = {**_stage2_cfg(tmp_path), "max_epochs": 5}
+    ids, y = clusters["id"].to_numpy(), clusters["log10_m500"].to_numpy()
+    ref = baseline.cross_validate(ids, clusters["richness"].to_numpy(), clusters["z"].to_numpy(), y, 5, 7)
+    oof_r, fold_r, _ = workflow.cv_predictions(data, cfg, "richness", 7)
+    oof_c, fold_c, _ = workflow.cv_predictions(data, cfg, "cnn", 7)
+    np.testing.assert_array_equal(fold_r, ref["fold"])
+    np.testing.assert_array_equal(fold_c, fold_of(ids, 5, 7))
+    np.testing.assert_array_equal(fold_c, fold_r)
+    np.testing.assert_allclose(oof_r, ref["predicted"])
+
+
+def test_same_seed_same_metrics(mock, tmp_path):
+    clusters, images = mock
+    sub = images[:40]
+    a, b = train_stage1(sub, S1, seed=3), train_stage1(sub, S1, seed=3)
+    assert a.history == b.history
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+    c = train_stage1(sub, S1, seed=4)
+    assert c.history != a.history
+    feats = extract_features(a.model.trunk, images, tta=False)
+    y = clusters["log10_m500"].to_numpy()
+    aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
+    cfg = _stage2_cfg(tmp_path)
+    r1 = cross_validate(feats, aux, y, clusters["id"].to_numpy(), cfg, seed=1)
+    r2 = cross_validate(feats, aux, y, clusters["id"].to_numpy(), cfg, seed=1)
+    np.testing.assert_array_equal(r1.oof, r2.oof)
+
+
+def test_confusion_matrix():
+    cm = confusion_matrix(np.array([0, 1, 1, 4]), np.array([0, 1, 2, 4]))
+    assert cm[1, 2] == 1 and cm[1, 1] == 1 and cm.trace() == 3 and cm.sum() == 4
