@@ -71,3 +71,11 @@ def add_fields(engine: Engine, frames: list[tuple[int, int, int, WCS, tuple[int,
                  "ra": ra, "dec": dec, "hpx29": int(sky.hpx29(ra, dec))}
             )
         conn.execute(insert(Field), values)
+
+
+def crop_header(header: fits.Header, rows: slice, cols: slice) -> fits.Header:
+    """Header of a frame's sub-image: same CD matrix, CRPIX shifted (what SDSS would write)."""
+    out = header.copy()
+    out["CRPIX1"] = header["CRPIX1"] - cols.start
+    out["CRPIX2"] = header["CRPIX2"] - rows.start
+    return out

@@ -1,0 +1,65 @@
+"""The fetch tile task: cutouts of every cluster of one HEALPix tile into the cutout store.
+
+Runs on the shared tile runner (clustermass.pipeline.runner): in the tile's one transaction it
+reads the tile's clusters, gets their cutouts from the store or the image source
+(`ensure_cutouts`: stored ones are checksum-verified, failed ones retried), writes the store
+file and `cutouts` rows, and marks the tile done. The counts it returns (cached, fetched,
+partial, failed and the failure reasons) feed `cmcat fetch`'s summary.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clustermass.config import load_settings
+from clustermass.db.queries import clusters_in_tile
+from clustermass.images.base import BANDS, CutoutGrid
+from clustermass.images.store import ensure_cutouts
+from clustermass.pipeline.predict import image_source
+from clustermass.pipeline.runner import tile_transaction
+
+
+def fetch_tile(
+    db_url: str,
+    run_id: int,
+    norder: int,
+    npix: int,
+    *,
+    settings: dict[str, Any],
+    source: str,
+    source_options: dict | None = None,
+    grid: dict | None = None,
+    bands: str = BANDS,
+    catalog_id: int | None = None,
+) -> dict:
+    """Tile task of `cmcat fetch` (see clustermass.pipeline.runner for the contract)."""
+    cfg = load_settings(overrides={**settings, "database_url": db_url}, environ={})
+    src = image_source(source, db_url, cfg, json.dumps(source_options or {}, sort_keys=True))
+    cutout_grid = CutoutGrid(**(grid or {}))
+    with tile_transaction(db_url, run_id, norder, npix) as tx:
+        if tx.skipped:
+            return tx.result
+        clusters = clusters_in_tile(tx.conn, norder, npix, catalog_id)
+        if clusters.empty:
+            return tx.done(n_clusters=0, n_done=0, cached=0, fetched=0, partial=0, failed=0, errors={})
+        res = ensure_cutouts(tx.conn, cfg.cutout_dir, clusters, src, cutout_grid, (norder, npix), bands)
+        counts = res.counts()
+        partial = sum(st == "partial" for st in res.status)
+        n_failed = sum(st == "failed" for st in res.status)
+        note = None
+        if n_failed:
+            reasons = "; ".join(f"{n} x {why}" for why, n in sorted(counts["errors"].items(), key=lambda kv: -kv[1])[:3])
+            note = f"{n_failed} cluster(s) without cutout: {reasons}"[:2000]
+        return tx.done(
+            n_clusters=len(clusters),
+            n_done=len(clusters) - n_failed,
+            n_failed=n_failed,
+            error=note,
+            cached=counts["cached"],
+            fetched=counts["fetched"],
+            changed=counts["changed"],
+            partial=partial,
+            failed=counts["failed"],
+            errors=counts["errors"],
+        )
