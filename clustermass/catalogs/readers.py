@@ -10,6 +10,7 @@ and packs every other source column into a JSON `extra` string per row.
 from __future__ import annotations
 
 import gzip
+import io
 import warnings
 import zlib
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,9 @@ import pandas as pd
 from clustermass.errors import InputError
 
 ROW = "_row"  # 1-based data row number in the source file, kept for error messages
+#: Longest CSV line accepted, bytes: a longer one (e.g. a file without newlines) is refused
+#: as soon as the reader has seen that much of it, never held whole in memory.
+MAX_LINE_BYTES = 16 << 20
 
 
 def sniff_format(path: Path) -> tuple[str, bool]:
@@ -59,16 +63,56 @@ def read_table(path: Path, hdu: str | int | None = None, preferred_hdu: str | No
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, compression="gzip" if gz else None, low_memory=False)
+            df = _read_csv(path, gz)
     except InputError:
         raise
-    except (EOFError, OSError, zlib.error, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (EOFError, OSError, zlib.error, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            pd.errors.ParserWarning) as exc:
+        reason = " ".join(str(exc).split())  # one line, whatever the library said
         raise InputError(
-            f"{path}: cannot read it as {'gzipped ' if gz else ''}{fmt.upper()} ({type(exc).__name__}: {exc}); "
+            f"{path}: cannot read it as {'gzipped ' if gz else ''}{fmt.upper()} ({type(exc).__name__}: {reason}); "
             "the file may be truncated or corrupt: download or export it again"
         ) from None
     df.columns = [str(c).strip() for c in df.columns]
     return df.reset_index(drop=True)
+
+
+def _read_csv(path: Path, gz: bool) -> pd.DataFrame:
+    """A CSV through a line-length guard; rows with more fields than the header are an error
+    (pandas would otherwise shift them silently into an index)."""
+    with open(path, "rb") as fh:
+        inner = gzip.GzipFile(fileobj=fh) if gz else fh
+        stream = io.BufferedReader(_LineLimit(inner, path, MAX_LINE_BYTES), buffer_size=1 << 18)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(stream, low_memory=False, index_col=False)
+
+
+class _LineLimit(io.RawIOBase):
+    """A read-only binary stream that raises InputError once a line exceeds `limit` bytes."""
+
+    def __init__(self, inner, path: Path, limit: int):
+        self._inner, self._path, self._limit = inner, path, limit
+        self._run = 0  # bytes since the last newline
+        self._line = 1
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        parts = data.split(b"\n")
+        lengths = [self._run + len(parts[0]), *map(len, parts[1:])]
+        for k, n in enumerate(lengths):
+            if n > self._limit:
+                raise InputError(
+                    f"{self._path}: line {self._line + k} is longer than {self._limit >> 20} MiB; not a "
+                    "catalogue table (missing newlines?): check the file and its format"
+                )
+        self._run = lengths[-1]
+        self._line += len(parts) - 1
+        return len(data)
 
 
 def _read_fits(path: Path, hdu: str | int | None, preferred: str | None) -> pd.DataFrame:
@@ -92,8 +136,10 @@ def _read_fits(path: Path, hdu: str | int | None, preferred: str | None) -> pd.D
                     names = [h.name for h in hdul]
                     raise InputError(f"{path}: no HDU {ext!r}; the file has {names}. Pass --hdu with one of them")
                 table = Table(hdul[ext].data, masked=False)
-        except AstropyWarning as exc:
-            raise OSError(str(exc)) from None
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged header makes astropy raise KeyError, VerifyError, ...
+            raise OSError(str(exc) if isinstance(exc, AstropyWarning) else f"{type(exc).__name__}: {exc}") from None
     table.convert_bytestring_to_unicode()
     keep = [c for c in table.colnames if table[c].ndim <= 1]
     df = table[keep].to_pandas()
@@ -278,6 +324,9 @@ def _id_strings(col: pd.Series) -> pd.Series:
 
 
 def _numeric(col: pd.Series, canon: str, src: str, path: Path) -> pd.Series:
+    if pd.api.types.is_bool_dtype(col):
+        raise InputError(f"{path}: column {src} ({canon}) holds true/false values, not numbers. "
+                         "Fix the file or map another column")
     values = pd.to_numeric(col, errors="coerce")
     bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
     if bad.any():
@@ -320,6 +369,9 @@ def _json_rows(df: pd.DataFrame) -> pd.Series:
 def read_catalog(path: Path, mapping: Mapping, hdu: str | int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(raw table, canonical table) of a catalogue file."""
     raw = read_table(path, hdu, mapping.fits_hdu)
+    if raw.empty:
+        raise InputError(f"{path}: no data rows (columns: {list(raw.columns)}); nothing to load. "
+                         "Check that the export is complete")
     return raw, map_columns(raw, mapping, path)
 
 
