@@ -1,0 +1,150 @@
+"""`cmcat predict`: masses for every cluster of a set of HEALPix tiles, on Dask, into Postgres."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from clustermass.cli._common import STATE, app, console, emit_json, err_console, progress, table
+from clustermass.errors import InputError, ModelError
+
+SOURCES = ("mock", "local", "sas")
+
+
+def _catalog_id(engine, name: str | None) -> int | None:
+    if name is None:
+        return None
+    from sqlalchemy import select
+
+    from clustermass.db.models import Catalog
+
+    with engine.connect() as conn:
+        cid = conn.execute(select(Catalog.id).where(Catalog.name == name)).scalar_one_or_none()
+        known = conn.execute(select(Catalog.name).order_by(Catalog.id)).scalars().all()
+    if cid is None:
+        raise InputError(f"no catalogue named {name!r}; known: {', '.join(known) or 'none (run cmcat ingest)'}")
+    return cid
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, not {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ModelError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
+
+
+def source_options(source: str, frames: str | None, universe: str | None, seed: int) -> dict:
+    """Keyword options of the image source (plain data, stored with the run)."""
+    if source not in SOURCES:
+        raise InputError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
+    if source == "local":
+        if not frames:
+            raise InputError("--source local needs --frames DIR (a folder in the SAS layout, e.g. from `cmcat mock frames`)")
+        return {"root": os.path.abspath(frames)}
+    if source == "mock":
+        return {"universe_dir": os.path.abspath(universe) if universe else None, "seed": seed}
+    return {}
+
+
+@app.command("predict")
+def predict(
+    tiles: Optional[str] = typer.Option(
+        None, "--tiles", help="HEALPix tiles: ORDER (all tiles of that order holding clusters, e.g. '3') or ORDER:PIX,PIX ('3:12,13')."
+    ),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id, name, or kind (newest of that kind: cnn, hybrid, richness)."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster of worker processes."
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes of the local cluster (default: setting `workers`)."),
+    device: str = typer.Option("cpu", "--device", help="Run the model on cpu or cuda."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Clusters per forward pass."),
+    source: str = typer.Option("mock", "--source", help="Where missing cutouts come from: mock (rendered), local (frame mirror) or sas (SDSS over HTTP)."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
+    universe: Optional[str] = typer.Option(None, "--universe", help="Mock universe folder for --source mock (default: synthesise from the catalogue)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the mock renderer (--source mock)."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help="Only clusters of this catalogue (name)."),
+    rerun: bool = typer.Option(False, "--rerun", help="Recompute every tile in a new run, even those already done."),
+    resume: Optional[int] = typer.Option(None, "--resume", help="Continue run RUN (its tiles, model and source); only unfinished tiles run."),
+    max_per_tile: int = typer.Option(2000, "--max-per-tile", min=1, help="Split tiles holding more clusters than this into higher-order tiles."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Predict log10 M500 for every cluster of the tiles and write them to the `predictions` table.
+
+    One Dask task per HEALPix tile. Re-running the same command skips finished tiles (idempotent and resumable after an interruption); see docs/pipeline.md for running on a Dask cluster.
+    """
+    from clustermass import sky
+    from clustermass.db import migrate
+    from clustermass.model.registry import get_model
+    from clustermass.pipeline.predict import predict_tile, worker_settings
+    from clustermass.pipeline.runner import run_tiles
+
+    _check_device(device)
+    settings = STATE.settings
+    engine = STATE.engine()
+    migrate.upgrade(engine)
+    n_workers = workers or settings.workers
+    exec_args = {
+        "device": device,
+        "batch_size": batch_size,
+        "settings": worker_settings(settings),
+        "torch_threads": None if scheduler else max(1, (os.cpu_count() or 1) // n_workers),
+    }
+    if resume is not None:
+        spec, args, ident, model_id, catalog_id = None, exec_args, None, None, None
+    else:
+        if not tiles or not model:
+            raise InputError("give --tiles and --model (or --resume RUN to continue a run)")
+        try:
+            spec = sky.parse_tiles(tiles)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        model_id = get_model(engine, model).id
+        catalog_id = _catalog_id(engine, catalog)
+        opts = source_options(source, frames, universe, seed)
+        ident = {"model_id": model_id, "source": source, "source_options": opts}
+        args = {**exec_args, "model_id": model_id, "source": source, "source_options": opts}
+
+    with progress() as bar:
+        tiles_task = bar.add_task("tiles", total=None)
+        clusters_task = bar.add_task("clusters", total=None)
+
+        def on_progress(p) -> None:
+            if p.tiles_finished == 0 and p.dashboard_link:
+                err_console.print(f"Dask dashboard: {p.dashboard_link}")
+            bar.update(tiles_task, total=p.tiles_total, completed=p.tiles_finished)
+            bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
+
+        summary = run_tiles(
+            settings, "predict", spec, predict_tile, args, identity=ident, catalog_id=catalog_id, model_id=model_id,
+            scheduler=scheduler, workers=n_workers, resume=resume, rerun=rerun, max_per_tile=max_per_tile,
+            on_progress=on_progress,
+        )
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        _print_summary(summary)
+    if summary.status != "done":
+        raise typer.Exit(1)
+
+
+def _print_summary(s) -> None:
+    rows = [
+        ("run", f"{s.run_id}" + (" (resumed)" if s.resumed else "")),
+        ("status", s.status),
+        ("tiles", f"{s.n_tiles_done} done now, {s.n_tiles_skipped} already done, {s.n_tiles_failed} failed, of {s.n_tiles}"),
+        ("clusters", f"{s.n_done} predicted, {s.n_failed} without prediction, in {s.n_clusters} processed"),
+        ("time", f"{s.seconds:.1f} s on {s.workers} worker(s)"),
+        ("throughput", f"{s.clusters_per_s:.1f} clusters/s"),
+    ]
+    console.print(table("predict", ["", ""], rows))
+    for f in s.failures[:10]:
+        console.print(f"[red]tile {f['norder']}/{f['npix']} failed:[/red] {f['error']}", highlight=False)
+    if len(s.failures) > 10:
+        console.print(f"... and {len(s.failures) - 10} more (SELECT * FROM run_tiles WHERE run_id = {s.run_id} AND status = 'failed')")
+    if s.failures:
+        console.print(f"fix the cause, then continue with `cmcat predict --resume {s.run_id}`")

@@ -1,0 +1,190 @@
+"""`cmcat predict`: the predict tile task, the CLI on a real LocalCluster, rerun and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from clustermass import sky
+from clustermass.images.base import Cutout, CutoutGrid
+from clustermass.model import baseline
+from clustermass.model.registry import save_model
+from clustermass.pipeline import predict as predict_mod
+from clustermass.pipeline.predict import predict_in_batches, predict_tile, worker_settings
+from clustermass.pipeline.runner import prepare_run, run_tiles_status
+
+from pipeline_helpers import TinyPredictor, add_clusters, fake_mass
+
+COEF = [14.3, 1.1, -0.3]
+
+
+def richness_model(db, settings) -> int:
+    rec = save_model(db, settings, name="rich", kind="richness", config={"coef": COEF}, metrics={"cv_scatter": 0.16}, training={})
+    return rec.id
+
+
+def expected_mass(df: pd.DataFrame) -> np.ndarray:
+    return np.asarray(baseline.predict(np.asarray(COEF), df["richness"].to_numpy(), df["z"].to_numpy()))
+
+
+def _predictions(db) -> pd.DataFrame:
+    with db.connect() as conn:
+        return pd.read_sql("SELECT cluster_id, model_id, run_id, log10_m500, log10_m500_err, created FROM predictions ORDER BY cluster_id", conn)
+
+
+def test_predict_in_batches_equals_one_call():
+    df = pd.DataFrame({"id": np.arange(10), "richness": np.linspace(20, 100, 10), "z": 0.3})
+    p = TinyPredictor(1)
+    images = np.random.default_rng(0).normal(size=(10, 5, 16, 16)).astype(np.float32)
+    m1, e1 = predict_in_batches(p, images, df, batch_size=3)
+    m2, e2 = p.predict(images, df)
+    np.testing.assert_array_equal(m1, m2)
+    np.testing.assert_array_equal(e1, e2)
+
+
+def test_worker_settings_are_plain_and_without_database_url(settings):
+    ws = worker_settings(settings)
+    assert "database_url" not in ws and ws["data_dir"] == str(settings.data_dir)
+    json.dumps(ws)
+
+
+class FlakySource:
+    """An ImageSource that renders constant images and fails for one cluster id."""
+
+    name = "mock"
+
+    def __init__(self, bad_id: int):
+        self.bad_id = bad_id
+        self.calls = 0
+
+    def cutouts(self, clusters, grid, bands="ugriz"):
+        self.calls += 1
+        out = []
+        for r in clusters.itertuples():
+            cov = 0.0 if r.id == self.bad_id else 1.0
+            data = np.full((5, grid.size, grid.size), np.nan if cov == 0 else 1.0, dtype=np.float32)
+            out.append(Cutout(int(r.id), r.ra, r.dec, grid.pixel_scale(r.z), data, cov))
+        return out
+
+
+def test_predict_tile_with_images_from_store_then_cache(db, settings, monkeypatch):
+    clusters = add_clusters(db, 30, ra=(20, 21), dec=(5, 6))
+    model_id = richness_model(db, settings)  # a models row to reference; TinyPredictor does the work
+    src = FlakySource(bad_id=int(clusters["id"].iloc[3]))
+    monkeypatch.setattr(predict_mod, "image_source", lambda *a: src)
+    url = db.url.render_as_string(hide_password=False)
+    args = {"model_id": model_id, "settings": worker_settings(settings), "loader": "pipeline_helpers:tiny_loader"}
+    run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(4), args)
+    results = [predict_tile(url, run_id, t.norder, t.npix, **args) for t in todo]
+    assert sum(r["n_done"] for r in results) == 29 and sum(r["n_failed"] for r in results) == 1
+    pred = _predictions(db)
+    assert len(pred) == 29 and int(clusters["id"].iloc[3]) not in set(pred["cluster_id"])
+    merged = pred.merge(clusters, left_on="cluster_id", right_on="id")
+    np.testing.assert_allclose(merged["log10_m500"], fake_mass(merged["richness"]))
+    st = run_tiles_status(db, run_id)
+    assert (st["status"] == "done").all() and st["error"].str.contains("1 without usable images").sum() == 1
+    with db.connect() as conn:
+        n_ok = conn.execute(text("SELECT count(*) FROM cutouts WHERE status = 'ok'")).scalar_one()
+    assert n_ok == 29
+    # a rerun reads the stored cutouts: the source is only asked for the one that failed
+    calls = src.calls
+    run2, _, todo2, *_ = prepare_run(db, "predict", sky.TileSpec(4), args, rerun=True)
+    for t in todo2:
+        predict_tile(url, run2, t.norder, t.npix, **args)
+    assert src.calls - calls <= len(todo2)
+    assert len(_predictions(db)) == 29 and set(_predictions(db)["run_id"]) == {run2}
+
+
+def test_cli_predict_richness_on_local_cluster_rerun_is_idempotent(cli, db, settings):
+    clusters = add_clusters(db, 300, ra=(130, 230), dec=(0, 50))
+    model_id = richness_model(db, settings)
+    out = cli("predict", "--tiles", "2", "--model", "richness", "--workers", "2", "--max-per-tile", "40", "--json")
+    s = json.loads(out.stdout)
+    assert s["status"] == "done" and s["n_done"] == 300 and s["n_tiles_failed"] == 0 and s["workers"] == 2
+    pred = _predictions(db)
+    assert len(pred) == 300 and pred["cluster_id"].is_unique and set(pred["model_id"]) == {model_id}
+    merged = pred.merge(clusters, left_on="cluster_id", right_on="id")
+    np.testing.assert_allclose(merged["log10_m500"], expected_mass(merged), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(merged["log10_m500_err"], 0.16)
+    with db.connect() as conn:
+        runs = conn.execute(text("SELECT id, status, model_id, n_clusters FROM runs")).all()
+        workers = conn.execute(text("SELECT count(DISTINCT worker) FROM run_tiles")).scalar_one()
+    assert [(r.status, r.model_id, r.n_clusters) for r in runs] == [("done", model_id, 300)]
+    assert workers == 2  # both worker processes took tiles
+    # the same command again: nothing recomputed or rewritten
+    again = json.loads(cli("predict", "--tiles", "2", "--model", "richness", "--max-per-tile", "40", "--json").stdout)
+    assert again["run_id"] == s["run_id"] and again["n_tiles_done"] == 0 and again["n_tiles_skipped"] == s["n_tiles"]
+    pd.testing.assert_frame_equal(_predictions(db), pred)  # same rows, same `created` stamps
+    # human-readable summary
+    text_out = cli("predict", "--tiles", "2", "--model", "richness", "--max-per-tile", "40").stdout
+    assert "already done" in text_out and f"{s['run_id']} (resumed)" in text_out
+
+
+def test_cli_predict_errors_are_clear(cli, db, settings):
+    bad = cli("predict", "--tiles", "2", ok=False)
+    assert bad.exit_code != 0 and "--model" in str(bad.exception)
+    bad = cli("predict", "--tiles", "2", "--model", "nope", ok=False)
+    assert "no model 'nope'" in str(bad.exception)
+    richness_model(db, settings)
+    bad = cli("predict", "--tiles", "2:99999", "--model", "richness", ok=False)
+    assert "do not exist at order 2" in str(bad.exception)
+    bad = cli("predict", "--resume", "42", ok=False)
+    assert "run 42 is not a predict run" in str(bad.exception)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_completes_without_gaps_or_duplicates(db, settings, pg_url, tmp_path):
+    n = 300
+    clusters = add_clusters(db, n, ra=(120, 250), dec=(-5, 65))
+    richness_model(db, settings)
+    env = {**os.environ, "CMCAT_DATABASE_URL": pg_url, "CMCAT_DATA_DIR": str(tmp_path / "data")}
+    cmd = [sys.executable, "-m", "clustermass", "predict", "--tiles", "3", "--model", "richness", "--workers", "2",
+           "--max-per-tile", "5", "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        done = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            with db.connect() as conn:
+                done = conn.execute(text("SELECT count(*) FROM run_tiles WHERE status = 'done'")).scalar_one()
+            if done >= 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Dask worker processes, hard
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    with db.connect() as conn:
+        run_id, status = conn.execute(text("SELECT id, status FROM runs")).one()
+        counts = dict(conn.execute(text("SELECT status, count(*) FROM run_tiles GROUP BY status")).all())
+    assert status == "running" and counts.get("done", 0) >= 5
+    assert sum(counts.values()) > counts["done"]  # killed part-way
+    partial = _predictions(db)
+    assert 0 < len(partial) < n and partial["cluster_id"].is_unique
+    resumed = subprocess.run(
+        [sys.executable, "-m", "clustermass", "predict", "--resume", str(run_id), "--workers", "2", "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    s = json.loads(resumed.stdout)
+    assert s["run_id"] == run_id and s["status"] == "done" and s["n_tiles_skipped"] >= counts["done"]
+    assert s["n_tiles_done"] + s["n_tiles_skipped"] == s["n_tiles"]
+    pred = _predictions(db)
+    assert len(pred) == n and pred["cluster_id"].is_unique and set(pred["cluster_id"]) == set(clusters["id"])
+    # the tiles finished before the kill were not recomputed
+    kept = partial.merge(pred, on="cluster_id", suffixes=("_before", "_after"))
+    assert (kept["created_before"] == kept["created_after"]).all()
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT status FROM runs WHERE id = :i"), {"i": run_id}).scalar_one() == "done"
