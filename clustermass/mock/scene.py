@@ -1,0 +1,77 @@
+"""The mock sky around a position: field galaxies, stars and the members of nearby clusters.
+
+Both renderers (direct cutouts and frames) ask a Scene for the sources in a region, so they
+draw exactly the same objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from clustermass.cosmology import arcsec_per_mpc
+from clustermass.mock import relations as rel
+from clustermass.mock.galaxies import Sources, cluster_sources, field_sources
+
+#: Truth-table columns a rendered cluster needs.
+HALO_COLUMNS = ["halo_id", "ra", "dec", "z", "log10_m500", "n_red", "n_faint", "bcg_mr", "lambda_true"]
+
+
+def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    a, d = np.radians(ra), np.radians(dec)
+    return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
+
+
+def chord(deg: float | np.ndarray) -> np.ndarray:
+    """Chord length on the unit sphere of an angle in degrees."""
+    return 2 * np.sin(np.radians(deg) / 2)
+
+
+def halo_sources(seed: int, halo: dict) -> Sources:
+    """Members of a halo: a universe cluster (halo_id > 0) or a synthetic one (halo_id 0, `key`)."""
+    key = (0, int(halo["halo_id"])) if halo["halo_id"] > 0 else (1, int(halo["key"]))
+    return cluster_sources(seed, key, halo["ra"], halo["dec"], halo["z"], halo["log10_m500"],
+                           int(halo["n_red"]), int(halo["n_faint"]), halo["bcg_mr"], halo["lambda_true"])
+
+
+class Scene:
+    """Sources of the mock sky for a render seed and (optionally) a universe's clusters."""
+
+    def __init__(self, seed: int, haloes: pd.DataFrame | None = None) -> None:
+        from scipy.spatial import cKDTree
+
+        self.seed = int(seed)
+        self.haloes = (haloes[HALO_COLUMNS].reset_index(drop=True) if haloes is not None
+                       else pd.DataFrame(columns=HALO_COLUMNS))
+        h = self.haloes
+        self._reach = (rel.r_lambda_mpc(np.maximum(h.lambda_true.to_numpy(float), 1.0))
+                       * arcsec_per_mpc(h.z.to_numpy(float)) / 3600.0) if len(h) else np.zeros(0)
+        self._tree = cKDTree(unit_vectors(h.ra.to_numpy(float), h.dec.to_numpy(float))) if len(h) else None
+
+    def match(self, ra: float, dec: float, arcsec: float) -> dict | None:
+        """The universe cluster within `arcsec` of (ra, dec), or None."""
+        if self._tree is None:
+            return None
+        dist, i = self._tree.query(unit_vectors(np.array(ra), np.array(dec)))
+        return self.haloes.iloc[int(i)].to_dict() if dist <= chord(arcsec / 3600.0) else None
+
+    def nearby(self, ra: float, dec: float, radius_deg: float) -> list[dict]:
+        """Clusters whose members (out to R_lambda) may fall within radius_deg of (ra, dec)."""
+        if self._tree is None:
+            return []
+        idx = self._tree.query_ball_point(unit_vectors(np.array(ra), np.array(dec)),
+                                          chord(radius_deg + float(self._reach.max())))
+        if not idx:
+            return []
+        idx = np.sort(np.asarray(idx, dtype=int))
+        sep = np.degrees(2 * np.arcsin(np.linalg.norm(
+            unit_vectors(self.haloes.ra.to_numpy(float)[idx], self.haloes.dec.to_numpy(float)[idx])
+            - unit_vectors(np.array(ra), np.array(dec)), axis=-1) / 2))
+        return [self.haloes.iloc[i].to_dict() for i in idx[sep <= radius_deg + self._reach[idx]]]
+
+    def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = ()) -> Sources:
+        """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`."""
+        parts = [field_sources(self.seed, ra, dec, radius_deg)]
+        parts += [halo_sources(self.seed, h) for h in self.nearby(ra, dec, radius_deg * np.sqrt(2))]
+        parts += [halo_sources(self.seed, h) for h in extra]
+        return Sources.concat(parts)

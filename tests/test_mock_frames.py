@@ -1,0 +1,124 @@
+"""Mock SDSS frames: SAS layout, real-frame structure, WCS, and agreement with the direct render."""
+
+from __future__ import annotations
+
+import bz2
+import json
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.stats import sigma_clipped_stats
+from astropy.wcs import WCS, FITSFixedWarning
+
+from clustermass.images.base import CutoutGrid, cutout_wcs
+from clustermass.images.builder import project_frame
+from clustermass.images.local import LocalFrames
+from clustermass.images.mock import MockSource
+from clustermass.mock.frames import NX, NY, fields_covering, pixel_coords, write_frame
+from clustermass.mock.instrument import cutout_noise, frame_noise
+from clustermass.mock.population import build_universe
+from clustermass.mock.scene import Scene
+from clustermass.mock.writers import read_truth, write_universe
+
+REAL_FRAME = "sdss_frames/stellar_classification/frame-g-000756-2-0471.fits.bz2"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A one-cluster universe and the r frame of the field holding its centre."""
+    root = tmp_path_factory.mktemp("frames")
+    u = build_universe(1, seed=11, area_deg2=0.05)
+    write_universe(u, root / "u", {"n": 1, "seed": 11, "area_deg2": 0.05})
+    truth = read_truth(root / "u")
+    cl = truth[truth.rm_id > 0].iloc[0]
+    spec = next(s for s in fields_covering(cl.ra, cl.dec, 0.0)
+                if 0 <= pixel_coords(s, np.array([cl.ra]), np.array([cl.dec]))[1][0] < NY)
+    scene = Scene(11, truth[truth.rm_id > 0])
+    paths = write_frame(scene, spec, "r", root / "sas")
+    return {"root": root, "cluster": cl, "spec": spec, "paths": paths}
+
+
+def _open(path):
+    return fits.open(path)
+
+
+def test_frame_layout_and_structure(tiny, real_data):
+    spec = tiny["spec"]
+    rel = f"dr12/boss/photoObj/frames/301/{spec.run}/{spec.camcol}/frame-r-{spec.run:06d}-{spec.camcol}-{spec.field:04d}.fits.bz2"
+    assert (tiny["root"] / "sas" / rel).is_file()
+    with _open(tiny["paths"][0]) as mock, _open(real_data / REAL_FRAME) as real:
+        assert [type(h).__name__ for h in mock] == [type(h).__name__ for h in real]
+        assert mock[0].data.shape == real[0].data.shape == (NY, NX)
+        assert mock[0].data.dtype == real[0].data.dtype
+        for key in ("BUNIT", "FILTER", "RUN", "CAMCOL", "CTYPE1", "CTYPE2", "CD1_2", "CD2_1", "NMGY", "RERUN"):
+            assert key in mock[0].header, key
+        assert mock[0].header["BUNIT"] == "nanomaggy"
+        assert mock[2].columns.names == real[2].columns.names
+        assert mock[3].columns.names == real[3].columns.names
+        assert mock[1].data.shape == real[1].data.shape
+
+
+def test_frame_wcs_puts_the_cluster_where_the_bcg_is(tiny):
+    cl = tiny["cluster"]
+    with _open(tiny["paths"][0]) as hdul:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            w = WCS(hdul[0].header)
+        img = hdul[0].data
+    x, y = w.world_to_pixel_values(cl.ra, cl.dec)
+    xs, ys = pixel_coords(tiny["spec"], np.array([cl.ra]), np.array([cl.dec]))
+    assert x == pytest.approx(xs[0], abs=1e-3) and y == pytest.approx(ys[0], abs=1e-3)
+    ix, iy = int(round(float(x))), int(round(float(y)))
+    box = img[max(iy - 8, 0): iy + 9, max(ix - 8, 0): ix + 9]
+    assert box.sum() > 20 * frame_noise()[2] * np.sqrt(box.size)  # the BCG is there
+
+
+def test_frames_match_the_direct_render_within_noise(tiny):
+    cl = tiny["cluster"]
+    grid = CutoutGrid()
+    direct = MockSource(tiny["root"] / "u", noise=False).render(cl.ra, cl.dec, cl.z_phot, cl.lambda_obs, grid, "r")
+    w = cutout_wcs(cl.ra, cl.dec, grid.size, direct.pixel_scale)
+    frame = LocalFrames(tiny["root"] / "sas").read(tiny["spec"].relpath("r"))
+    projected = project_frame(frame, w, grid.size)
+    ok = np.isfinite(projected)
+    assert ok.mean() > 0.3
+    resid = projected[ok] - direct.data[0][ok]
+    noise = cutout_noise(direct.pixel_scale)[2]
+    assert abs(np.median(resid)) < 0.2 * noise
+    assert np.std(resid) < 2.0 * noise
+    assert projected[ok].sum() == pytest.approx(direct.data[0][ok].sum(), rel=0.05)
+    # a different sky (seed) would not match
+    other = MockSource(seed=99, noise=False).render(cl.ra, cl.dec, cl.z_phot, cl.lambda_obs, grid, "r")
+    assert np.std(projected[ok] - other.data[0][ok]) > 3 * np.std(resid)
+
+
+def test_frame_noise_resembles_the_real_frames(tiny, real_data):
+    """The r frame carries the modelled noise, and the modelled g noise is the real g frame's."""
+    with _open(tiny["paths"][0]) as mock, _open(real_data / REAL_FRAME) as real:
+        _, _, mock_sd = sigma_clipped_stats(mock[0].data[::4, ::4])
+        _, _, real_sd = sigma_clipped_stats(real[0].data[::4, ::4])
+    assert mock_sd == pytest.approx(frame_noise()[2], rel=0.1)
+    assert frame_noise()[1] == pytest.approx(real_sd, rel=0.3)
+
+
+def test_cli_frames_and_window_flist(cli, tmp_path, tiny):
+    out = tmp_path / "sas"
+    args = ["mock", "frames", "--universe", str(tiny["root"] / "u"), "--out", str(out), "--bands", "i",
+            "--max-frames", "1", "--json"]
+    first = json.loads(cli(*args).stdout)
+    second = json.loads(cli(*args).stdout)
+    assert first["fields_written"] == 1 and second["fields_written"] == 0 and second["fields_skipped"] == 1
+    files = list(out.rglob("frame-i-*.fits.bz2"))
+    assert len(files) == 1
+    bz2.decompress(files[0].read_bytes())  # valid bz2
+    with fits.open(out / "window_flist.fits") as hdul:
+        cols = hdul[1].columns.names
+        row = hdul[1].data[0]
+    for col in ("RUN", "RERUN", "CAMCOL", "FIELD", "RA", "DEC", "SCORE", "MU_START", "MU_END", "NU_START",
+                "NU_END", "INCL", "NODE"):
+        assert col in cols
+    assert files[0].name == f"frame-i-{row['RUN']:06d}-{row['CAMCOL']}-{row['FIELD']:04d}.fits.bz2"
+    bad = cli("mock", "frames", "--universe", str(tiny["root"] / "u"), "--out", str(out), "--bands", "x", ok=False)
+    assert bad.exit_code != 0 and "ugriz" in str(bad.exception)
