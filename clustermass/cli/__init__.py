@@ -13,5 +13,6 @@ from clustermass.cli import predict as _predict  # noqa: F401  (registers `cmcat
 from clustermass.cli import results as _results  # noqa: F401  (registers sql, export, plot)
 from clustermass.cli import ingest as _ingest  # noqa: F401  (registers ingest, crossmatch, baseline, status)
 from clustermass.cli import train as _train  # noqa: F401  (registers train, evaluate, models, learning-curve)
+from clustermass.cli import explain as _explain  # noqa: F401  (registers `cmcat explain`)
 
 __all__ = ["app", "main"]
