@@ -1,0 +1,73 @@
+"""`cmcat train / evaluate / models list / learning-curve` on a real PostgreSQL with mock cutouts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clustermass.model import registry
+from clustermass.model.registry import RichnessPredictor
+from model_helpers import load_into_db, mock_clusters, mock_images, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.mark.slow
+def test_train_evaluate_list_and_predict(cli, db, settings, tmp_path):
+    clusters = mock_clusters(40, seed=1)
+    load_into_db(db, clusters)
+    cfg = tiny_config(tmp_path)
+    out = json.loads(cli("train", "--config", str(cfg), "--seed", "2", "--json").stdout)
+    kinds = [m["kind"] for m in out["models"]]
+    assert kinds == ["band-classifier", "cnn", "hybrid", "richness"]
+    assert all(m["trained"] for m in out["models"])
+    assert out["models"][1]["n_labels"] == 40
+    # same data, config and seed: nothing is trained again
+    again = json.loads(cli("train", "--config", str(cfg), "--seed", "2", "--json").stdout)
+    assert [m["name"] for m in again["models"]] == [m["name"] for m in out["models"]]
+    assert not any(m["trained"] for m in again["models"])
+    # the cutouts went through the store
+    with db.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM cutouts WHERE status = 'ok'").scalar_one() == 40
+
+    ev = json.loads(cli("evaluate", "hybrid", "--json", "--out", str(tmp_path / "plots")).stdout)
+    rows = [r for r in ev["rows"] if r["subset"] == "all" and r["reference"] == "label"]
+    assert sorted(r["model"] for r in rows) == ["cnn", "hybrid", "richness"]
+    assert {r["n"] for r in rows} == {40}  # same clusters for every model
+    assert {r["subset"] for r in ev["rows"]} >= {"fold 0", "fold 4", "source mcxc", "source psz2"}
+    assert all((tmp_path / "plots").joinpath(p.split("/")[-1]).is_file() for p in ev["plots"])
+    assert any("band-confusion" in p for p in ev["plots"])
+
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [m["kind"] for m in listed] == kinds
+
+    # the registered ensembles predict from cutouts; richness from the catalogue alone
+    hyb = registry.load_predictor(db, settings, "hybrid")
+    m, err = hyb.predict(mock_images(clusters.iloc[:4]), clusters.iloc[:4])
+    assert m.shape == (4,) and np.all(np.isfinite(m)) and np.all(err > 0)
+    rich = registry.load_predictor(db, settings, "richness")
+    assert isinstance(rich, RichnessPredictor) and not rich.needs_images
+    m_r, _ = rich.predict(None, clusters)
+    assert np.mean(np.abs(m_r - clusters["log10_m500"])) < np.mean(np.abs(clusters["log10_m500"] - clusters["log10_m500"].median()))
+
+    curve = json.loads(cli("learning-curve", "--model", "hybrid", "--sizes", "20,40", "--json",
+                           "--out", str(tmp_path / "lc.png")).stdout)
+    assert [r["n_labels"] for r in curve["curve"]] == [20, 40]
+    assert (tmp_path / "lc.png").is_file()
+
+
+def test_train_errors(cli, db, tmp_path):
+    res = cli("train", "--stage", "3", ok=False)
+    assert res.exit_code != 0 and "--stage must be 1, 2 or all" in str(res.exception)
+    res = cli("train", "--stage", "2", "--config", str(tiny_config(tmp_path)), ok=False)
+    assert res.exit_code != 0 and "no model 'band-classifier'" in str(res.exception)
+    res = cli("evaluate", "nope", ok=False)
+    assert res.exit_code != 0 and "no model 'nope'" in str(res.exception)
+    res = cli("train", "--config", str(tmp_path / "missing.toml"), ok=False)
+    assert res.exit_code != 0 and "does not exist" in str(res.exception)
