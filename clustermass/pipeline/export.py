@@ -3,7 +3,9 @@
 Parquet goes into a hive-style tile layout ``OUT/Norder=k/Dir=d/Npix=p/part0.parquet``
 (Dir = 10000 * (p // 10000), the HiPS/HATS convention), so `pandas.read_parquet(OUT)` or
 `pyarrow.dataset.dataset(OUT, partitioning="hive")` read the whole catalogue or one tile.
-FITS gets units in TUNITn and the model, cosmology and mass definition in the header.
+FITS gets units in TUNITn (FITS-standard strings: log10 masses are "log(solMass)", which
+astropy reads with a harmless UnitsWarning), a description per column in TCOMMn, and the
+model, cosmology and mass definition in the header.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
     "z": (None, "redshift"),
     "richness": (None, "richness lambda (galaxies)"),
     "log10_m500": ("log(solMass)", "predicted log10(M500c/Msun), h=0.7"),
-    "log10_m500_err": ("dex", "1-sigma error of log10_m500"),
+    "log10_m500_err": (None, "1-sigma error of log10_m500, dex"),
     "label_log10_m500": ("log(solMass)", "external (X-ray/SZ) log10(M500c/Msun) where cross-matched"),
     "label_source": (None, "source of the external mass (mcxc, psz2, ...)"),
     "run_id": (None, "cmcat predict run that wrote the prediction"),
@@ -104,14 +106,12 @@ def write_fits(df: pd.DataFrame, out: Path, model: dict) -> None:
     for col in table.colnames:
         if table[col].dtype.kind == "O":
             table[col] = table[col].astype(str)
-        unit, desc = COLUMNS.get(col, (None, ""))
-        table[col].description = desc
     hdu = fits.BinTableHDU(table, name="PREDICTIONS")
     for i, col in enumerate(table.colnames, start=1):
         unit = COLUMNS.get(col, (None, ""))[0]
         if unit:
             hdu.header[f"TUNIT{i}"] = unit
-        hdu.header[f"TTYPE{i}"] = (col, COLUMNS.get(col, (None, ""))[1][:47])
+        hdu.header[f"TCOMM{i}"] = COLUMNS.get(col, (None, ""))[1]
     hdu.header["MODEL"] = (str(model["name"]), "cmcat model name")
     hdu.header["MODELID"] = (int(model["id"]), "cmcat model id")
     hdu.header["MODKIND"] = (str(model["kind"]), "model kind")

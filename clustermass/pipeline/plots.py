@@ -41,8 +41,8 @@ def plot_skymap(df: pd.DataFrame, out: Path, value: str = "mass", order: int = 4
         raise ValueError(f"skymap value must be one of {SKYMAP_VALUES}, got {value!r}")
     m = healpix_map(df["hpx29"].to_numpy(), df["log10_m500"].to_numpy() if value == "mass" else None, order)
     unit = "mean log10(M500/Msun)" if value == "mass" else "clusters per pixel"
-    fig = plt.figure(figsize=(10, 6))
-    hp.mollview(m, nest=True, fig=fig.number, title=title or f"{unit} (HEALPix order {order})", unit=unit, cmap="viridis")
+    hp.mollview(m, nest=True, title=title or f"{unit} (HEALPix order {order})", unit=unit, cmap="viridis")
+    fig = plt.gcf()
     hp.graticule(dpar=30, dmer=60, alpha=0.3)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
