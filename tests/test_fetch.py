@@ -131,3 +131,50 @@ def test_fetch_rejects_bad_options(cli):
     assert "bad tile spec" in error_of("fetch", "--tiles", "x")
     assert "--source must be one of" in error_of("fetch", "--source", "ftp", "--tiles", "0")
     assert "--tiles" in error_of("fetch")
+
+
+@pytest.mark.slow
+def test_mock_frames_http_equals_local_and_matches_direct_render(cli, db, tmp_path, settings):
+    """`cmcat mock frames` -> `cmcat ingest fields` -> cutouts via local path == via HTTP ~ direct render."""
+    from clustermass.images.mock import MockSource, universe_seed
+    from clustermass.mock.writers import read_truth
+
+    uni, out = tmp_path / "universe", tmp_path / "frames"
+    cli("mock", "universe", "--n", "30", "--area", "10", "--seed", "1", "--out", str(uni))
+    truth = read_truth(uni)
+    halo = truth[truth.rm_id > 0].sort_values("lambda_true").iloc[-1]  # the richest cluster
+    pix = int(sky.tile_of(sky.hpx29(halo.ra, halo.dec), 12))
+    cli("mock", "frames", "--universe", str(uni), "--out", str(out), "--tiles", f"12:{pix}", "--bands", "r")
+    cli("ingest", "fields", str(out / "window_flist.fits"))
+    with db.connect() as conn:
+        extra = conn.execute(select(__import__("clustermass.db.models", fromlist=["Field"]).Field.extra)).scalars().first()
+    assert {k.lower() for k in extra} >= {"mu_start", "nu_end", "node", "incl"}  # (mu, nu) prefilter is active
+    add_clusters(db, [(float(halo.ra), float(halo.dec))])
+    clusters = pd.DataFrame({"id": [1], "ra": [halo.ra], "dec": [halo.dec], "z": [halo.z], "richness": [halo.lambda_true]})
+    grid = CutoutGrid()
+
+    (local,) = LocalSource(out, db).cutouts(clusters, grid, "r")
+    srv = HTTPServer(host="127.0.0.1")
+    srv.start()
+    try:
+        srv.expect_request(__import__("re").compile("/sas/.*")).respond_with_handler(
+            lambda r: Response((out / r.path.removeprefix("/sas/")).read_bytes())
+        )
+        cfg = settings.__class__(**{**settings.__dict__, "sdss_base_url": srv.url_for("/sas"), "sdss_rate_limit": 0})
+        (http,) = SasSource(cfg, db).cutouts(clusters, grid, "r")
+    finally:
+        srv.stop()
+    assert local.covered_fraction == 1.0, local.meta
+    np.testing.assert_array_equal(http.data, local.data)
+
+    (direct,) = MockSource(uni, seed=universe_seed(uni)).cutouts(clusters, grid, "r")
+    img, ref = local.data[0], direct.data[0]
+    diff = img - ref
+    # Same galaxies: the images correlate, and the difference is zero-mean noise.
+    assert np.corrcoef(img.ravel(), ref.ravel())[0, 1] > 0.5
+    assert abs(diff.mean()) < 5 * np.std(diff) / np.sqrt(diff.size)
+    # The cluster's light (central 16x16 pixels) agrees within 5 sigma of the noise of both draws.
+    centre = np.s_[24:40, 24:40]
+    sigma = np.std(diff) * np.sqrt(diff[centre].size)
+    assert abs(img[centre].sum() - ref[centre].sum()) < 5 * sigma
+    assert img[centre].sum() > 5 * sigma  # ... and there is light to compare

@@ -119,11 +119,6 @@ class SasClient:
                 path.unlink(missing_ok=True)
         return self._download(relpath)
 
-    def fetch(self, relpath: str) -> Path:
-        """Make sure `relpath` is in the cache (verified) and return its path."""
-        self.read(relpath)
-        return self.cache_path(relpath)
-
     def _download(self, relpath: str) -> Frame:
         url = self.url(relpath)
         last: Exception | None = None
