@@ -188,3 +188,20 @@ def test_resume_after_sigkill_completes_without_gaps_or_duplicates(db, settings,
     assert (kept["created_before"] == kept["created_after"]).all()
     with db.connect() as conn:
         assert conn.execute(text("SELECT status FROM runs WHERE id = :i"), {"i": run_id}).scalar_one() == "done"
+
+
+def test_predict_tile_with_the_mock_renderer(db, settings):
+    """Real MockSource cutouts through the store into a model that uses the images."""
+    clusters = add_clusters(db, 12, ra=(150, 150.5), dec=(2, 2.5))
+    model_id = richness_model(db, settings)
+    url = db.url.render_as_string(hide_password=False)
+    args = {"model_id": model_id, "settings": worker_settings(settings), "loader": "pipeline_helpers:tiny_loader",
+            "source": "mock", "source_options": {"universe_dir": None, "seed": 1}}
+    run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(5), args)
+    res = [predict_tile(url, run_id, t.norder, t.npix, **args) for t in todo]
+    assert sum(r["n_done"] for r in res) == 12
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT source, size, status, path FROM cutouts")).all()
+    assert len(rows) == 12 and {(r.source, r.size, r.status) for r in rows} == {("mock", 16, "ok")}
+    assert all(Path(r.path).is_file() for r in rows)
+    assert len(_predictions(db)) == 12

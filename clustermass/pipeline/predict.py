@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import importlib
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -73,21 +72,10 @@ def predict_in_batches(
 
 @functools.lru_cache(maxsize=4)
 def image_source(name: str, db_url: str, settings: Settings, options_json: str) -> ImageSource:
-    """The ImageSource `name` (mock | local | sas) with its options, built once per process."""
-    opts = json.loads(options_json)
-    if name == "mock":
-        from clustermass.images.mock import MockSource
+    """The ImageSource `name` (mock | local | sas) with its JSON options, built once per process."""
+    from clustermass.model.data import make_source
 
-        return MockSource(**opts)
-    if name == "local":
-        from clustermass.images.local import LocalSource
-
-        return LocalSource(Path(opts["root"]), engine_for_url(db_url))
-    if name == "sas":
-        from clustermass.images.sas import SasSource
-
-        return SasSource(settings, engine_for_url(db_url))
-    raise PipelineError(f"unknown image source {name!r}; use mock, local or sas")
+    return make_source(engine_for_url(db_url), settings, name, json.loads(options_json))
 
 
 def tile_images(
