@@ -327,13 +327,16 @@ def _numeric(col: pd.Series, canon: str, src: str, path: Path) -> pd.Series:
     if pd.api.types.is_bool_dtype(col):
         raise InputError(f"{path}: column {src} ({canon}) holds true/false values, not numbers. "
                          "Fix the file or map another column")
+    if pd.api.types.is_numeric_dtype(col):
+        return col.astype(np.float64)
     values = pd.to_numeric(col, errors="coerce")
-    bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+    suspect = np.flatnonzero((values.isna() & col.notna()).to_numpy())
+    bad = [i for i in suspect if str(col.iloc[i]).strip() != ""]  # blank cells are unknowns, not errors
+    if bad:
+        i = int(bad[0])
         raise InputError(
             f"{path}: column {src} ({canon}) is not numeric: row {i + 1} holds {col.iloc[i]!r} "
-            f"({int(bad.sum())} such rows). Fix the file or map another column"
+            f"({len(bad)} such rows). Fix the file or map another column"
         )
     return values.astype(np.float64)
 
