@@ -13,16 +13,23 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg2 import sql
 from sqlalchemy import Connection
 
 
-def _csv_payload(df: pd.DataFrame, json_columns: Sequence[str]) -> io.StringIO:
+def _csv_payload(df: pd.DataFrame, json_columns: Sequence[str]) -> io.StringIO | io.BytesIO:
     out = df.copy(deep=False)
     for col in json_columns:
         out[col] = [json.dumps(v, default=_json_default) if v is not None else None for v in out[col]]
-    buf = io.StringIO()
-    out.to_csv(buf, index=False, header=False, na_rep="", float_format="%.17g")
+    try:  # pyarrow's C++ CSV writer: ~10x faster than pandas; floats round-trip, nulls unquoted-empty
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
+    except (pa.ArrowException, TypeError, ValueError):  # mixed-type object columns: pandas copes
+        buf = io.StringIO()
+        out.to_csv(buf, index=False, header=False, na_rep="", float_format="%.17g")
     buf.seek(0)
     return buf
 
