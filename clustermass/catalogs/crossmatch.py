@@ -7,13 +7,14 @@ pair within the radius at once); `load_inputs` and `write_labels` are the databa
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, Select, delete, select
 
 from clustermass import sky
 from clustermass.db.bulk import copy_upsert
@@ -131,16 +132,26 @@ def load_inputs(conn: Connection, catalog_ids: Sequence[int] | None = None) -> t
     cstmt = select(Cluster.id, Cluster.ra, Cluster.dec, Cluster.z)
     if catalog_ids is not None:
         cstmt = cstmt.where(Cluster.catalog_id.in_(list(catalog_ids)))
-    clusters = pd.DataFrame(conn.execute(cstmt).all(), columns=["id", "ra", "dec", "z"])
-    err = (MassMeasurement.log10_m500_err_low + MassMeasurement.log10_m500_err_high) / 2
+    err = ((MassMeasurement.log10_m500_err_low + MassMeasurement.log10_m500_err_high) / 2).label("log10_m500_err")
     mstmt = select(MassMeasurement.id, MassMeasurement.ra, MassMeasurement.dec, MassMeasurement.z,
-                   MassMeasurement.log10_m500, err, Catalog.kind).join(Catalog)
-    meas = pd.DataFrame(conn.execute(mstmt).all(),
-                        columns=["id", "ra", "dec", "z", "log10_m500", "log10_m500_err", "source"])
-    for df in (clusters, meas):
-        for col in df.columns.drop(["id", "source"], errors="ignore"):
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    return clusters, meas
+                   MassMeasurement.log10_m500, err, Catalog.kind.label("source")).join(Catalog)
+    return _copy_out(conn, cstmt), _copy_out(conn, mstmt)
+
+
+def _copy_out(conn: Connection, stmt: Select) -> pd.DataFrame:
+    """Rows of a SELECT through COPY ... TO STDOUT (millions of rows in seconds, not minutes).
+
+    The statement is ours, its only literals are integer ids, so compiling them inline is safe.
+    """
+    query = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    buf = io.StringIO()
+    with conn.connection.driver_connection.cursor() as cur:
+        cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", buf)
+    buf.seek(0)
+    df = pd.read_csv(buf, keep_default_na=False, na_values=[""])
+    for col in df.columns.drop(["id", "source"], errors="ignore"):
+        df[col] = df[col].astype(float)
+    return df
 
 
 def write_labels(conn: Connection, labels: pd.DataFrame, catalog_ids: Sequence[int] | None) -> None:

@@ -167,8 +167,12 @@ def ingest_file(
         cols = TARGET_COLUMNS[mapping.target]
         keys = CONFLICT[mapping.target]
         updates = [c for c in cols if c not in keys] if row is not None or mapping.target == "fields" else None
-        ids = copy_upsert(conn, mapping.target, frame, conflict=keys, update=updates, returning="id")
-        n_removed = _delete_stale(conn, mapping.target, catalog_id, [i for (i,) in ids]) if row is not None else 0
+        if row is None:  # a new catalogue: plain insert
+            copy_upsert(conn, mapping.target, frame, conflict=keys, update=updates)
+            n_removed = 0
+        else:  # reload: upsert, then drop the rows the file no longer has
+            ids = copy_upsert(conn, mapping.target, frame, conflict=keys, update=updates, returning="id")
+            n_removed = _delete_stale(conn, mapping.target, catalog_id, [i for (i,) in ids])
     rejected_csv = _write_rejected(raw, checked.rejected, path, reject_dir) if len(checked.rejected) else None
     return IngestResult(
         name, catalog_id, kind, mapping.target, str(path), sha, "replaced" if row is not None else "loaded",
