@@ -8,7 +8,7 @@ import pytest
 
 from clustermass.images.base import CutoutGrid, cutout_wcs
 from clustermass.images.builder import build_cutouts, project_frame
-from clustermass.images.frames import DbFieldIndex, decode_frame, frame_relpath
+from clustermass.images.frames import DbFieldIndex, decode_frame, frame_relpath, may_cover, radec_to_munu
 from clustermass.images.local import LocalFrames, LocalSource
 from clustermass.images.store import classify
 from framekit import add_fields, frame_wcs, mirror_real, read_header, write_frame
@@ -139,3 +139,18 @@ def test_mosaic_across_frame_edge_matches_single_frame(db, real_data, tmp_path, 
     assert cut.covered_fraction == 1.0 and len(cut.meta["frames"]) == 2
     single = project_frame(frame756, cutout_wcs(ra, dec, 64, GRID.pixel_scale(0.285)), 64)
     np.testing.assert_allclose(cut.data[0], single, rtol=2e-3, atol=0.05)
+
+
+def test_munu_prefilter():
+    # Equatorial stripe (node 95, incl 0): (mu, nu) = (ra, dec).
+    mu, nu = radec_to_munu(np.array([186.3]), np.array([-0.44]), 95.0, 0.0)
+    assert mu[0] == pytest.approx(186.3) and nu[0] == pytest.approx(-0.44)
+    # Inclined stripe: a point on the great circle has nu = 0.
+    mu, nu = radec_to_munu(np.array([95.0 + 90.0]), np.array([30.0]), 95.0, 30.0)
+    assert nu[0] == pytest.approx(0.0, abs=1e-9) and mu[0] == pytest.approx(185.0)
+    field = {"MU_START": 186.0, "MU_END": 186.15, "NU_START": -0.6, "NU_END": -0.4, "NODE": 95.0, "INCL": 0.0}
+    assert may_cover(field, 186.1, -0.5, 0.01)
+    assert may_cover(field, 186.16, -0.5, 0.02)  # just outside, but the cutout reaches in
+    assert not may_cover(field, 186.3, -0.5, 0.02)
+    assert not may_cover(field, 186.1, -0.3, 0.02)
+    assert may_cover({}, 0.0, 0.0, 0.01)  # without window_flist bounds, the cone decides

@@ -163,7 +163,10 @@ def build_cutouts(
         covered = float(np.isfinite(data[i]).mean())
         meta = {"frames": sorted(set(used[i])), "errors": errors[i]}
         if covered == 0 and not errors[i]:
-            meta["errors"] = [f"cluster {ids[i]}: no frame in the field index covers ({ra[i]:.5f}, {dec[i]:.5f})"]
+            meta["errors"] = [
+                f"cluster {ids[i]}: no frame in the field index covers ({ra[i]:.5f}, {dec[i]:.5f}) "
+                "(outside the survey, or the `fields` table lacks it: cmcat ingest fields window_flist.fits)"
+            ]
         out.append(
             Cutout(
                 cluster_id=int(ids[i]),
