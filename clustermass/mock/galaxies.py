@@ -23,9 +23,11 @@ from clustermass.mock.sed import kcorr, star_colours
 CELL_DEG = 0.05
 #: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (Yasuda+2001 counts).
 GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 30000.0, 0.36, (14.0, 23.5)
-GAL_RED_FRACTION = 0.3
-#: Stars per deg^2 with 14 < r < 22.8 (high Galactic latitude) and their count slope.
-STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 1500.0, 0.12, (14.0, 22.8)
+GAL_RED_FRACTION = 0.35
+#: Stars per deg^2 with 14 < r < 22.8 and their count slope (tuned to the real photoObj field).
+STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 3500.0, 0.12, (14.0, 22.8)
+#: Star temperatures (K): faint high-latitude stars are mostly K and M dwarfs.
+STAR_T_MIN, STAR_T_MAX, STAR_T_BETA = 2900.0, 7000.0, (1.0, 3.0)
 NFW_C500 = 3.0
 
 
@@ -161,7 +163,7 @@ def _cell_draws(seed: int, idec: int, ira: int, n_ra: int) -> dict[str, np.ndarr
                                      0.02, 1.2), np.zeros(n_star)]),
         "kind": np.concatenate([np.where(rng.random(n_gal) < GAL_RED_FRACTION, 1, 2), np.zeros(n_star, int)]),
         "ln_size": np.concatenate([rng.normal(0.0, 0.25, n_gal), np.zeros(n_star)]),
-        "temp": np.concatenate([np.zeros(n_gal), 3500.0 + 5500.0 * rng.beta(1.5, 3.0, n_star)]),
+        "temp": np.concatenate([np.zeros(n_gal), STAR_T_MIN + (STAR_T_MAX - STAR_T_MIN) * rng.beta(*STAR_T_BETA, n_star)]),
     }
 
 

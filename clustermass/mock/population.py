@@ -31,12 +31,15 @@ _ZH_MIN, _ZH_MAX = 0.02, 0.70
 #: redMaPPer completeness in z_lambda bins of 0.025 from 0.075: the ratio of the real v5.10 n(z)
 #: to this model's n(z) before the cut, normalised to its maximum (derived once, see docs/mock.md).
 COMPLETENESS_Z0, COMPLETENESS_DZ = 0.075, 0.025
-COMPLETENESS = np.array([0.276, 0.207, 0.212, 0.244, 0.25, 0.224, 0.273, 0.246, 0.207, 0.233, 0.346, 0.431, 0.409, 0.523, 0.628, 0.696, 0.734, 0.948, 1.0])
+COMPLETENESS = np.array([0.323, 0.267, 0.221, 0.25, 0.258, 0.232, 0.277, 0.25, 0.203, 0.225, 0.333, 0.409, 0.394, 0.486, 0.574, 0.586, 0.658, 0.763, 1.0])
 
 # X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
-XRAY_FLUX_LIMIT = 3.5e-12
+XRAY_FLUX_LIMIT = 4.0e-12
 XRAY_SOFTNESS = 0.3
-SZ_NOISE_5ARCMIN = 3.0e-4
+#: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper.
+XRAY_DEEP_FRACTION = 0.05
+XRAY_DEEP_LIMIT = 3.0e-13
+SZ_NOISE_5ARCMIN = 2.0e-4
 SZ_NOISE_SLOPE = 0.8
 SZ_SNR_MIN = 4.5
 
@@ -220,7 +223,8 @@ def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndar
     """X-ray flux-limited and SZ S/N-limited detections; whether the SZ entry has a redshift."""
     dl_cm = COSMO.luminosity_distance(h.z.to_numpy()).to_value("cm")
     flux = h.lx500.to_numpy() / (4 * np.pi * dl_cm**2)
-    p_x = 0.5 * (1 + _erf((np.log(flux) - np.log(XRAY_FLUX_LIMIT)) / (np.sqrt(2) * XRAY_SOFTNESS)))
+    limit = np.where(rng.random(len(h)) < XRAY_DEEP_FRACTION, XRAY_DEEP_LIMIT, XRAY_FLUX_LIMIT)
+    p_x = 0.5 * (1 + _erf((np.log(flux) - np.log(limit)) / (np.sqrt(2) * XRAY_SOFTNESS)))
     xray = rng.random(len(h)) < p_x
     theta500 = h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(h.z.to_numpy()).to_value("Mpc")
     theta_arcmin = np.degrees(theta500) * 60.0

@@ -16,12 +16,12 @@ import numpy as np
 
 BANDS = "ugriz"
 Z_GRID = np.linspace(0.0, 1.2, 49)
-T_GRID = np.linspace(3500.0, 9000.0, 56)
+T_GRID = np.linspace(2900.0, 9000.0, 62)
 _WAVE = np.linspace(900.0, 12000.0, 4000)  # rest-frame Angstrom
 _H_C_K = 1.4388e8  # h c / k in Angstrom K
 
 #: (continuum temperature K, 4000 A break depth, UV drop depth) of the galaxy SEDs.
-SED_PARAMS = {"red": (4700.0, 0.25, 0.75), "blue": (9000.0, 0.25, 0.3)}
+SED_PARAMS = {"red": (4700.0, 0.25, 0.75), "blue": (7000.0, 0.25, 0.4)}
 
 
 def _planck(wave: np.ndarray, temp: float) -> np.ndarray:

@@ -1,0 +1,63 @@
+"""Calibration of the mock universe against the real catalogues and frames (skipped without them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clustermass.mock import calibrate
+from clustermass.mock.population import build_universe
+from clustermass.mock.writers import write_universe
+
+
+def _universe(tmp_path_factory, n: int, seed: int):
+    out = tmp_path_factory.mktemp(f"cal{n}")
+    write_universe(build_universe(n, seed), out, {"n": n, "seed": seed, "area_deg2": None})
+    return out
+
+
+@pytest.fixture(scope="module")
+def mid(tmp_path_factory):
+    return _universe(tmp_path_factory, 8000, 4)
+
+
+def test_lambda_and_z_distributions_match_redmapper(mid, real_data):
+    ks = calibrate.ks_statistics(mid, real_data)
+    assert ks["lambda"] < 0.05 and ks["z"] < 0.05, ks
+
+
+def test_labels_and_baseline_like_the_real_sample(mid, real_data):
+    s = calibrate.baseline_summary(mid)
+    assert 0.012 < s["fraction"] < 0.024, s["fraction"]  # real: 460 / 26,350 = 1.75%
+    assert s["xray"] > s["sz"] > 0.1 * s["labelled"]
+    assert 0.13 <= s["mae"] <= 0.22, s["mae"]  # real: 0.156 dex
+    assert 0.6 < s["coef"][1] < 1.05, s["coef"]  # real slope d log M / d log lambda: 0.81
+    assert abs(s["coef"][0] - 14.33) < 0.12, s["coef"]  # real intercept at lambda = 40, z = 0.35
+    assert 0.15 < np.median(s["label_z"]) < 0.35  # real labelled median z: 0.25
+
+
+def test_bcg_colours_follow_spiders(mid, real_data):
+    off = calibrate.bcg_offsets(mid, real_data, bins=np.arange(0.05, 0.31, 0.05))
+    assert len(off) == 5
+    assert np.all(np.abs(off.d_gr) < 0.1) and np.all(np.abs(off.d_ri) < 0.1), off
+    assert np.all(np.abs(off.d_r) < 0.5), off  # Sersic total magnitudes vs mock BCG magnitudes
+
+
+def test_field_counts_colours_and_psf_resemble_photoobj(real_data):
+    f = calibrate.field_comparison(real_data)
+    for kind in ("galaxies", "stars"):
+        d = f[kind]
+        assert 0.6 < d["mock_per_deg2"] / d["real_per_deg2"] < 1.6, (kind, d)
+        assert abs(d["mock_gr"] - d["real_gr"]) < 0.25 and abs(d["mock_ri"] - d["real_ri"]) < 0.25, (kind, d)
+    real_psf, mock_psf = np.array(f["psf_fwhm"]["real"]), np.array(f["psf_fwhm"]["mock"])
+    assert np.all(np.abs(mock_psf - real_psf) < 0.3 * real_psf)
+
+
+@pytest.mark.slow
+def test_full_size_universe_calibration(tmp_path_factory, real_data):
+    """The real catalogue's size: 26,350 clusters, ~460 labels."""
+    big = _universe(tmp_path_factory, 26350, 0)
+    ks = calibrate.ks_statistics(big, real_data)
+    assert ks["lambda"] < 0.05 and ks["z"] < 0.05
+    s = calibrate.baseline_summary(big)
+    assert 300 < s["labelled"] < 620 and 0.13 <= s["mae"] <= 0.22, s
