@@ -91,6 +91,7 @@ def main() -> int:
     ap.add_argument("--aperture-mpc", type=float, default=1.5)
     ap.add_argument("--concurrency", type=int, default=1, help="frame reader threads of the builder")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=2, help="interleaved repeats of the timings (best is kept)")
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()
     if not all((REAL / "sdss_frames" / f).exists() for f in FRAMES):
@@ -129,32 +130,37 @@ def run(opts, tmp: Path) -> int:
     rels = sorted(decoded)
     n = len(clusters)
 
-    # Bare read + decompress of the same frames, once each.
-    _, t_bare = timed(lambda: [decode_frame((mirror / r).read_bytes(), r) for r in rels])
-
-    # Builder from the local mirror.
-    local = Counting(LocalFrames(mirror))
-    cuts, t_local = timed(lambda: build_cutouts(clusters, grid, "g", index, local, opts.concurrency))
-    # Builder over loopback HTTP: cold (download + verify + cache) and warm (cache hits).
+    # Interleaved repeats, best of each (the machine may be shared): bare read + decompress of the
+    # same frames once each; the builder from the local mirror; over loopback HTTP cold (download,
+    # verify, cache) and warm (cache hits).
+    best: dict[str, float] = {}
     srv, base = serve(mirror)
     try:
-        settings = load_settings(
-            overrides={"sdss_base_url": base, "data_dir": tmp / "data", "sdss_rate_limit": 0}, environ={}
-        )
-        cold = Counting(SasClient(settings))
-        cuts_http, t_http_cold = timed(lambda: build_cutouts(clusters, grid, "g", index, cold, opts.concurrency))
-        warm = Counting(SasClient(settings))
-        _, t_http_warm = timed(lambda: build_cutouts(clusters, grid, "g", index, warm, opts.concurrency))
+        for rep in range(opts.repeat):
+            _, t = timed(lambda: [decode_frame((mirror / r).read_bytes(), r) for r in rels])
+            best["bare"] = min(best.get("bare", np.inf), t)
+            local = Counting(LocalFrames(mirror))
+            cuts, t = timed(lambda: build_cutouts(clusters, grid, "g", index, local, opts.concurrency))
+            best["local"] = min(best.get("local", np.inf), t)
+            settings = load_settings(
+                overrides={"sdss_base_url": base, "data_dir": tmp / f"data{rep}", "sdss_rate_limit": 0}, environ={}
+            )
+            cold = Counting(SasClient(settings))
+            cuts_http, t = timed(lambda: build_cutouts(clusters, grid, "g", index, cold, opts.concurrency))
+            best["http_cold"] = min(best.get("http_cold", np.inf), t)
+            _, t = timed(lambda: build_cutouts(clusters, grid, "g", index, SasClient(settings), opts.concurrency))
+            best["http_warm"] = min(best.get("http_warm", np.inf), t)
     finally:
         srv.shutdown()
     same = all(np.array_equal(a.data, b.data, equal_nan=True) for a, b in zip(cuts, cuts_http))
+    t_bare, t_local, t_http_cold, t_http_warm = (best[k] for k in ("bare", "local", "http_cold", "http_warm"))
 
     # Resampling methods on fully covered cutouts: flux vs direct frame-pixel sums, speed, per-pixel agreement.
     methods = {m: {"seconds": 0.0, "flux_err": []} for m in ("bin", "exact")}
     pix_rms = []
     for k, row in clusters.iterrows():
-        if k % max(1, n // 6):
-            continue  # a few cutouts are enough: exact reprojection is slow
+        if k % max(1, n // 3):
+            continue  # three cutouts are enough: exact reprojection is slow
         frame = next(f for f in decoded.values() if _inside(f, row))
         w = cutout_wcs(row.ra, row.dec, opts.size, grid.pixel_scale(row.z))
         out = {}
@@ -173,6 +179,7 @@ def run(opts, tmp: Path) -> int:
         "frames": len(rels),
         "cutouts": n,
         "concurrency": opts.concurrency,
+        "repeat": opts.repeat,
         "bare_decode_s": round(t_bare, 3),
         "bare_cutouts_per_s": round(n / t_bare, 2),
         "local_cutouts_per_s": round(n / t_local, 2),
