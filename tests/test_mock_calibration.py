@@ -61,3 +61,15 @@ def test_full_size_universe_calibration(tmp_path_factory, real_data):
     assert ks["lambda"] < 0.05 and ks["z"] < 0.05
     s = calibrate.baseline_summary(big)
     assert 300 < s["labelled"] < 620 and 0.13 <= s["mae"] <= 0.22, s
+
+
+def test_cli_plot_writes_the_comparison_pngs(cli, mid, real_data, tmp_path):
+    import json
+
+    res = json.loads(cli("mock", "plot", "--universe", str(mid), "--real", str(real_data), "--out",
+                         str(tmp_path / "png"), "--json").stdout)
+    assert set(res["files"]) == {"redmapper", "labels", "bcg", "field", "gallery"}
+    for path in res["files"].values():
+        with open(path, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert res["ks"]["lambda"] < 0.05 and 0.13 <= res["baseline"]["mae"] <= 0.22

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from clustermass.cli._common import STATE, app, console, emit_json, progress, table
@@ -114,3 +115,52 @@ def frames(
         emit_json(summary)
         return
     console.print(table("mock frames", ["", "value"], list(summary.items())))
+
+
+@mock_app.command("plot")
+def plot(
+    universe_dir: Path = typer.Option(..., "--universe", help="Universe folder from `cmcat mock universe`."),
+    real: Optional[Path] = typer.Option(
+        None, "--real", help="Folder of the real catalogues/frames; default the real_data_dir setting."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNGs; default DATA_DIR/output/mock."),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers and file names as JSON."),
+) -> None:
+    """PNGs comparing the mock with the real data side by side: lambda and z distributions (KS),
+    labels and the richness baseline, BCG colours vs SPIDERS, field counts/colours vs photoObj,
+    and a gallery of mock cutouts."""
+    import pandas as pd
+
+    from clustermass.errors import InputError
+    from clustermass.images.base import CutoutGrid
+    from clustermass.images.mock import MockSource
+    from clustermass.mock.plots import plot_all, plot_gallery
+    from clustermass.mock.writers import read_truth
+
+    real = real or STATE.settings.real_data_dir
+    if real is None or not Path(real).is_dir():
+        raise InputError(f"real data folder {real} not found; pass --real /path/to/shared/data/real")
+    out = out or STATE.settings.output_dir / "mock"
+    with progress(transient=True) as bar:
+        task = bar.add_task("comparing with the real data", total=None)
+        paths, numbers = plot_all(Path(universe_dir), Path(real), out)
+        bar.update(task, description="rendering a gallery")
+        truth = read_truth(universe_dir)
+        rm = truth[truth.rm_id > 0].sort_values("rm_id")
+        pick = rm.iloc[np.linspace(0, len(rm) - 1, min(5, len(rm))).astype(int)]
+        rows = pd.DataFrame({"id": pick.rm_id, "ra": pick.ra, "dec": pick.dec, "z": pick.z_phot,
+                             "richness": pick.lambda_obs})
+        cuts = MockSource(universe_dir).cutouts(rows, CutoutGrid())
+        for c, r in zip(cuts, pick.itertuples()):
+            c.meta["title"] = f"lambda {r.lambda_obs:.0f}, z {r.z_phot:.2f}, logM {r.log10_m500:.2f}"
+        paths["gallery"] = plot_gallery(cuts, out)
+    if json_out:
+        emit_json({"files": {k: str(v) for k, v in paths.items()}, **numbers})
+        return
+    b = numbers["baseline"]
+    rows = [("KS lambda / z", f"{numbers['ks']['lambda']:.3f} / {numbers['ks']['z']:.3f}"),
+            ("labelled", f"{b['labelled']} of {b['clusters']} ({100 * b['fraction']:.2f}%): {b['xray']} X-ray, {b['sz']} SZ"),
+            ("baseline MAE", f"{b['mae']:.3f} dex (real 0.156)")]
+    console.print(table("mock vs real", ["", "value"], rows))
+    for p in paths.values():
+        console.print(f"wrote {p}")

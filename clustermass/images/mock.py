@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from clustermass.errors import ImageError
+from clustermass.errors import ImageError, InputError
 from clustermass.images.base import BANDS, Cutout, CutoutGrid
 from clustermass.mock import relations as rel
 from clustermass.mock.instrument import cutout_noise
@@ -51,7 +51,12 @@ def synthetic_halo(seed: int, ra: float, dec: float, z: float, richness: float) 
 
 def universe_seed(universe_dir: Path) -> int:
     """The seed a universe folder was made with (universe.json)."""
-    return int(json.loads((Path(universe_dir) / "universe.json").read_text())["seed"])
+    path = Path(universe_dir) / "universe.json"
+    try:
+        return int(json.loads(path.read_text())["seed"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: cannot read the universe's seed ({exc}); remake it with `cmcat mock universe` "
+                         "or pass the seed explicitly") from None
 
 
 class MockSource:
