@@ -7,6 +7,7 @@ Commands call the library, then render its plain-data result either as Rich tabl
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,12 @@ def _global(
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning CmcatError into one red line."""
+    """Console-script entry point: run the app, turning CmcatError into one red line.
+
+    Files and folders cmcat writes (and those of the worker processes it starts) are never
+    world-writable, whatever the caller's umask.
+    """
+    os.umask(os.umask(0) | 0o002)
     try:
         app(standalone_mode=False)
     except CmcatError as exc:

@@ -1,0 +1,303 @@
+"""Security: `cmcat sql` cannot write, no SQL is built from user input, injection strings are
+stored as data, passwords never leak, and files cmcat writes are not world-writable.
+
+Complements tests/test_sql.py (the basic refusals and the statement timeout live there).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from sqlalchemy import make_url, text
+
+from clustermass.db.engine import engine_for_url
+from clustermass.db.models import TABLES
+from clustermass.errors import CmcatError, InputError
+from clustermass.model.registry import get_model, save_model
+from clustermass.pipeline.runner import execute_tile, prepare_run
+from clustermass import sky
+
+import faults
+from pipeline_helpers import add_clusters
+from test_ingest import snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "Pw-7rQz_secret-9x"
+INJECTIONS = [
+    "x'); DROP TABLE clusters; --",
+    "1 OR 1=1",
+    "' OR '1'='1",
+    'a"; DELETE FROM catalogs; --',
+    "%(id)s %s :id $1 $$;$$",
+    "name'\\';COMMIT;DROP TABLE clusters;--'",
+    "Robert'); TRUNCATE predictions CASCADE;--",
+]
+
+
+def _tables(conn) -> set[str]:
+    return set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+
+
+# --------------------------------------------------------------------------- cmcat sql
+
+SNEAKY = [
+    # the two lexer disagreements found by these tests: PostgreSQL sees a chained COMMIT + DDL
+    "SELECT name'\\';COMMIT;CREATE TABLE pwned (a int);--'",
+    "SELECT 1 AS a$b$;COMMIT;CREATE TABLE pwned (a int);--$b$",
+    "SELECT x$q$ FROM (SELECT 1 AS x$q$) s;COMMIT;CREATE TABLE pwned (a int)",
+    # writes hidden in read-like statements: refused by the READ ONLY transaction
+    "EXPLAIN ANALYZE DELETE FROM clusters",
+    "EXPLAIN ANALYZE INSERT INTO catalogs (name, kind, path, sha256, n_rows) VALUES ('p', 'k', 'p', 's', 0)",
+    "WITH t AS (UPDATE clusters SET z = 0 RETURNING 1) SELECT count(*) FROM t",
+    "SELECT lo_import('/etc/hostname')",
+    "SELECT * FROM clusters FOR UPDATE",
+    "SELECT set_config('transaction_read_only', 'off', true)",
+    "SELECT setval('clusters_id_seq', 999)",
+    "VALUES (1); DROP TABLE clusters",
+    "TABLE clusters; TRUNCATE clusters",
+    "SHOW search_path; CREATE TABLE pwned (a int)",
+    "/* ; */ SELECT 1 /* nested /* ; */ */; CREATE TABLE pwned (a int)",
+    "SELECT E'\\'';CREATE TABLE pwned (a int);--'",
+    "SELECT 'a' -- ;\n; CREATE TABLE pwned (a int)",
+    "DO $$BEGIN CREATE TABLE pwned (a int); END$$",
+    "CALL pg_catalog.pg_sleep(0)",
+    "COPY (SELECT 1) TO '/tmp/pwned.csv'",
+]
+
+
+def test_sql_sneaky_writes_and_chains_change_nothing(cli, db):
+    from clustermass.pipeline.sql import run_read_only
+
+    add_clusters(db, 5)
+    before = snapshot(db)
+    with db.connect() as conn:
+        tables = _tables(conn)
+        seq = conn.execute(text("SELECT last_value FROM clusters_id_seq")).scalar_one()
+    for query in SNEAKY:
+        with pytest.raises(InputError):
+            run_read_only(db, query, 5.0)
+        res = cli("sql", query, "--json", ok=False)  # the same through the command line
+        assert res.exit_code != 0 and isinstance(res.exception, CmcatError), (query, res.output)
+    with db.connect() as conn:
+        assert _tables(conn) == tables
+        assert conn.execute(text("SELECT last_value FROM clusters_id_seq")).scalar_one() == seq
+        assert conn.execute(text("SHOW default_transaction_read_only")).scalar_one() == "off"
+    assert snapshot(db) == before
+    assert not Path("/tmp/pwned.csv").exists()
+
+
+def test_sql_timeout_cannot_be_lifted_from_inside_the_statement(db):
+    from clustermass.pipeline.sql import run_read_only
+
+    with pytest.raises(InputError, match="statement timeout"):
+        run_read_only(db, "SELECT set_config('statement_timeout', '0', true), pg_sleep(3)", 0.3)
+    # the timeout and read-only mode end with the rolled-back transaction: the pool stays clean
+    with db.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "0"
+        assert conn.execute(text("SHOW transaction_read_only")).scalar_one() == "off"
+
+
+FRAGMENTS = ["SELECT 1", " ", ";", "COMMIT", "CREATE TABLE pwned (a int)", "'", "\\", "E", "name", "$b$", "$", "a",
+             "--", "/*", "*/", "\n", '"', "(", ")", "AS x", "e'"]
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+           derandomize=True)
+@given(st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=14))
+def test_fuzz_sql_check_never_lets_ddl_through(db, parts):
+    """Whatever the check lets through runs read-only: no fragment soup ever creates a table."""
+    from clustermass.pipeline.sql import run_read_only
+
+    try:
+        run_read_only(db, "".join(parts), 2.0)
+    except InputError:
+        pass
+    with db.connect() as conn:
+        assert "pwned" not in _tables(conn), "".join(parts)
+
+
+# --------------------------------------------------------------------------- SQL built from strings
+
+ALLOWED_FORMATTED_SQL = {
+    # identifiers from our own schema constants (TABLES / fixed column lists), never user input
+    ("clustermass/db/migrate.py", 'SELECT count(*) FROM "{table}'),
+    ("scripts/bench_ingest.py", "COPY clusters ({cols}) FROM STDIN WITH (FORMAT csv)"),
+    # a SQLAlchemy Select compiled with literal_binds (its literals: integer catalogue ids)
+    ("clustermass/catalogs/crossmatch.py", "COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)"),
+}
+SQL_CALLS = {"text", "execute", "exec_driver_sql", "executemany", "read_sql", "read_sql_query", "copy_expert", "mogrify"}
+
+
+def _formatted_sql_calls(path: Path) -> list[tuple[int, str]]:
+    """(line, string) of calls like text(f"...") / execute("..." % x) / execute("...".format(x))."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name not in SQL_CALLS:
+            continue
+        arg = node.args[0]
+        formatted = (
+            isinstance(arg, ast.JoinedStr)
+            or (isinstance(arg, ast.BinOp) and isinstance(arg.op, (ast.Mod, ast.Add)))
+            or (isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "format"
+                and isinstance(arg.func.value, ast.Constant))
+        )
+        if formatted:
+            src = ast.get_source_segment(path.read_text(), arg) or ""
+            found.append((node.lineno, src.strip("f'\"")))
+    return sorted(found)
+
+
+def test_no_sql_built_by_string_formatting():
+    hits = []
+    for path in sorted([*REPO.glob("clustermass/**/*.py"), *REPO.glob("scripts/*.py")]):
+        rel = str(path.relative_to(REPO))
+        for line, src in _formatted_sql_calls(path):
+            if (rel, src) not in ALLOWED_FORMATTED_SQL:
+                hits.append(f"{rel}:{line}: {src}")
+    assert not hits, "SQL built by string formatting (use bind parameters or psycopg2.sql.Identifier):\n" + "\n".join(hits)
+
+
+def test_the_scanner_finds_formatted_sql(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(conn, n):\n    conn.execute(text(f\"SELECT * FROM c WHERE name = '{n}'\"))\n"
+                   "    conn.execute('DELETE FROM c WHERE id = %s' % n)\n    conn.exec_driver_sql('X {}'.format(n))\n")
+    assert [line for line, _ in _formatted_sql_calls(bad)] == [2, 3, 4]
+
+
+# --------------------------------------------------------------------------- injection strings as data
+
+
+def test_injection_strings_as_names_ids_and_columns_are_only_data(cli, db, tmp_path):
+    path = tmp_path / "evil.csv"
+    ids = INJECTIONS + [f"plain{i}" for i in range(3)]
+    pd.DataFrame({"ID": ids, "name": list(reversed(ids)), "RA": [10.0 + i for i in range(len(ids))],
+                  "dec": 5.0, "redshift": 0.2, "lambda": 30.0}).to_csv(path, index=False)
+    for k, cat_name in enumerate(INJECTIONS[:3]):
+        out = json.loads(cli("ingest", "redmapper", str(path), "--name", cat_name, "--json",
+                             *(["--replace"] if k else [])).stdout)
+        assert out["catalog"] == cat_name and out["n_rows"] == len(ids)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT name FROM catalogs ORDER BY id")).scalars().all() == INJECTIONS[:3]
+        stored = conn.execute(text("SELECT source_id, name FROM clusters WHERE catalog_id = 1 ORDER BY ra")).all()
+        assert [s for s, _ in stored] == ids and [n for _, n in stored] == list(reversed(ids))
+        assert _tables(conn) >= set(TABLES)
+    before = snapshot(db)
+    for evil in INJECTIONS:
+        res = cli("ingest", "table", str(path), "--ra", evil, "--dec", "dec", "--name", "t", ok=False)
+        assert isinstance(res.exception, InputError) and "missing required column" in str(res.exception)
+        res = cli("predict", "--tiles", "1", "--model", evil, ok=False)
+        assert isinstance(res.exception, CmcatError) and "no model" in str(res.exception)
+        res = cli("export", str(tmp_path / "x.csv"), "--model", evil, "--format", "csv", ok=False)
+        assert isinstance(res.exception, CmcatError)
+    assert snapshot(db) == before
+    rec = save_model(db, load_settings_for(tmp_path), name=INJECTIONS[0], kind="richness",
+                     config={"coef": [14.3, 1.1, -0.3]}, metrics={}, training={})
+    assert get_model(db, INJECTIONS[0]).id == rec.id
+    for evil in ("' OR 'x'='x", "%", "_"):
+        res = cli("predict", "--tiles", "2", "--model", INJECTIONS[0], "--catalog", evil, ok=False)
+        assert f"no catalogue named {evil!r}" in str(res.exception)
+    with db.connect() as conn:
+        assert _tables(conn) >= set(TABLES)
+
+
+def load_settings_for(tmp_path: Path):
+    from clustermass.config import load_settings
+
+    return load_settings(overrides={"data_dir": tmp_path / "data"}, environ={})
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+@pytest.fixture
+def secret_url(pg_url: str, pg_engine) -> str:
+    """The test database reached as a role with a password (the test server trusts local
+    sockets, so the password is carried everywhere but never needed)."""
+    with pg_engine.begin() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'cmcat_pw'")).first():
+            conn.execute(text("CREATE ROLE cmcat_pw LOGIN SUPERUSER PASSWORD :p"), {"p": PASSWORD})
+    return make_url(pg_url).set(username="cmcat_pw", password=PASSWORD).render_as_string(hide_password=False)
+
+
+def _run(args: list[str], url: str, data_dir: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CMCAT_DATABASE_URL": url, "CMCAT_DATA_DIR": str(data_dir)}
+    return subprocess.run([sys.executable, "-m", "clustermass", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_password_never_in_output_errors_or_rows(db, secret_url, tmp_path):
+    add_clusters(db, 40, ra=(100, 140), dec=(0, 30))
+    save_model(db, load_settings_for(tmp_path), name="rich", kind="richness", config={"coef": [14.3, 1.1, -0.3]},
+               metrics={"cv_scatter": 0.2}, training={})
+    outputs = []
+    for args in (["db", "url"], ["sql", "SELECT current_user AS u", "--json"], ["db", "status", "--json"],
+                 ["predict", "--tiles", "1", "--model", "rich", "--workers", "1", "--json"],
+                 ["sql", "SELECT * FROM no_such_table"], ["predict", "--tiles", "1", "--model", "nope", "--debug"]):
+        res = _run(args, secret_url, tmp_path / "data")
+        outputs.append(res.stdout + res.stderr)
+        if args[0] == "predict" and args[-1] == "--json":
+            assert json.loads(res.stdout)["n_done"] == 40, res.stderr
+    assert '"cmcat_pw"' in outputs[1] and "***" in outputs[0]  # it really ran as the password role
+    # an unreachable server (closed port on 127.0.0.1): the error names the masked URL
+    closed = make_url(secret_url).set(host="127.0.0.1", port=1, query={}).render_as_string(hide_password=False)
+    res = _run(["db", "status"], closed, tmp_path / "data")
+    assert res.returncode != 0 and "cannot reach PostgreSQL" in res.stderr and "***" in res.stderr
+    outputs.append(res.stdout + res.stderr)
+    for out in outputs:
+        assert PASSWORD not in out, out
+    with db.connect() as conn:
+        rows = [json.dumps([str(v) for v in r]) for t in ("runs", "run_tiles", "models", "catalogs")
+                for r in conn.execute(text(f'SELECT * FROM "{t}"')).all()]  # fixed table names
+    assert len(rows) > 3 and not any(PASSWORD in r for r in rows)
+
+
+def test_tile_failure_text_is_scrubbed(db, secret_url):
+    """A task error quoting the URL (as driver errors may) is stored with the password masked."""
+    add_clusters(db, 10)
+    run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(0), {"x": 1})
+    t = todo[0]
+    res = execute_tile(faults.task_quoting_url, secret_url, run_id, t.norder, t.npix, {})
+    assert res["status"] == "failed" and PASSWORD not in res["error"] and "***" in res["error"]
+    with db.connect() as conn:
+        err = conn.execute(text("SELECT error FROM run_tiles WHERE run_id = :r AND norder = :o AND npix = :p"),
+                           {"r": run_id, "o": t.norder, "p": t.npix}).scalar_one()
+    assert PASSWORD not in err and "cmcat_pw" in err
+
+
+# --------------------------------------------------------------------------- file permissions
+
+
+@pytest.mark.slow
+def test_files_written_by_cmcat_are_not_world_writable(db, pg_url, tmp_path):
+    """Even under umask 000 nothing cmcat creates is writable by others."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pd.DataFrame({"ID": [1, 2, 3], "name": ["a", "b", "c"], "RA": [10.0, 400.0, 12.0], "dec": 5.0,
+                  "redshift": 0.2, "lambda": 30.0}).to_csv(inputs / "rm.csv", index=False)
+    data = tmp_path / "data"
+    env = {**os.environ, "CMCAT_DATABASE_URL": pg_url, "CMCAT_DATA_DIR": str(data)}
+    commands = [
+        ["ingest", "redmapper", str(inputs / "rm.csv"), "--skip-bad"],
+        ["mock", "universe", "--n", "300", "--area", "50", "--out", str(data / "universe")],
+        ["export", str(data / "exp.csv"), "--model", "nope"],  # fails: writes nothing
+    ]
+    for args in commands:
+        subprocess.run([sys.executable, "-m", "clustermass", *args], env=env, capture_output=True, text=True,
+                       timeout=240, preexec_fn=lambda: os.umask(0))
+    written = [inputs / "rm.rejected.csv", *data.rglob("*")]
+    assert (inputs / "rm.rejected.csv").exists() and len(list((data / "universe").iterdir())) >= 3
+    loose = [f"{p} {stat.filemode(p.stat().st_mode)}" for p in written if p.stat().st_mode & stat.S_IWOTH]
+    assert not loose, loose
