@@ -122,3 +122,30 @@ def test_cli_frames_and_window_flist(cli, tmp_path, tiny):
     assert files[0].name == f"frame-i-{row['RUN']:06d}-{row['CAMCOL']}-{row['FIELD']:04d}.fits.bz2"
     bad = cli("mock", "frames", "--universe", str(tiny["root"] / "u"), "--out", str(out), "--bands", "x", ok=False)
     assert bad.exit_code != 0 and "ugriz" in str(bad.exception)
+
+
+def test_local_source_round_trip_through_the_fields_table(cli, db, tiny):
+    """window_flist -> `cmcat ingest fields` -> LocalSource cutout == direct render within noise."""
+    import pandas as pd
+
+    from clustermass.images.local import LocalSource
+    from clustermass.mock.frames import write_window_flist
+
+    flist = write_window_flist([tiny["spec"]], tiny["root"] / "sas")
+    cli("ingest", "fields", str(flist))
+    cl = tiny["cluster"]
+    rows = pd.DataFrame({"id": [1], "ra": [cl.ra], "dec": [cl.dec], "z": [cl.z_phot], "richness": [cl.lambda_obs]})
+    grid = CutoutGrid()
+    local = LocalSource(tiny["root"] / "sas", db).cutouts(rows, grid, "r")[0]
+    direct = MockSource(tiny["root"] / "u", noise=False).cutouts(rows, grid, "r")[0]
+    ok = np.isfinite(local.data[0])
+    assert local.covered_fraction > 0.3 and ok.mean() == pytest.approx(local.covered_fraction, abs=0.05)
+    resid = local.data[0][ok] - direct.data[0][ok]
+    assert np.std(resid) < 2.0 * cutout_noise(direct.pixel_scale)[2]
+
+
+@pytest.mark.slow
+def test_frames_are_deterministic(tiny, tmp_path):
+    scene = Scene(11, read_truth(tiny["root"] / "u").query("rm_id > 0"))
+    again = write_frame(scene, tiny["spec"], "r", tmp_path)
+    assert again[0].read_bytes() == tiny["paths"][0].read_bytes()

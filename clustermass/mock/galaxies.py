@@ -29,6 +29,9 @@ STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 3500.0, 0.12, (14.0, 22.8)
 #: Star temperatures (K): faint high-latitude stars are mostly K and M dwarfs.
 STAR_T_MIN, STAR_T_MAX, STAR_T_BETA = 2900.0, 7000.0, (1.0, 3.0)
 NFW_C500 = 3.0
+#: Intrinsic red-sequence scatter in g-r (mag; Hao+2009 ~0.05) and how it spreads over ugriz.
+RED_SEQUENCE_SCATTER = 0.04
+_COLOUR_SCATTER_SHAPE = np.array([2.0, 1.0, 0.0, -0.3, -0.5])
 
 
 @dataclass
@@ -118,6 +121,7 @@ def cluster_sources(seed: int, key: tuple[int, ...], ra: float, dec: float, z: f
     abs_r = np.concatenate([[bcg_mr], rel.mstar_r(z) - 2.5 * np.log10(x)])
     dm = float(COSMO.distmod(z).value)
     mag = abs_r[:, None] + dm + kcorr("red", np.full(n + 1, z))
+    mag += rng.normal(0.0, RED_SEQUENCE_SCATTER, n + 1)[:, None] * _COLOUR_SCATTER_SHAPE
     kpc = np.concatenate([[12.0 * 10 ** (0.24 * (rel.BCG_MR_PIVOT - bcg_mr))], 4.0 * x**0.6])
     r_e = kpc * np.exp(rng.normal(0.0, 0.2, n + 1)) * deg_per_mpc * 3.6  # arcsec (deg/Mpc * 3600 / 1000)
     return Sources(ra_s, dec_s, mag, r_e)
