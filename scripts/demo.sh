@@ -4,3 +4,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" ""
 set -x
 cmcat db upgrade
 cmcat db status
+
+# Real catalogues (if present): ingest, cross-match to X-ray/SZ masses, the richness baseline.
+REAL="${CMCAT_REAL_DATA_DIR:-$ROOT/../shared/data/real}"
+if [ -d "$REAL/clusterdb" ]; then
+    cmcat ingest redmapper "$REAL/clusterdb/sdss_redmapper.csv.gz"
+    cmcat ingest mcxc "$REAL/clusterdb/mcxc.csv.gz"
+    cmcat ingest psz2 "$REAL/HFI_PCCS_SZ-union_R2.08.fits"
+    cmcat crossmatch
+    cmcat baseline
+    cmcat status
+else
+    echo "real data folder $REAL absent: skipping the real-catalogue demo" >&2
+fi
