@@ -178,3 +178,39 @@ def test_mock_frames_http_equals_local_and_matches_direct_render(cli, db, tmp_pa
     sigma = np.std(diff) * np.sqrt(diff[centre].size)
     assert abs(img[centre].sum() - ref[centre].sum()) < 5 * sigma
     assert img[centre].sum() > 5 * sigma  # ... and there is light to compare
+
+
+def test_sas_permanent_failure_is_recorded_in_store(db, mirror, tmp_path, settings):
+    """A frame the SAS keeps failing (HTTP 503) ends as a failed cutout with the reason; nothing half-written."""
+    from clustermass.images.store import ensure_cutouts, tile_path
+
+    root, fields = mirror
+    add_clusters(db, positions(fields)[:1])
+    bad = frame_relpath("z", 756, 2, 471)
+
+    def handler(request):
+        rel = request.path.removeprefix("/sas/")
+        if rel == bad:
+            return Response("overloaded", status=503)
+        path = root / rel
+        return Response(path.read_bytes()) if path.exists() else Response("missing", status=404)
+
+    srv = HTTPServer(host="127.0.0.1")
+    srv.start()
+    try:
+        srv.expect_request(__import__("re").compile("/sas/.*")).respond_with_handler(handler)
+        cfg = settings.__class__(**{**settings.__dict__, "sdss_base_url": srv.url_for("/sas"), "sdss_rate_limit": 0,
+                                    "sdss_retries": 2, "sdss_backoff": 0.01})
+        ra, dec = positions(fields)[0]
+        clusters = pd.DataFrame({"id": [1], "ra": [ra], "dec": [dec], "z": [0.3]})
+        with db.begin() as conn:
+            res = ensure_cutouts(conn, cfg.cutout_dir, clusters, SasSource(cfg, db), CutoutGrid(size=16, aperture_arcsec=60), (0, 4))
+    finally:
+        srv.stop()
+    assert res.status == ["failed"] and "503" in res.error[0] and "failed after 3 attempts" in res.error[0]
+    row = store_rows(db).iloc[0]
+    assert row["status"] == "failed" and "frame-z-000756-2-0471" in row["error"] and pd.isna(row["path"])
+    assert not tile_path(cfg.cutout_dir, "sas", 0, 4).exists()
+    assert not SasClient(cfg).cache_path(bad).exists()
+    assert SasClient(cfg).cache_path(frame_relpath("g", 756, 2, 471)).exists()  # the good frames stay cached
+    assert not any(p.name.endswith(".part") for p in tmp_path.rglob("*"))
