@@ -14,6 +14,10 @@ if [ -d "$REAL/clusterdb" ]; then
     cmcat crossmatch
     cmcat baseline
     cmcat status
+    # The two-stage CNN, quick config (cutouts rendered by the mock renderer: no SDSS download),
+    # then richness baseline vs CNN vs hybrid on the same folds.
+    cmcat train --config quick --source mock
+    cmcat evaluate hybrid
 else
     echo "real data folder $REAL absent: skipping the real-catalogue demo" >&2
 fi
