@@ -132,9 +132,11 @@ def _read_fits(path: Path, hdu: str | int | None, preferred: str | None) -> pd.D
                     ext = preferred
                 else:
                     ext = _first_table_hdu(hdul, path)
-                if ext not in hdul:
-                    names = [h.name for h in hdul]
-                    raise InputError(f"{path}: no HDU {ext!r}; the file has {names}. Pass --hdu with one of them")
+                exists = 0 <= ext < len(hdul) if isinstance(ext, int) else ext in hdul
+                if not exists or getattr(hdul[ext], "columns", None) is None:
+                    tables = [f"{i}:{h.name}" for i, h in enumerate(hdul) if getattr(h, "columns", None) is not None]
+                    raise InputError(f"{path}: HDU {ext!r} {'is not a table' if exists else 'does not exist'}; "
+                                     f"the table HDUs are {tables}. Pass --hdu with one of them")
                 table = Table(hdul[ext].data, masked=False)
         except InputError:
             raise
