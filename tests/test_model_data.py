@@ -95,3 +95,22 @@ def test_train_configs(tmp_path):
         load_train_config(user)
     with pytest.raises(ConfigError, match="does not exist"):
         load_train_config(tmp_path / "nope.toml")
+
+
+def test_trunk_pooling_and_band_features():
+    from clustermass.model.networks import Trunk, band_features
+
+    torch.manual_seed(0)
+    trunk = Trunk(width=4, blocks=(1, 1), pooling=("mean", "centre")).eval()
+    assert trunk.n_features == 2 * 8
+    x = torch.zeros(2, 5, 32, 32)
+    x[1, 2, 14:18, 14:18] = 5.0  # a source in the centre of band r of cluster 1
+    with torch.no_grad():
+        f = band_features(trunk, x)
+    assert f.shape == (2, 5 * 16)
+    # bands are concatenated in order: only band r's block of cluster 1 differs from the empty images
+    blocks = (f[1] - f[0]).abs().reshape(5, 16).sum(1)
+    assert blocks[2] > 0 and torch.all(blocks[[0, 1, 3, 4]] == 0)
+    assert trunk.feature_map(x[:, :1]).shape == (2, 8, 8, 8)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        Trunk(pooling=("median",))

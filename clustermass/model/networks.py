@@ -41,17 +41,38 @@ class ResBlock(nn.Module):
         return torch.relu(out + self.short(x))
 
 
-class Trunk(nn.Module):
-    """Stem (5x5, stride 2) + 3 stages of ResBlocks (width w, 2w, 4w; stride 2 between stages).
+#: Poolings of the last activation map into features: global mean, global max, and the mean
+#: over the central half of the map (the cluster core, where the member galaxies concentrate).
+POOLINGS = ("mean", "max", "centre")
 
-    Features: global average and global max of the last activation map, concatenated
-    (n_features = 8w). A 64x64 input gives an 8x8 last map.
+
+def _pool(fmap: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "mean":
+        return fmap.mean(dim=(2, 3))
+    if how == "max":
+        return fmap.amax(dim=(2, 3))
+    if how == "centre":
+        h, w = fmap.shape[-2:]
+        return fmap[..., h // 4: h - h // 4, w // 4: w - w // 4].mean(dim=(2, 3))
+    raise ValueError(f"unknown pooling {how!r}; expected one of {', '.join(POOLINGS)}")
+
+
+class Trunk(nn.Module):
+    """Stem (5x5, stride 2) + stages of ResBlocks (width w, 2w, 4w...; stride 2 between stages).
+
+    Features: the `pooling` statistics (see POOLINGS) of the last activation map, concatenated
+    (n_features = len(pooling) x channels). A 64x64 input gives an 8x8 last map with 3 stages.
+    Pooling has no weights, so stage 2 may pool the stage-1 trunk differently.
     """
 
-    def __init__(self, width: int = 16, blocks: tuple[int, ...] = (1, 1, 1)) -> None:
+    def __init__(self, width: int = 16, blocks: tuple[int, ...] = (1, 1, 1), pooling: tuple[str, ...] = ("mean", "max")) -> None:
         super().__init__()
         self.width = width
         self.blocks = tuple(blocks)
+        self.pooling = tuple(pooling)
+        for how in self.pooling:
+            if how not in POOLINGS:
+                raise ValueError(f"unknown pooling {how!r}; expected one of {', '.join(POOLINGS)}")
         self.stem = nn.Sequential(nn.Conv2d(1, width, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         layers: list[nn.Module] = []
         c_in = width
@@ -62,7 +83,7 @@ class Trunk(nn.Module):
                 c_in = c_out
         self.stages = nn.Sequential(*layers)
         self.n_channels = c_in
-        self.n_features = 2 * c_in
+        self.n_features = len(self.pooling) * c_in
 
     @property
     def last_conv(self) -> nn.Conv2d:
@@ -75,7 +96,7 @@ class Trunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fmap = self.feature_map(x)
-        return torch.cat([fmap.mean(dim=(2, 3)), fmap.amax(dim=(2, 3))], dim=1)
+        return torch.cat([_pool(fmap, how) for how in self.pooling], dim=1)
 
 
 class BandClassifier(nn.Module):

@@ -205,8 +205,8 @@ def load_weights(settings: Settings, record: ModelRecord) -> dict[str, Any]:
 
 
 def build_trunk(arch: dict[str, Any], state: dict[str, Any] | None = None) -> Trunk:
-    """A Trunk from its architecture config (width, blocks), optionally with weights loaded."""
-    trunk = Trunk(width=int(arch["width"]), blocks=tuple(arch["blocks"]))
+    """A Trunk from its architecture config (width, blocks, pooling), optionally with weights loaded."""
+    trunk = Trunk(width=int(arch["width"]), blocks=tuple(arch["blocks"]), pooling=tuple(arch.get("pooling", ("mean", "max"))))
     if state is not None:
         trunk.load_state_dict(state)
     return trunk

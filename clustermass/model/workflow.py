@@ -83,6 +83,12 @@ def train_band_classifier(
     return record, True
 
 
+def stage2_arch(trunk_record: ModelRecord, s2: dict[str, Any]) -> dict[str, Any]:
+    """Architecture of the stage-2 models: the stage-1 trunk pooled as stage 2 asks, and the head."""
+    return {**trunk_record.config["arch"], "pooling": list(s2["pooling"]), "hidden": int(s2["hidden"]),
+            "dropout": float(s2["dropout"])}
+
+
 @dataclass
 class LabelledData:
     """Labelled clusters with usable images, their stage-2 features and catalogue inputs."""
@@ -100,7 +106,7 @@ def labelled_features(
     """Labelled clusters, their frozen-trunk features (TTA-averaged) and (log10 lambda, z) inputs."""
     clusters = labelled_clusters(engine)
     images, ok = _images(images_fn, clusters, float(cfg["softening"]))
-    trunk = registry.load_band_classifier(settings, trunk_record).trunk
+    trunk = registry.build_trunk(stage2_arch(trunk_record, cfg["stage2"]), registry.load_weights(settings, trunk_record)["trunk"])
     feats = extract_features(trunk, images, bool(cfg["tta"]), device=device)
     clusters = clusters[ok].reset_index(drop=True)
     return LabelledData(clusters, feats, aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()),
@@ -140,8 +146,7 @@ def train_mass_models(
         "group": group, "source": source, "trunk_model": trunk_record.name, "n_labels": len(y),
         "n_unusable": data.n_unusable, "label_sources": data.clusters["source"].value_counts().to_dict(),
     }
-    arch = {**trunk_record.config["arch"], "n_in": int(data.feats.shape[1]), "hidden": int(s2["hidden"]),
-            "dropout": float(s2["dropout"])}
+    arch = {**stage2_arch(trunk_record, s2), "n_in": int(data.feats.shape[1])}
     out = []
     for kind in kinds:
         name = f"{kind}-{group}"
