@@ -105,3 +105,30 @@ def test_mock_source_flux_and_noise():
     resid = noisy[1].data - empty
     for b in range(5):
         assert resid[b].std() == pytest.approx(cutout_noise(4.0)[b], rel=0.05), BANDS[b]
+
+
+def test_field_sky_is_the_same_whichever_region_asks():
+    """Field galaxies/stars are a property of the sky: overlapping regions (also across RA = 0) agree."""
+    from clustermass.mock.galaxies import field_sources
+
+    a = field_sources(5, 0.02, 1.0, 0.06)
+    b = field_sources(5, 359.97, 1.02, 0.06)
+    key = lambda s: set(zip(np.round(s.ra, 9), np.round(s.dec, 9)))  # noqa: E731
+    both = key(a) & key(b)
+    assert len(both) > 50
+    assert np.any(a.ra > 359) and np.any(a.ra < 1)  # the box wraps
+    ia = {k: i for i, k in enumerate(zip(np.round(a.ra, 9), np.round(a.dec, 9)))}
+    ib = {k: i for i, k in enumerate(zip(np.round(b.ra, 9), np.round(b.dec, 9)))}
+    for k in list(both)[:50]:
+        assert np.array_equal(a.mag[ia[k]], b.mag[ib[k]])
+    assert not key(field_sources(6, 0.02, 1.0, 0.06)) & key(a)
+
+
+def test_missing_redshift_with_a_physical_aperture_is_a_clear_error():
+    from clustermass.errors import ImageError
+
+    rows = pd.DataFrame({"id": [42], "ra": [10.0], "dec": [0.0], "z": [np.nan], "richness": [30.0]})
+    with pytest.raises(ImageError, match="cluster 42"):
+        MockSource(seed=0).cutouts(rows, CutoutGrid())
+    ok = MockSource(seed=0).cutouts(rows, CutoutGrid(aperture_mpc=None, aperture_arcsec=200.0))[0]
+    assert ok.meta["halo_id"] is None and np.isfinite(ok.data).all()

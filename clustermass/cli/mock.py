@@ -17,7 +17,7 @@ app.add_typer(mock_app, name="mock")
 
 @mock_app.command("universe")
 def universe(
-    n: int = typer.Option(26350, "--n", help="Number of redMaPPer-like clusters (the real v5.10 has 26,350)."),
+    n: int = typer.Option(26350, "--n", min=1, help="Number of redMaPPer-like clusters (the real v5.10 has 26,350)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives byte-identical files."),
     out: Path = typer.Option(..., "--out", help="Folder to write the catalogues and truth table into."),
     area: Optional[float] = typer.Option(

@@ -21,7 +21,7 @@ from clustermass.errors import ImageError, InputError
 from clustermass.images.base import BANDS, Cutout, CutoutGrid
 from clustermass.mock import relations as rel
 from clustermass.mock.instrument import cutout_noise
-from clustermass.mock.population import _schechter_ratio
+from clustermass.mock.population import faint_member_ratio
 from clustermass.mock.render import render_cutout
 from clustermass.mock.scene import Scene
 from clustermass.sky import hpx29
@@ -43,7 +43,7 @@ def synthetic_halo(seed: int, ra: float, dec: float, z: float, richness: float) 
     logm = float(np.log10(rel.m500_of_lambda(max(lam, 5.0)))) + rng.normal(0.0, 0.1)
     return {
         "halo_id": 0, "key": key, "ra": ra, "dec": dec, "z": z, "log10_m500": logm, "n_red": n_red,
-        "n_faint": int(rng.poisson(n_red * _schechter_ratio())),
+        "n_faint": int(rng.poisson(n_red * faint_member_ratio())),
         "bcg_mr": float(rel.bcg_mr_mean(10**logm, z)) + rng.normal(0.0, rel.BCG_MAG_SCATTER),
         "lambda_true": max(lam, 1.0),
     }

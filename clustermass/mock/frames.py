@@ -26,6 +26,7 @@ import pandas as pd
 from astropy.io import fits
 
 from clustermass.images.base import BANDS, SDSS_PIXEL_ARCSEC
+from clustermass.images.frames import frame_relpath
 from clustermass.mock.galaxies import Sources, field_sources
 from clustermass.mock.instrument import NMGY_PER_COUNT, frame_noise, sky_nmgy_per_pixel
 from clustermass.mock.render import gnomonic, render_stamps, source_sigma
@@ -54,8 +55,8 @@ class FieldSpec:
     index: int
 
     def relpath(self, band: str) -> str:
-        return (f"dr12/boss/photoObj/frames/{RERUN}/{self.run}/{self.camcol}/"
-                f"frame-{band}-{self.run:06d}-{self.camcol}-{self.field:04d}.fits.bz2")
+        """The frame's path under a SAS root."""
+        return frame_relpath(band, self.run, self.camcol, self.field, RERUN)
 
 
 def _strip_geometry(k: int) -> tuple[float, int]:

@@ -181,11 +181,6 @@ def _colourise(d: dict[str, np.ndarray]) -> Sources:
     return Sources(d["ra"], d["dec"], d["m_r"][:, None] + k, r_e)
 
 
-def cell_sources(seed: int, idec: int, ira: int, n_ra: int) -> Sources:
-    """Field galaxies and stars of one sky cell (deterministic in seed and cell)."""
-    return _colourise(_cell_draws(seed, idec, ira, n_ra))
-
-
 def field_sources(seed: int, ra: float, dec: float, radius_deg: float) -> Sources:
     """All field galaxies and stars of the cells within a box of half-size radius_deg around (ra, dec)."""
     dra = radius_deg / max(np.cos(np.radians(min(abs(dec) + radius_deg, 89.9))), 1e-3)

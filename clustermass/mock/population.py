@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from scipy.special import erf
 
 from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
@@ -111,7 +112,7 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
     m500 = 10**logm
     lam_true = rel.lambda_mean(m500) * np.exp(rng.normal(0.0, rel.LAMBDA_LN_SCATTER, n))
     n_red = rng.poisson(lam_true)
-    faint_ratio = _schechter_ratio()
+    faint_ratio = faint_member_ratio()
     n_faint = rng.poisson(lam_true * faint_ratio)
     background = 0.1 * lam_true + 2.0  # red-sequence interlopers inside R_lambda (expected number)
     lam_obs = n_red + rng.normal(0.0, np.sqrt(background))
@@ -140,7 +141,7 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
     )
 
 
-def _schechter_ratio() -> float:
+def faint_member_ratio() -> float:
     """Number of members between 0.05 and 0.2 L* per member above 0.2 L* (Schechter alpha)."""
     from scipy.special import gammaincc, gamma
 
@@ -224,7 +225,7 @@ def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndar
     dl_cm = COSMO.luminosity_distance(h.z.to_numpy()).to_value("cm")
     flux = h.lx500.to_numpy() / (4 * np.pi * dl_cm**2)
     limit = np.where(rng.random(len(h)) < XRAY_DEEP_FRACTION, XRAY_DEEP_LIMIT, XRAY_FLUX_LIMIT)
-    p_x = 0.5 * (1 + _erf((np.log(flux) - np.log(limit)) / (np.sqrt(2) * XRAY_SOFTNESS)))
+    p_x = 0.5 * (1 + erf((np.log(flux) - np.log(limit)) / (np.sqrt(2) * XRAY_SOFTNESS)))
     xray = rng.random(len(h)) < p_x
     theta500 = h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(h.z.to_numpy()).to_value("Mpc")
     theta_arcmin = np.degrees(theta500) * 60.0
@@ -233,9 +234,3 @@ def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndar
     sz = snr >= SZ_SNR_MIN
     has_z = rng.random(len(h)) < np.where(snr < 6.0, 0.65, 0.95)
     return xray, sz, has_z & sz
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return erf(x)
