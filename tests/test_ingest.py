@@ -97,9 +97,16 @@ def test_full_format_fits_and_generic_tables(cli, db, tmp_path):
                          "--z", "Z", "--id", "objid", "--mass", "M", "--mass-unit", "msun", "--method", "wl",
                          "--json").stdout)
     assert (out["target"], out["n_rows"], out["n_unknown_mass"]) == ("mass_measurements", 3, 1)
+    # the same file read another way is not "already loaded": it needs its own name
+    as_clusters = ("ingest", "table", str(tmp_path / "wl.parquet"), "--ra", "RA_DEG", "--dec", "DE_DEG", "--z", "Z")
+    res = cli(*as_clusters, ok=False)
+    assert res.exit_code == 1 and "--name" in str(res.exception)
+    out = json.loads(cli(*as_clusters, "--name", "wl_positions", "--json").stdout)
+    assert (out["status"], out["target"], out["n_rows"]) == ("loaded", "clusters", 3)
     with db.connect() as conn:
         rows = conn.execute(text("SELECT source_id, log10_m500, method FROM mass_measurements ORDER BY source_id")).all()
-        full = conn.execute(text("SELECT z_err, richness_err, name FROM clusters WHERE source_id = '1'")).one()
+        full = conn.execute(text("SELECT z_err, richness_err, name FROM clusters WHERE source_id = '1' "
+                                 "AND catalog_id = 1")).one()
     assert rows[0][0] == "a" and rows[0][1] == pytest.approx(np.log10(2e14)) and rows[2][1] is None
     assert rows[0][2] == "wl"
     assert full[0] == pytest.approx(0.01) and full[1] == pytest.approx(3.0) and full[2] == "RMJ000000"

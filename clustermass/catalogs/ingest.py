@@ -126,7 +126,8 @@ def ingest_file(
     if not sha:
         raise InputError(f"{path}: no such file")
     name = name or default_name(path)
-    known = _existing(engine, name, kind, sha, replace)
+    columns = {k: list(v) for k, v in mapping.columns.items()}
+    known = _existing(engine, name, kind, sha, columns, replace)
     if known is not None:
         return IngestResult(known["name"], known["id"], kind, mapping.target, str(path), sha, "unchanged",
                             known["n_rows"], known["n_skipped"], seconds=time.perf_counter() - t0)
@@ -142,7 +143,7 @@ def ingest_file(
     good = checked.good
     meta = {
         "format_hdu": hdu if hdu is not None else mapping.fits_hdu,
-        "columns": {k: list(v) for k, v in mapping.columns.items()},
+        "columns": columns,
         "mass_unit": mapping.mass_unit if "mass_raw" in canon else None,
         "n_unknown_z": int(good["z"].isna().sum()) if "z" in good else 0,
         "n_unknown_mass": int(good["log10_m500"].isna().sum()) if "log10_m500" in good else 0,
@@ -181,19 +182,22 @@ def ingest_file(
     )
 
 
-def _existing(engine: Engine, name: str, kind: str, sha: str, replace: bool) -> dict | None:
-    """The catalogue already holding this exact file (nothing to do), unless replacing.
+def _existing(engine: Engine, name: str, kind: str, sha: str, columns: dict, replace: bool) -> dict | None:
+    """The catalogue already holding this exact file read the same way (nothing to do), unless replacing.
 
-    Raises when `name` is taken by a different file and `replace` is off.
+    Raises when `name` is taken by other content (or another column mapping) and `replace` is off.
     """
+    if replace:
+        return None
     with engine.connect() as conn:
-        same = conn.execute(select(Catalog).where(Catalog.sha256 == sha, Catalog.kind == kind)).mappings().first()
-        if same is not None and not replace:
-            return same
+        same = conn.execute(select(Catalog).where(Catalog.sha256 == sha, Catalog.kind == kind)).mappings().all()
         named = conn.execute(select(Catalog).where(Catalog.name == name)).mappings().first()
-    if named is not None and not replace and named["sha256"] != sha:
+    for row in same:
+        if row["meta"].get("columns") == columns:
+            return row
+    if named is not None:
         raise InputError(
-            f"catalogue {name!r} is already loaded with different content (from {named['path']}, "
+            f"catalogue {name!r} is already loaded with other content or columns (from {named['path']}, "
             f"sha256 {named['sha256'][:12]}...); "
             "pass --replace to reload it from this file, or --name NAME to load it as a new catalogue"
         )
