@@ -66,9 +66,10 @@ def frames(
     seed: Optional[int] = typer.Option(None, "--seed", help="Render seed; default the universe's seed."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Render SDSS-format corrected frames (2048x1489, TAN WCS, nanomaggies) covering the universe's
-    clusters, in the SAS folder layout, plus window_flist.fits (load it with `cmcat ingest fields`).
+    """Render SDSS-format frames covering the universe's clusters, plus window_flist.fits.
 
+    Corrected frames (2048x1489, TAN WCS, nanomaggies) in the SAS folder layout; load the field
+    index with `cmcat ingest fields OUT/window_flist.fits` and read them with `--source local`.
     Files that already exist are kept (a second run does no repeated work).
     """
     import numpy as np
@@ -126,9 +127,11 @@ def plot(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNGs; default DATA_DIR/output/mock."),
     json_out: bool = typer.Option(False, "--json", help="Print the numbers and file names as JSON."),
 ) -> None:
-    """PNGs comparing the mock with the real data side by side: lambda and z distributions (KS),
-    labels and the richness baseline, BCG colours vs SPIDERS, field counts/colours vs photoObj,
-    and a gallery of mock cutouts."""
+    """PNGs comparing the mock with the real data side by side.
+
+    Lambda and z distributions (KS), labels and the richness baseline, BCG colours vs SPIDERS,
+    field counts/colours vs photoObj, and a gallery of mock cutouts.
+    """
     import pandas as pd
 
     from clustermass.errors import InputError

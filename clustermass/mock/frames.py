@@ -27,7 +27,7 @@ from astropy.io import fits
 
 from clustermass.images.base import BANDS, SDSS_PIXEL_ARCSEC
 from clustermass.images.frames import frame_relpath
-from clustermass.mock.galaxies import Sources, field_sources
+from clustermass.mock.galaxies import Sources
 from clustermass.mock.instrument import NMGY_PER_COUNT, frame_noise, sky_nmgy_per_pixel
 from clustermass.mock.render import gnomonic, render_stamps, source_sigma
 
