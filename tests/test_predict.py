@@ -106,27 +106,27 @@ def test_predict_tile_with_images_from_store_then_cache(db, settings, monkeypatc
 
 
 def test_cli_predict_richness_on_local_cluster_rerun_is_idempotent(cli, db, settings):
-    clusters = add_clusters(db, 300, ra=(130, 230), dec=(0, 50))
+    clusters = add_clusters(db, 160, ra=(130, 230), dec=(0, 50))
     model_id = richness_model(db, settings)
-    out = cli("predict", "--tiles", "2", "--model", "richness", "--workers", "2", "--max-per-tile", "40", "--json")
+    out = cli("predict", "--tiles", "2", "--model", "richness", "--workers", "2", "--max-per-tile", "30", "--json")
     s = json.loads(out.stdout)
-    assert s["status"] == "done" and s["n_done"] == 300 and s["n_tiles_failed"] == 0 and s["workers"] == 2
+    assert s["status"] == "done" and s["n_done"] == 160 and s["n_tiles_failed"] == 0 and s["workers"] == 2
     pred = _predictions(db)
-    assert len(pred) == 300 and pred["cluster_id"].is_unique and set(pred["model_id"]) == {model_id}
+    assert len(pred) == 160 and pred["cluster_id"].is_unique and set(pred["model_id"]) == {model_id}
     merged = pred.merge(clusters, left_on="cluster_id", right_on="id")
     np.testing.assert_allclose(merged["log10_m500"], expected_mass(merged), rtol=0, atol=1e-9)
     np.testing.assert_allclose(merged["log10_m500_err"], 0.16)
     with db.connect() as conn:
         runs = conn.execute(text("SELECT id, status, model_id, n_clusters FROM runs")).all()
         workers = conn.execute(text("SELECT count(DISTINCT worker) FROM run_tiles")).scalar_one()
-    assert [(r.status, r.model_id, r.n_clusters) for r in runs] == [("done", model_id, 300)]
+    assert [(r.status, r.model_id, r.n_clusters) for r in runs] == [("done", model_id, 160)]
     assert workers == 2  # both worker processes took tiles
     # the same command again: nothing recomputed or rewritten
-    again = json.loads(cli("predict", "--tiles", "2", "--model", "richness", "--max-per-tile", "40", "--json").stdout)
+    again = json.loads(cli("predict", "--tiles", "2", "--model", "richness", "--max-per-tile", "30", "--json").stdout)
     assert again["run_id"] == s["run_id"] and again["n_tiles_done"] == 0 and again["n_tiles_skipped"] == s["n_tiles"]
     pd.testing.assert_frame_equal(_predictions(db), pred)  # same rows, same `created` stamps
     # human-readable summary
-    text_out = cli("predict", "--tiles", "2", "--model", "richness", "--max-per-tile", "40").stdout
+    text_out = cli("predict", "--tiles", "2", "--model", "richness", "--max-per-tile", "30").stdout
     assert "already done" in text_out and f"{s['run_id']} (resumed)" in text_out
 
 

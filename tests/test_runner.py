@@ -136,26 +136,26 @@ def dask_cluster():
 
 
 def test_run_tiles_on_dask_processes_failure_then_resume(db, settings, dask_cluster):
-    clusters = add_clusters(db, 400, ra=(120, 240), dec=(-5, 60))
+    clusters = add_clusters(db, 160, ra=(120, 240), dec=(-5, 60))
     model_id = add_model(db)
     events = []
     ident = {"model": model_id}
     first = run_tiles(
         settings, "predict", sky.TileSpec(2), fake_task, {"model_id": model_id, "fail_pix": -1},
-        identity=ident, scheduler=dask_cluster.scheduler_address, max_per_tile=30, on_progress=events.append,
+        identity=ident, scheduler=dask_cluster.scheduler_address, max_per_tile=20, on_progress=events.append,
     )
-    assert first.status == "done" and first.n_done == 400 and first.n_tiles_failed == 0
-    assert first.n_tiles == first.n_tiles_done > 10
-    assert events[-1].tiles_finished == first.n_tiles and events[-1].clusters_finished == 400
+    assert first.status == "done" and first.n_done == 160 and first.n_tiles_failed == 0
+    assert first.n_tiles == first.n_tiles_done > 5
+    assert events[-1].tiles_finished == first.n_tiles and events[-1].clusters_finished == 160
     pred = _predictions(db)
-    assert len(pred) == 400 and pred["cluster_id"].is_unique and set(pred["cluster_id"]) == set(clusters["id"])
+    assert len(pred) == 160 and pred["cluster_id"].is_unique and set(pred["cluster_id"]) == set(clusters["id"])
     st = runner.run_tiles_status(db, first.run_id)
     assert (st["status"] == "done").all() and st["worker"].str.startswith("tcp://").all()
-    assert st["n_clusters"].max() <= 30
+    assert st["n_clusters"].max() <= 20
 
     # same command again: nothing recomputed, no result changed
     again = run_tiles(settings, "predict", sky.TileSpec(2), fake_task, {"model_id": model_id}, identity=ident,
-                      scheduler=dask_cluster.scheduler_address, max_per_tile=30)
+                      scheduler=dask_cluster.scheduler_address, max_per_tile=20)
     assert again.run_id == first.run_id and again.resumed and again.n_tiles_done == 0
     assert again.n_tiles_skipped == first.n_tiles
     pd.testing.assert_frame_equal(_predictions(db).sort_values("cluster_id").reset_index(drop=True),
@@ -165,7 +165,7 @@ def test_run_tiles_on_dask_processes_failure_then_resume(db, settings, dask_clus
     bad = int(st.sort_values("n_clusters").iloc[-1]["npix"])
     bad_order = int(st.sort_values("n_clusters").iloc[-1]["norder"])
     rerun = run_tiles(settings, "predict", sky.TileSpec(2), fake_task, {"model_id": model_id, "fail_pix": bad},
-                      identity=ident, scheduler=dask_cluster.scheduler_address, max_per_tile=30, rerun=True)
+                      identity=ident, scheduler=dask_cluster.scheduler_address, max_per_tile=20, rerun=True)
     assert rerun.run_id != first.run_id and rerun.status == "failed" and rerun.n_tiles_failed >= 1
     assert any("boom" in f["error"] for f in rerun.failures)
     with db.connect() as conn:
@@ -177,6 +177,6 @@ def test_run_tiles_on_dask_processes_failure_then_resume(db, settings, dask_clus
     assert fixed.status == "done" and fixed.n_tiles_done == rerun.n_tiles_failed
     assert fixed.n_tiles_skipped == rerun.n_tiles - rerun.n_tiles_failed
     pred = _predictions(db)
-    assert len(pred) == 400 and pred["cluster_id"].is_unique
+    assert len(pred) == 160 and pred["cluster_id"].is_unique
     assert set(pred["run_id"]) == {rerun.run_id}
     _ = bad_order
