@@ -193,7 +193,7 @@ def test_table_mapping_generic_columns(tmp_path):
 def test_fits_hdu_choice(tmp_path):
     full_redmapper().write(tmp_path / "rm.fits")
     assert len(read_table(tmp_path / "rm.fits", hdu=1)) == 5
-    for hdu, why in ((5, "HDU 5 does not exist"), ("NOPE", "HDU 'NOPE' does not exist"), (0, "HDU 0 is not a table")):
+    for hdu, why in ((5, "no HDU 5"), ("NOPE", "no HDU 'NOPE'"), (0, "HDU 0 is not a table")):
         with pytest.raises(InputError, match=why) as exc:
             read_table(tmp_path / "rm.fits", hdu=hdu)
         assert "'1:'" in str(exc.value)

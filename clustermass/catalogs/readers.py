@@ -135,8 +135,8 @@ def _read_fits(path: Path, hdu: str | int | None, preferred: str | None) -> pd.D
                 exists = 0 <= ext < len(hdul) if isinstance(ext, int) else ext in hdul
                 if not exists or getattr(hdul[ext], "columns", None) is None:
                     tables = [f"{i}:{h.name}" for i, h in enumerate(hdul) if getattr(h, "columns", None) is not None]
-                    raise InputError(f"{path}: HDU {ext!r} {'is not a table' if exists else 'does not exist'}; "
-                                     f"the table HDUs are {tables}. Pass --hdu with one of them")
+                    what = f"HDU {ext!r} is not a table" if exists else f"no HDU {ext!r}"
+                    raise InputError(f"{path}: {what}; the table HDUs are {tables}. Pass --hdu with one of them")
                 table = Table(hdul[ext].data, masked=False)
         except InputError:
             raise

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from clustermass.cli._common import STATE, app, console, emit_json, progress, table
+
+if TYPE_CHECKING:
+    from clustermass.catalogs.readers import Mapping
 
 ingest_app = typer.Typer(
     help="Load a catalogue file (FITS, CSV, CSV.gz or Parquet) into the database. "
@@ -16,7 +19,7 @@ ingest_app = typer.Typer(
 )
 app.add_typer(ingest_app, name="ingest")
 
-FILE = typer.Argument(..., help="Catalogue file: FITS, CSV, CSV.gz or Parquet (format detected from its content).")
+FILE = typer.Argument(..., metavar="FILE", help="Catalogue file: FITS, CSV, CSV.gz or Parquet (format detected from its content).")
 NAME = typer.Option(None, "--name", help="Catalogue name (default: the file name without extensions).")
 REPLACE = typer.Option(False, "--replace", help="Reload the catalogue from this file (rows upserted, stale rows removed).")
 SKIP_BAD = typer.Option(
@@ -28,7 +31,9 @@ MASS_UNIT = typer.Option("1e14msun", "--mass-unit", help="Unit of the mass colum
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
-def _ingest(kind: str, path: Path, mapping, name, replace, skip_bad, hdu, json_out) -> None:
+def _ingest(kind: str, path: Path, mapping: "Mapping", name: str | None, replace: bool, skip_bad: bool,
+            hdu: str | None, json_out: bool) -> None:
+    """Run one ingest with a progress bar and print its summary (or JSON)."""
     from clustermass.catalogs.ingest import STAGES, ingest_file
     from clustermass.db import migrate
 
@@ -61,7 +66,7 @@ def _ingest(kind: str, path: Path, mapping, name, replace, skip_bad, hdu, json_o
         notes.append(f"{result.n_removed} rows no longer in the file removed")
     for note in notes:
         console.print(f"  {note}")
-    if result.status == "replaced" and result.target == "mass_measurements":
+    if result.status == "replaced" and result.target != "fields":
         console.print("  run `cmcat crossmatch` to refresh the labels")
 
 
@@ -177,8 +182,7 @@ def baseline_cmd(
 ) -> None:
     """The richness baseline: k-fold CV least squares of log10 M500 on log10(lambda/40), log10((1+z)/1.35).
 
-    The bar every learned model must beat. Prints MAE (dex), median bias, NMAD scatter, fold by fold and
-    per label source, and writes a predicted-vs-measured PNG.
+    The bar every learned model must beat. Prints MAE (dex), median bias, NMAD scatter, fold by fold and per label source, and writes a predicted-vs-measured PNG.
     """
     from clustermass.catalogs.crossmatch import catalog_ids, labelled_clusters
     from clustermass.errors import InputError
