@@ -16,7 +16,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from clustermass.cosmology import COSMO, arcsec_per_mpc
 from clustermass.mock import relations as rel
 from clustermass.mock.sed import kcorr, star_colours
 
@@ -114,12 +113,12 @@ def cluster_sources(seed: int, key: tuple[int, ...], ra: float, dec: float, z: f
     phi = rng.uniform(0.0, 2 * np.pi, n)
     rp = r3 * np.sqrt(1.0 - cos_t**2)
     bcg_off = rng.normal(0.0, 0.01, 2)  # Mpc; the BCG comes first
-    deg_per_mpc = float(arcsec_per_mpc(z)) / 3600.0
+    deg_per_mpc = float(rel.deg_per_mpc(z))
     xi = np.concatenate([bcg_off[:1], rp * np.cos(phi)]) * deg_per_mpc
     eta = np.concatenate([bcg_off[1:], rp * np.sin(phi)]) * deg_per_mpc
     ra_s, dec_s = deproject(xi, eta, ra, dec)
     abs_r = np.concatenate([[bcg_mr], rel.mstar_r(z) - 2.5 * np.log10(x)])
-    dm = float(COSMO.distmod(z).value)
+    dm = float(rel.distmod(z))
     mag = abs_r[:, None] + dm + kcorr("red", np.full(n + 1, z))
     mag += rng.normal(0.0, RED_SEQUENCE_SCATTER, n + 1)[:, None] * _COLOUR_SCATTER_SHAPE
     kpc = np.concatenate([[12.0 * 10 ** (0.24 * (rel.BCG_MR_PIVOT - bcg_mr))], 4.0 * x**0.6])

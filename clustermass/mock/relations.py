@@ -5,6 +5,8 @@ References are in docs/mock.md; every constant that was tuned against the real d
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from clustermass.cosmology import COSMO
@@ -39,6 +41,29 @@ YSZ_SLOPE = 1.79
 YSZ_LN_SCATTER = 0.17
 
 
+_Z_TAB = np.linspace(0.001, 1.5, 1500)
+
+
+@lru_cache(maxsize=1)
+def _cosmo_table() -> dict[str, np.ndarray]:
+    """Distance modulus, degrees per physical Mpc and rho_crit (Msun/Mpc^3) on a fine z grid (fast lookups)."""
+    return {
+        "distmod": COSMO.distmod(_Z_TAB).value,
+        "deg_per_mpc": COSMO.arcsec_per_kpc_proper(_Z_TAB).value * 1000.0 / 3600.0,
+        "rho_c": COSMO.critical_density(_Z_TAB).to_value("Msun / Mpc3"),
+    }
+
+
+def distmod(z: np.ndarray | float) -> np.ndarray:
+    """Distance modulus (mag) at z (tabulated)."""
+    return np.interp(z, _Z_TAB, _cosmo_table()["distmod"])
+
+
+def deg_per_mpc(z: np.ndarray | float) -> np.ndarray:
+    """Angle (deg) of one physical Mpc at z (tabulated)."""
+    return np.interp(z, _Z_TAB, _cosmo_table()["deg_per_mpc"])
+
+
 def efunc(z: np.ndarray) -> np.ndarray:
     """E(z) = H(z)/H0."""
     return np.asarray(COSMO.efunc(np.asarray(z, dtype=np.float64)))
@@ -46,7 +71,7 @@ def efunc(z: np.ndarray) -> np.ndarray:
 
 def r500_mpc(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
     """R500c in physical Mpc of M500c (Msun) at z."""
-    rho_c = COSMO.critical_density(np.asarray(z)).to_value("Msun / Mpc3")
+    rho_c = np.interp(z, _Z_TAB, _cosmo_table()["rho_c"])
     return np.cbrt(3.0 * np.asarray(m500) / (4.0 * np.pi * 500.0 * rho_c))
 
 

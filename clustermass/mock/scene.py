@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clustermass.cosmology import arcsec_per_mpc
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import Sources, cluster_sources, field_sources
 
@@ -44,16 +43,18 @@ class Scene:
         self.haloes = (haloes[HALO_COLUMNS].reset_index(drop=True) if haloes is not None
                        else pd.DataFrame(columns=HALO_COLUMNS))
         h = self.haloes
+        self._rows = h.to_dict("records")
         self._reach = (rel.r_lambda_mpc(np.maximum(h.lambda_true.to_numpy(float), 1.0))
-                       * arcsec_per_mpc(h.z.to_numpy(float)) / 3600.0) if len(h) else np.zeros(0)
-        self._tree = cKDTree(unit_vectors(h.ra.to_numpy(float), h.dec.to_numpy(float))) if len(h) else None
+                       * rel.deg_per_mpc(h.z.to_numpy(float))) if len(h) else np.zeros(0)
+        self._xyz = unit_vectors(h.ra.to_numpy(float), h.dec.to_numpy(float))
+        self._tree = cKDTree(self._xyz) if len(h) else None
 
     def match(self, ra: float, dec: float, arcsec: float) -> dict | None:
         """The universe cluster within `arcsec` of (ra, dec), or None."""
         if self._tree is None:
             return None
         dist, i = self._tree.query(unit_vectors(np.array(ra), np.array(dec)))
-        return self.haloes.iloc[int(i)].to_dict() if dist <= chord(arcsec / 3600.0) else None
+        return dict(self._rows[int(i)]) if dist <= chord(arcsec / 3600.0) else None
 
     def nearby(self, ra: float, dec: float, radius_deg: float) -> list[dict]:
         """Clusters whose members (out to R_lambda) may fall within radius_deg of (ra, dec)."""
@@ -64,10 +65,9 @@ class Scene:
         if not idx:
             return []
         idx = np.sort(np.asarray(idx, dtype=int))
-        sep = np.degrees(2 * np.arcsin(np.linalg.norm(
-            unit_vectors(self.haloes.ra.to_numpy(float)[idx], self.haloes.dec.to_numpy(float)[idx])
-            - unit_vectors(np.array(ra), np.array(dec)), axis=-1) / 2))
-        return [self.haloes.iloc[i].to_dict() for i in idx[sep <= radius_deg + self._reach[idx]]]
+        sep = np.degrees(2 * np.arcsin(np.linalg.norm(self._xyz[idx] - unit_vectors(np.array(ra), np.array(dec)),
+                                                      axis=-1) / 2))
+        return [dict(self._rows[i]) for i in idx[sep <= radius_deg + self._reach[idx]]]
 
     def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = ()) -> Sources:
         """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`."""
