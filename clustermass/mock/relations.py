@@ -26,10 +26,10 @@ EVOLUTION_Q = 1.0  # mag per unit redshift brighter in the past
 L_CUT_LAMBDA = 0.2  # lambda counts members above 0.2 L*
 L_CUT_FAINT = 0.05  # faint members rendered down to 0.05 L*
 
-# BCG: L_BCG ~ M^0.3 (Lin & Mohr 2004) with 0.3 mag scatter; zero point tuned to the SPIDERS BCGs.
+# BCG: L_BCG ~ M^0.3 (Lin & Mohr 2004) with 0.25 mag scatter; zero point tuned to the SPIDERS BCGs.
 BCG_MR_PIVOT = -24.0
 BCG_MASS_SLOPE = 0.3
-BCG_MAG_SCATTER = 0.3
+BCG_MAG_SCATTER = 0.25
 
 # X-ray: L500 (0.1-2.4 keV) - M500 (Pratt+2009 / Arnaud+2010 form); ln-scatter 0.6 (Pratt+2009, total L).
 LX_NORM = 0.8e44  # erg/s at M500 = 2e14 Msun, z = 0
