@@ -69,6 +69,8 @@ from clustermass.errors import PipelineError
 DEFAULT_MAX_PER_TILE = 2000
 #: How many orders below the requested one a dense tile may be split.
 MAX_SPLIT_DEPTH = 6
+#: Waits (s) between attempts of a tile whose database connection failed (server restarting).
+DB_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 TileTask = Callable[..., dict]
 
@@ -241,12 +243,39 @@ def _worker_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def db_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means the database connection failed or dropped (not a bad query)."""
+    import psycopg2
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not isinstance(
+        exc, psycopg2.errors.QueryCanceled
+    )
+
+
 def execute_tile(task: TileTask, db_url: str, run_id: int, norder: int, npix: int, task_args: dict) -> dict:
     """Run one tile task on a worker: mark it running, call it, record a failure's reason.
 
-    Never raises for task errors (they are data: the tile is marked failed with the reason);
-    only a lost worker surfaces as a Dask exception on the client.
+    Never raises for task errors (they are data: the tile is marked failed with the reason).
+    A lost database connection (server restart) is retried after each of DB_RETRY_DELAYS_S
+    (the tile's transaction was rolled back, so a retry starts clean); if the database stays
+    away the exception surfaces on the client, as a lost worker does.
     """
+    for delay in (*DB_RETRY_DELAYS_S, None):
+        try:
+            return _execute_tile_once(task, db_url, run_id, norder, npix, task_args)
+        except Exception as exc:  # noqa: BLE001 - only connection failures are retried
+            if delay is None or not db_unreachable(exc):
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _execute_tile_once(task: TileTask, db_url: str, run_id: int, norder: int, npix: int, task_args: dict) -> dict:
     engine = engine_for_url(db_url)
     with engine.begin() as conn:
         claimed = conn.execute(
@@ -261,6 +290,8 @@ def execute_tile(task: TileTask, db_url: str, run_id: int, norder: int, npix: in
     try:
         result = dict(task(db_url, run_id, norder, npix, **task_args))
     except Exception as exc:  # noqa: BLE001 - any task error becomes the tile's recorded failure
+        if db_unreachable(exc):
+            raise
         reason = scrub(f"{type(exc).__name__}: {exc}", db_url)[:2000]
         mark_failed(engine, run_id, norder, npix, reason)
         return {"status": "failed", "error": reason, "n_clusters": 0, "n_done": 0, "n_failed": 0, "norder": norder, "npix": npix}
@@ -519,19 +550,28 @@ def run_tiles(
     )
     t0 = time.perf_counter()
     try:
-        if todo:
-            _execute(summary, todo, db_url, engine, task, args, scheduler, n_workers, on_progress)
-    except KeyboardInterrupt:
-        summary.status = "interrupted"
-        _finish_run(engine, run_id, "interrupted", "interrupted by the user; resume with --resume")
-        raise
-    finally:
-        summary.seconds = time.perf_counter() - t0
-    if summary.n_tiles_failed:
-        summary.status = "failed"
-        _finish_run(engine, run_id, "failed", f"{summary.n_tiles_failed} tile(s) failed; see run_tiles.error")
-    else:
-        _finish_run(engine, run_id, "done", None)
+        try:
+            if todo:
+                _execute(summary, todo, db_url, engine, task, args, scheduler, n_workers, on_progress)
+        except KeyboardInterrupt:
+            summary.status = "interrupted"
+            _finish_run(engine, run_id, "interrupted", "interrupted by the user; resume with --resume")
+            raise
+        finally:
+            summary.seconds = time.perf_counter() - t0
+        if summary.n_tiles_failed:
+            summary.status = "failed"
+            _finish_run(engine, run_id, "failed", f"{summary.n_tiles_failed} tile(s) failed; see run_tiles.error")
+        else:
+            _finish_run(engine, run_id, "done", None)
+    except Exception as exc:
+        if not db_unreachable(exc):
+            raise
+        reason = scrub(" ".join(str(getattr(exc, "orig", None) or exc).split()), db_url)
+        raise PipelineError(
+            f"lost the connection to PostgreSQL during {kind} run {run_id} ({reason}); finished tiles are saved. "
+            f"When the database is back, continue with `cmcat {kind} --resume {run_id}`"
+        ) from None
     return summary
 
 
