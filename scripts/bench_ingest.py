@@ -128,6 +128,9 @@ def main() -> None:
               f"({len(labels):,} labels); with DB read + label write {t_db:.2f} s (target < 10 s)")
         assert summary.n_labels == len(labels)
     finally:
+        from clustermass.db import embedded
+
+        embedded.stop(root / "pg")  # never leave the throwaway server running
         shutil.rmtree(root, ignore_errors=True)
 
 
