@@ -54,10 +54,15 @@ def load_clusters(engine, n: int, seed: int) -> None:
     from clustermass.db.models import Catalog
 
     if REAL.exists():
-        raw = pd.read_csv(REAL, nrows=n)
+        # n neighbours on the sky (contiguous in hpx29 from the catalogue's median), so tiles are
+        # as dense as in the full survey rather than a few clusters scattered over 200 tiles
+        raw = pd.read_csv(REAL)
+        raw = raw.iloc[np.argsort(sky.hpx29(raw["RA"], raw["dec"]), kind="stable")]
+        start = max(0, len(raw) // 2 - n // 2)
+        raw = raw.iloc[start : start + n]
         df = pd.DataFrame({"source_id": raw["ID"].astype(str), "name": raw["name"], "ra": raw["RA"], "dec": raw["dec"],
                            "z": raw["redshift"], "richness": raw["lambda"]})
-        origin = f"first {len(df)} rows of {REAL.name}"
+        origin = f"{len(df)} neighbouring clusters (hpx29 order) of {REAL.name}"
     else:
         rng = np.random.default_rng(seed)
         df = pd.DataFrame({"source_id": [str(i) for i in range(n)], "name": None, "ra": rng.uniform(120, 250, n),
