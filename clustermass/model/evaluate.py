@@ -101,7 +101,7 @@ def plot_learning_curves(histories: Mapping[str, list[dict[str, Any]]], path: Pa
             if key != "epoch":
                 ax.plot(epochs, [h[key] for h in hist], label=f"{name} {key}", lw=1)
     ax.set(xlabel="epoch", ylabel="value", yscale="log")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=5, loc="upper right", ncol=2)
     return _save(plt, fig, path)
 
 
