@@ -62,7 +62,7 @@ def plot_explanation(
     plt = _plt()
     rgb = colour_composite(image)
     joint_sum = joint.sum(0)
-    fig, axes = plt.subplots(2, 5, figsize=(16, 7))
+    fig, axes = plt.subplots(2, 5, figsize=(16, 7.5))
     panels = [
         (rgb, "g, r, i composite"),
         (rgb, "joint map over composite"),
@@ -74,7 +74,7 @@ def plot_explanation(
         ax.imshow(data, origin="lower", cmap=None if data.ndim == 3 else "magma", interpolation="nearest")
         ax.set_title(name, fontsize=9)
     peak = joint_sum.max() if joint_sum.max() > 0 else 1.0
-    axes[0, 1].imshow(np.ma.masked_less(joint_sum / peak, 0.05), origin="lower", cmap="cool", alpha=0.6,
+    axes[0, 1].imshow(np.ma.masked_less(joint_sum / peak, 0.2), origin="lower", cmap="cool", alpha=0.6,
                       vmin=0, vmax=1, interpolation="nearest")
     vmax = joint.max() if joint.max() > 0 else 1.0
     for b, ax in enumerate(axes[1]):

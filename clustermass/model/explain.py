@@ -72,7 +72,7 @@ def integrated_gradients(
     aux: np.ndarray | None = None,
     steps: Sequence[int] = DEFAULT_STEPS,
     tol: float = DEFAULT_TOL,
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 64,
 ) -> IGResult:
     """IG of `model` (normalised (N, 5, H, W) [+ aux (N, 2)] -> (N,)) for one normalised image (5, H, W).
 
