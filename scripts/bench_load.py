@@ -7,8 +7,8 @@ of each worker process and of the `cmcat` client (MiB), and checks one predictio
 
     .venv/bin/python scripts/bench_load.py [--n 1000000] [--order 3] [--workers 2]
 
-Uses CMCAT_DATABASE_URL if set, else a throwaway embedded PostgreSQL under /tmp. Prints
-figures, not pass/fail.
+Runs on a throwaway embedded PostgreSQL under /tmp (deleted at exit). Prints figures, not
+pass/fail.
 """
 
 from __future__ import annotations
@@ -50,22 +50,15 @@ def main() -> None:
     from clustermass.db import migrate
     from clustermass.db.bulk import copy_upsert
     from clustermass.db.engine import engine_for_url
-    from clustermass.db.models import TABLES, Catalog
-    from clustermass.db.urls import normalise_url
+    from clustermass.db.models import Catalog
     from clustermass.model.registry import save_model
 
-    root = Path(tempfile.mkdtemp(prefix="cmload", dir="/tmp"))
-    url = os.environ.get("CMCAT_DATABASE_URL")
-    if url:
-        url = normalise_url(url)
-    else:
-        from clustermass.db.embedded import ensure_database
+    from clustermass.db.embedded import ensure_database
 
-        url = ensure_database(root / "pg", "cmcat_load", cleanup_mode="delete")
+    root = Path(tempfile.mkdtemp(prefix="cmload", dir="/tmp"))  # short: the server's socket lives here
+    url = ensure_database(root / "pg", "cmcat_load", cleanup_mode="delete")
     engine = engine_for_url(url)
     migrate.upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in TABLES) + " RESTART IDENTITY CASCADE"))
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
