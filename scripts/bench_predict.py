@@ -7,7 +7,9 @@ In one run, on the same clusters and the same stored cutouts:
      with `--workers` torch threads;
   3. end to end: `run_tiles(predict_tile)` with --rerun (DB read, cutouts from the store,
      inference, DB write) on a pre-started LocalCluster of 1 and of `--workers` processes
-     (1 torch thread each); the ratio to the bare throughput (target >= 0.8).
+     (1 torch thread each), twice: cold (workers import torch and load the model on their
+     first tile) and warm (model cached per worker); the ratio to the bare throughput
+     (target >= 0.8).
 The model is the newest 'cnn'/'hybrid' in --database-url if given, else an UNTRAINED network
 of the quick config's architecture registered for the purpose (throughput does not depend on
 the weights). Positions come from the real redMaPPer file when present (first --n rows), else
@@ -181,11 +183,13 @@ def main() -> None:
 
         for w in sorted({1, args.workers}):
             with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
-                s = run_predict(settings, rec.id, args, w, rerun=True, scheduler=lc.scheduler_address)
-            ratio = s.clusters_per_s / bare_rate[w]
-            print(f"end to end, {w} worker(s) x 1 thread (store hits, DB read+write, model load once per worker): "
-                  f"{s.n_done} clusters in {s.seconds:.1f} s = {s.clusters_per_s:.1f} clusters/s; "
-                  f"ratio to bare ({w} thread(s)) = {ratio:.2f}")
+                # cold: workers import torch and load the model on their first tile; warm: model cached
+                for state in ("cold", "warm"):
+                    s = run_predict(settings, rec.id, args, w, rerun=True, scheduler=lc.scheduler_address)
+                    ratio = s.clusters_per_s / bare_rate[w]
+                    print(f"end to end ({state} workers), {w} worker(s) x 1 thread (store hits, DB read+write): "
+                          f"{s.n_done} clusters in {s.seconds:.1f} s = {s.clusters_per_s:.1f} clusters/s; "
+                          f"ratio to bare ({w} thread(s)) = {ratio:.2f}")
     finally:
         engine.dispose()
         shutil.rmtree(root, ignore_errors=True)
