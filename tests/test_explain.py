@@ -28,10 +28,20 @@ torch.set_num_threads(1)
 SIZE = 32
 
 
+def _head(n_in: int, hybrid: bool = False) -> MassHead:
+    """A head with every linear layer randomly initialised (however MassHead initialises itself),
+    so that its output depends on the image."""
+    head = MassHead(n_in, hidden=8, dropout=0.0, hybrid=hybrid)
+    for m in head.modules():
+        if isinstance(m, nn.Linear):
+            m.reset_parameters()
+    return head
+
+
 def _nets(seed: int = 0, hybrid: bool = False) -> tuple[EnsembleMass, BandClassifier]:
     torch.manual_seed(seed)
     trunk = Trunk(width=4, blocks=(1, 1))
-    heads = [MassHead(5 * trunk.n_features, hidden=8, dropout=0.0, hybrid=hybrid) for _ in range(2)]
+    heads = [_head(5 * trunk.n_features, hybrid) for _ in range(2)]
     for i, h in enumerate(heads):
         h.y_mean.fill_(14.0 + 0.1 * i)
         h.y_std.fill_(0.5)
@@ -164,7 +174,7 @@ def _register_tiny(db, settings) -> str:
     grid = {"size": SIZE, "aperture_mpc": 1.5, "aperture_arcsec": None}
     registry.save_model(db, settings, name="bc-tiny", kind="band-classifier", config={"arch": arch, "grid": grid, "softening": 3.0},
                         metrics={}, training={}, weights={"classifier": clf.state_dict(), "trunk": trunk.state_dict()})
-    heads = [MassHead(arch["n_in"], hidden=8, dropout=0.0) for _ in range(2)]
+    heads = [_head(arch["n_in"]) for _ in range(2)]
     for h in heads:
         h.y_mean.fill_(14.3)
         h.y_std.fill_(0.3)
