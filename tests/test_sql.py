@@ -93,3 +93,11 @@ def test_cli_sql_formats_and_refusal(cli, db):
     assert bad.exit_code != 0 and "one statement" in str(bad.exception)
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM clusters")).scalar_one() == 3
+
+
+def test_session_itself_is_read_only(db) -> None:
+    """Beyond the per-transaction READ ONLY: the session default is read-only too."""
+    from clustermass.pipeline.sql import run_read_only
+
+    result = run_read_only(db, "SHOW default_transaction_read_only", timeout_s=5)
+    assert result.rows == [("on",)]

@@ -1,7 +1,7 @@
 """Read-only ad-hoc SQL for `cmcat sql`: one SELECT-like statement, READ ONLY, with a timeout.
 
-Defence in depth: the text must be a single statement starting with SELECT, WITH, VALUES,
-TABLE, SHOW or EXPLAIN (checked outside quotes and comments), and it runs inside a READ ONLY
+Defence in depth: the session is opened with `default_transaction_read_only=on`; the text
+must be a single statement starting with SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN (checked outside quotes and comments), and it runs inside a READ ONLY
 transaction with `statement_timeout`, so data-modifying CTEs, SELECT INTO, nextval() and the
 like are refused by PostgreSQL itself. The transaction is always rolled back.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from clustermass.errors import InputError
 
@@ -119,7 +120,14 @@ def run_read_only(engine: Engine, query: str, timeout_s: float, max_rows: int | 
     import psycopg2
 
     statement = check_read_only(query)
-    with engine.connect() as conn:
+    # A fresh, unpooled session whose every transaction is READ ONLY by default: even a statement
+    # that slipped past the check and ended the transaction could not write in the next one.
+    session_ro = create_engine(
+        engine.url,
+        poolclass=NullPool,
+        connect_args={"options": "-c default_transaction_read_only=on", "connect_timeout": 5},
+    )
+    with session_ro.connect() as conn:
         trans = conn.begin()
         try:
             conn.execute(text("SET TRANSACTION READ ONLY"))
@@ -140,6 +148,7 @@ def run_read_only(engine: Engine, query: str, timeout_s: float, max_rows: int | 
             raise InputError(f"SQL failed: {msg}") from None
         finally:
             trans.rollback()
+    session_ro.dispose()
     truncated = max_rows is not None and len(rows) > max_rows
     kept = rows[:max_rows] if max_rows is not None else rows
     return SqlResult(columns, [tuple(r) for r in kept], truncated)
