@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -156,3 +157,24 @@ def progress(transient: bool = False) -> Progress:
         console=err_console,
         transient=transient,
     )
+
+
+@contextmanager
+def tile_progress(extra: Callable[[Any], None] | None = None) -> Iterator[Callable[[Any], None]]:
+    """Progress bars for a tile run (tiles and clusters) plus the Dask dashboard link.
+
+    Yields the `on_progress` callback for `pipeline.runner.run_tiles`; `extra` also sees each update.
+    """
+    with progress() as bar:
+        tiles_task = bar.add_task("tiles", total=None)
+        clusters_task = bar.add_task("clusters", total=None)
+
+        def on_progress(p: Any) -> None:
+            if p.tiles_finished == 0 and p.dashboard_link:
+                err_console.print(f"Dask dashboard: {p.dashboard_link}")
+            if extra is not None:
+                extra(p)
+            bar.update(tiles_task, total=p.tiles_total, completed=p.tiles_finished)
+            bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
+
+        yield on_progress

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, err_console, progress, table
+from clustermass.cli._common import STATE, app, console, emit_json, progress, table, tile_progress
 from clustermass.errors import InputError
 
 
@@ -111,16 +111,7 @@ def _explain_tiles(engine, settings, tiles, model_ref, out_dir, source, opts, ra
              "out": str(out_dir)}
     args = {**ident, "settings": worker_settings(settings),
             "torch_threads": None if scheduler else max(1, (os.cpu_count() or 1) // n_workers)}
-    with progress() as bar:
-        tiles_task = bar.add_task("tiles", total=None)
-        clusters_task = bar.add_task("clusters", total=None)
-
-        def on_progress(p) -> None:
-            if p.tiles_finished == 0 and p.dashboard_link:
-                err_console.print(f"Dask dashboard: {p.dashboard_link}")
-            bar.update(tiles_task, total=p.tiles_total, completed=p.tiles_finished)
-            bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
-
+    with tile_progress() as on_progress:
         run = run_tiles(settings, "explain", spec, explain_tile, args, identity=ident, model_id=model_id,
                         scheduler=scheduler, workers=n_workers, rerun=rerun, on_progress=on_progress)
     results = read_results(out_dir, run.run_id)

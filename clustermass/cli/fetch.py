@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, err_console, progress, table
+from clustermass.cli._common import STATE, app, console, emit_json, table, tile_progress
 from clustermass.errors import InputError
 
 
@@ -68,19 +68,13 @@ def fetch(
 
     totals: Counter = Counter()
     reasons: Counter = Counter()
-    with progress() as bar:
-        tiles_task = bar.add_task("tiles", total=None)
-        clusters_task = bar.add_task("clusters", total=None)
 
-        def on_progress(p) -> None:
-            if p.tiles_finished == 0 and p.dashboard_link:
-                err_console.print(f"Dask dashboard: {p.dashboard_link}")
-            if p.last:
-                totals.update({k: int(p.last.get(k) or 0) for k in ("cached", "fetched", "changed", "partial", "failed")})
-                reasons.update(p.last.get("errors") or {})
-            bar.update(tiles_task, total=p.tiles_total, completed=p.tiles_finished)
-            bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
+    def count(p) -> None:
+        if p.last:
+            totals.update({k: int(p.last.get(k) or 0) for k in ("cached", "fetched", "changed", "partial", "failed")})
+            reasons.update(p.last.get("errors") or {})
 
+    with tile_progress(count) as on_progress:
         summary = run_tiles(
             settings, "fetch", spec, fetch_tile, args, identity=ident, catalog_id=catalog_id,
             scheduler=scheduler, workers=workers, resume=resume, rerun=rerun, max_per_tile=max_per_tile,

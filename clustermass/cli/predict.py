@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, err_console, progress, table
+from clustermass.cli._common import STATE, app, console, emit_json, table, tile_progress
 from clustermass.errors import InputError, ModelError
 
 SOURCES = ("mock", "local", "sas")
@@ -109,16 +109,7 @@ def predict(
         ident = {"model_id": model_id, "source": source, "source_options": opts}
         args = {**exec_args, "model_id": model_id, "source": source, "source_options": opts}
 
-    with progress() as bar:
-        tiles_task = bar.add_task("tiles", total=None)
-        clusters_task = bar.add_task("clusters", total=None)
-
-        def on_progress(p) -> None:
-            if p.tiles_finished == 0 and p.dashboard_link:
-                err_console.print(f"Dask dashboard: {p.dashboard_link}")
-            bar.update(tiles_task, total=p.tiles_total, completed=p.tiles_finished)
-            bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
-
+    with tile_progress() as on_progress:
         summary = run_tiles(
             settings, "predict", spec, predict_tile, args, identity=ident, catalog_id=catalog_id, model_id=model_id,
             scheduler=scheduler, workers=n_workers, resume=resume, rerun=rerun, max_per_tile=max_per_tile,
