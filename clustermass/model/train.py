@@ -127,7 +127,6 @@ def fit_head(
     a = torch.from_numpy(aux)
     t = torch.from_numpy(y.astype(np.float32))
     tr = torch.from_numpy(~val)
-    va = torch.from_numpy(val)
     head = MassHead(feats.shape[1], int(cfg["hidden"]), float(cfg["dropout"]), hybrid)
     head.set_scaling(f[tr], a[tr] if hybrid else None, t[tr])
     opt = torch.optim.AdamW(head.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
