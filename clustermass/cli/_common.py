@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clustermass.config import Settings, load_settings
-from clustermass.errors import CmcatError
+from clustermass.errors import CmcatError, InputError
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -178,3 +178,14 @@ def tile_progress(extra: Callable[[Any], None] | None = None) -> Iterator[Callab
             bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
 
         yield on_progress
+
+
+def check_device(device: str) -> None:
+    """Validate a --device option: cpu, or cuda when torch sees a GPU."""
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, not {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: torch sees no CUDA GPU here; use --device cpu")

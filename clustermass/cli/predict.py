@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, table, tile_progress
-from clustermass.errors import InputError, ModelError
+from clustermass.cli._common import STATE, check_device, app, console, emit_json, table, tile_progress
+from clustermass.errors import InputError
 
 SOURCES = ("mock", "local", "sas")
 
@@ -26,16 +26,6 @@ def _catalog_id(engine, name: str | None) -> int | None:
     if cid is None:
         raise InputError(f"no catalogue named {name!r}; known: {', '.join(known) or 'none (run cmcat ingest)'}")
     return cid
-
-
-def _check_device(device: str) -> None:
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, not {device!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ModelError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
 
 
 def source_options(source: str, frames: str | None, universe: str | None, seed: int) -> dict:
@@ -83,7 +73,7 @@ def predict(
     from clustermass.pipeline.predict import predict_tile, worker_settings
     from clustermass.pipeline.runner import run_tiles
 
-    _check_device(device)
+    check_device(device)
     settings = STATE.settings
     engine = STATE.engine()
     migrate.upgrade(engine)

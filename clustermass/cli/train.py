@@ -8,13 +8,13 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, progress, table
+from clustermass.cli._common import STATE, check_device, app, console, emit_json, progress, table
+from clustermass.cli.predict import source_options
 from clustermass.errors import InputError
 
 models_app = typer.Typer(help="The model registry: trained models, their metrics and weights.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-SOURCES = ("mock", "local", "sas")
 
 
 @contextmanager
@@ -32,28 +32,6 @@ def _progress_fn(enabled: bool = True) -> Iterator[Any]:
             bar.update(tasks[stage], completed=step, total=total)
 
         yield update
-
-
-def _source_options(source: str, frames: Optional[Path], universe: Optional[Path], mock_seed: int) -> dict:
-    if source not in SOURCES:
-        raise InputError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
-    if source == "local":
-        if frames is None:
-            raise InputError("--source local needs --frames DIR (a folder in the SAS layout, e.g. from `cmcat mock frames`)")
-        return {"root": str(frames.resolve())}
-    if source == "mock":
-        return {"universe_dir": str(universe.resolve()) if universe else None, "seed": mock_seed}
-    return {}
-
-
-def _check_device(device: str) -> None:
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, not {device!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
 
 
 @app.command("train")
@@ -84,11 +62,11 @@ def train(
 
     if stage not in ("1", "2", "all"):
         raise InputError(f"--stage must be 1, 2 or all, not {stage!r}")
-    _check_device(device)
+    check_device(device)
     if threads:
         torch.set_num_threads(threads)
     cfg = load_train_config(config)
-    opts = _source_options(source, frames, universe, mock_seed)
+    opts = source_options(source, frames, universe, mock_seed)
     engine, settings = STATE.engine(), STATE.settings
     results: list[dict] = []
     t0 = time.perf_counter()
@@ -171,7 +149,7 @@ def learning_curve(
         raise InputError(f"--model must be a cnn or hybrid model, {record.name!r} is {record.kind!r}")
     cfg = record.config["train"]
     trunk = registry.get_model(engine, record.training["trunk_model"])
-    opts = _source_options(source, frames, universe, mock_seed)
+    opts = source_options(source, frames, universe, mock_seed)
     with _progress_fn(not json_out) as on_progress:
         images_fn = source_images_fn(engine, settings, record.grid, source, opts, on_progress)
         data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn)
