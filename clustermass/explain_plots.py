@@ -13,6 +13,16 @@ import pandas as pd
 from clustermass.images.base import BANDS
 
 
+def _save(plt, fig, out: Path) -> Path:
+    """Lay out, write `fig` as PNG to `out` (making its folder) and free it."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def _plt():
     import matplotlib
 
@@ -92,12 +102,7 @@ def plot_explanation(
         + (f", true {_fmt_mass(true)}" if true is not None and np.isfinite(true) else ""),
         fontsize=11,
     )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_enrichment(results: pd.DataFrame, out: Path, threshold: float = 3.0) -> Path:
@@ -118,9 +123,4 @@ def plot_enrichment(results: pd.DataFrame, out: Path, threshold: float = 3.0) ->
     axes[0].set_ylabel("enrichment of joint attribution")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"attribution enrichment on cluster members ({int(results['enrichment_members'].notna().sum())} clusters)")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)

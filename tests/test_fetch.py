@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -93,28 +96,37 @@ def test_fetch_local_resume_and_rerun(cli, db, mirror):
     assert again["resumed"] and again["n_tiles_skipped"] >= 1 and again["fetched"] == 0 and again["n_tiles_done"] == 0
 
 
-def test_sas_over_http_equals_local(db, mirror, tmp_path, settings):
-    root, fields = mirror
-    add_clusters(db, positions(fields)[:1])
-    served = []
+@contextmanager
+def sas_mirror(root, settings, served=None, failing=None, **overrides):
+    """Serve `root` (SAS layout) on loopback; yield settings pointing at it. `failing` answers 503."""
 
     def handler(request):
         rel = request.path.removeprefix("/sas/")
-        served.append(rel)
+        if served is not None:
+            served.append(rel)
+        if rel == failing:
+            return Response("overloaded", status=503)
         path = root / rel
         return Response(path.read_bytes()) if path.exists() else Response("missing", status=404)
 
     srv = HTTPServer(host="127.0.0.1")
     srv.start()
     try:
-        srv.expect_request(__import__("re").compile("/sas/.*")).respond_with_handler(handler)
-        cfg = settings.__class__(**{**settings.__dict__, "sdss_base_url": srv.url_for("/sas"), "sdss_rate_limit": 0})
+        srv.expect_request(re.compile("/sas/.*")).respond_with_handler(handler)
+        yield dataclasses.replace(settings, sdss_base_url=srv.url_for("/sas"), sdss_rate_limit=0, **overrides)
+    finally:
+        srv.stop()
+
+
+def test_sas_over_http_equals_local(db, mirror, tmp_path, settings):
+    root, fields = mirror
+    add_clusters(db, positions(fields)[:1])
+    served = []
+    with sas_mirror(root, settings, served) as cfg:
         clusters = pd.DataFrame({"id": [1], "ra": [positions(fields)[0][0]], "dec": [positions(fields)[0][1]], "z": [0.3]})
         grid = CutoutGrid(size=16, aperture_arcsec=60)
         (via_http,) = SasSource(cfg, db).cutouts(clusters, grid)
         (via_disk,) = LocalSource(root, db).cutouts(clusters, grid)
-    finally:
-        srv.stop()
     np.testing.assert_array_equal(via_http.data, via_disk.data)
     assert via_http.covered_fraction == 1.0
     assert len(served) == len(set(served)) and set(frame_relpath(b, 756, 2, 471) for b in "ugriz") <= set(served)
@@ -187,26 +199,11 @@ def test_sas_permanent_failure_is_recorded_in_store(db, mirror, tmp_path, settin
     root, fields = mirror
     add_clusters(db, positions(fields)[:1])
     bad = frame_relpath("z", 756, 2, 471)
-
-    def handler(request):
-        rel = request.path.removeprefix("/sas/")
-        if rel == bad:
-            return Response("overloaded", status=503)
-        path = root / rel
-        return Response(path.read_bytes()) if path.exists() else Response("missing", status=404)
-
-    srv = HTTPServer(host="127.0.0.1")
-    srv.start()
-    try:
-        srv.expect_request(__import__("re").compile("/sas/.*")).respond_with_handler(handler)
-        cfg = settings.__class__(**{**settings.__dict__, "sdss_base_url": srv.url_for("/sas"), "sdss_rate_limit": 0,
-                                    "sdss_retries": 2, "sdss_backoff": 0.01})
+    with sas_mirror(root, settings, failing=bad, sdss_retries=2, sdss_backoff=0.01) as cfg:
         ra, dec = positions(fields)[0]
         clusters = pd.DataFrame({"id": [1], "ra": [ra], "dec": [dec], "z": [0.3]})
         with db.begin() as conn:
             res = ensure_cutouts(conn, cfg.cutout_dir, clusters, SasSource(cfg, db), CutoutGrid(size=16, aperture_arcsec=60), (0, 4))
-    finally:
-        srv.stop()
     assert res.status == ["failed"] and "503" in res.error[0] and "failed after 3 attempts" in res.error[0]
     row = store_rows(db).iloc[0]
     assert row["status"] == "failed" and "frame-z-000756-2-0471" in row["error"] and pd.isna(row["path"])
