@@ -162,14 +162,18 @@ def main() -> None:
 
     from distributed import LocalCluster
 
+    from clustermass.allocator import tune_for_tensors
     from clustermass.model.registry import load_predictor
+
+    tuned = tune_for_tensors()  # as cmcat and its tile tasks do, so both sides run the same allocator
 
     root, url, engine, settings = make_db(args)
     try:
         if not args.database_url:
             load_clusters(engine, args.n, args.seed)
         rec = get_model(engine, settings, use_existing=bool(args.database_url))
-        print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; device {args.device}")
+        print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; device {args.device}; "
+              f"allocator tuned: {tuned}")
 
         warm = run_predict(settings, rec.id, args, args.workers, rerun=True, scheduler=None)
         print(f"warm-up (render + store + predict, {args.workers} workers, incl. cluster start): {warm.n_done} clusters in "

@@ -103,3 +103,38 @@ def test_same_seed_same_metrics(mock, tmp_path):
 def test_confusion_matrix():
     cm = confusion_matrix(np.array([0, 1, 1, 4]), np.array([0, 1, 2, 4]))
     assert cm[1, 2] == 1 and cm[1, 1] == 1 and cm.trace() == 3 and cm.sum() == 4
+
+
+def test_ridge_heads_choose_their_penalty_and_round_trip(tmp_path):
+    """Linear heads: uninformative features are shrunk away (hybrid -> the richness relation),
+    informative ones are used; the fitted head survives a state-dict round trip."""
+    from clustermass.model.registry import build_head
+    from clustermass.model.train import RIDGE_ALPHAS
+
+    rng = np.random.default_rng(0)
+    n = 300
+    ids = np.arange(1, n + 1)
+    lam, z = 20.0 * (1.0 + rng.pareto(1.5, n)), rng.uniform(0.1, 0.45, n)
+    aux = aux_inputs(lam, z)
+    signal = rng.normal(size=n)
+    y = 14.3 + 0.8 * aux[:, 0] + 0.8 * aux[:, 1] + 0.1 * signal + rng.normal(0, 0.05, n)
+    noise = rng.normal(size=(n, 40)).astype(np.float32)
+    cfg = {**_stage2_cfg(tmp_path), "head": "ridge"}
+
+    ref = baseline.cross_validate(ids, lam, z, y, 5, 0)["predicted"]
+    blind = cross_validate(noise, aux, y, ids, cfg, seed=0, hybrid=True)
+    assert all(f.penalty >= 100 for f in blind.fits)  # noise features are shrunk hard
+    assert np.mean(np.abs(blind.oof - y)) < 1.05 * np.mean(np.abs(ref - y))
+
+    informative = np.hstack([noise, signal[:, None].astype(np.float32)])
+    seen = cross_validate(informative, aux, y, ids, cfg, seed=0, hybrid=True)
+    assert np.mean(np.abs(seen.oof - y)) < 0.8 * np.mean(np.abs(ref - y))  # it uses the image-like signal
+    assert all(f.penalty in RIDGE_ALPHAS and f.history == [] for f in seen.fits)
+
+    fit = seen.fits[0]
+    arch = {"n_in": informative.shape[1], "hidden": 0, "dropout": 0.0}
+    again = build_head(arch, hybrid=True, state=fit.head.state_dict())
+    with torch.no_grad():
+        a = fit.head(torch.from_numpy(informative), torch.from_numpy(aux))
+        b = again(torch.from_numpy(informative), torch.from_numpy(aux))
+    torch.testing.assert_close(a, b)

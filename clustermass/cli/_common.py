@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from clustermass.allocator import tune_for_tensors
 from clustermass.config import Settings, load_settings
 from clustermass.errors import CmcatError, InputError
 
@@ -82,9 +83,11 @@ def main() -> None:
     """Console-script entry point: run the app, turning CmcatError into one red line.
 
     Files and folders cmcat writes (and those of the worker processes it starts) are never
-    world-writable, whatever the caller's umask.
+    world-writable, whatever the caller's umask. The allocator is tuned for the networks'
+    large tensors (clustermass.allocator).
     """
     os.umask(os.umask(0) | 0o002)
+    tune_for_tensors()
     try:
         app(standalone_mode=False)
     except CmcatError as exc:

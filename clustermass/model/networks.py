@@ -116,7 +116,8 @@ class MassHead(nn.Module):
     """Stage 2 head: standardised band features (N, 5F) [+ aux (N, 2)] -> log10 M500 (N,).
 
     Features and aux inputs are standardised with stored buffers (set from the training fold
-    by `set_scaling`); the output is `y_mean + y_std * net(...)`.
+    by `set_scaling`); the output is `y_mean + y_std * net(...)`. `hidden=0` makes the head
+    linear (a ridge regression, fitted in closed form; the hybrid's aux terms unpenalised).
     """
 
     def __init__(self, n_in: int, hidden: int = 64, dropout: float = 0.3, hybrid: bool = False) -> None:
@@ -129,10 +130,14 @@ class MassHead(nn.Module):
         self.register_buffer("aux_std", torch.ones(N_AUX))
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
-        self.net = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(n_in + n_aux, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
-        )
-        self.linear_aux = nn.Linear(N_AUX, 1) if hybrid else None
+        if hidden > 0:
+            self.net = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(n_in + n_aux, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+            )
+            self.linear_aux = nn.Linear(N_AUX, 1) if hybrid else None
+        else:  # linear head (fitted in closed form by clustermass.model.train.fit_ridge)
+            self.net = nn.Linear(n_in + n_aux, 1)
+            self.linear_aux = None
 
     @torch.no_grad()
     def set_scaling(self, feats: torch.Tensor, aux: torch.Tensor | None, y: torch.Tensor) -> None:
@@ -151,7 +156,9 @@ class MassHead(nn.Module):
             if aux is None:
                 raise ValueError("the hybrid head needs aux inputs (log10 lambda, z)")
             a = (aux - self.aux_mean) / self.aux_std
-            out = self.net(torch.cat([x, a], dim=1)) + self.linear_aux(a)
+            out = self.net(torch.cat([x, a], dim=1))
+            if self.linear_aux is not None:
+                out = out + self.linear_aux(a)
         else:
             out = self.net(x)
         return self.y_mean + self.y_std * out.squeeze(1)

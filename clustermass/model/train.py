@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from clustermass.errors import ConfigError
 from clustermass.model.datasets import augment, band_samples
 from clustermass.model.folds import fold_of
 from clustermass.model.inference import classify_bands, head_predict
@@ -108,11 +109,69 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, n: int = N_BANDS) -> np
 
 @dataclass
 class HeadFit:
-    """A trained stage-2 head and its learning curve (train/validation MAE per epoch, dex)."""
+    """A trained stage-2 head and how it was chosen.
+
+    MLP heads: the learning curve (train/validation MAE per epoch, dex) and the early-stopping
+    epoch. Linear (ridge) heads: no epochs; `penalty` is the ridge alpha picked by inner CV.
+    """
 
     head: MassHead
     history: list[dict[str, float]]
     best_epoch: int
+    penalty: float | None = None
+
+    @property
+    def info(self) -> dict[str, float]:
+        """What was chosen on the inner split, for progress lines."""
+        return {"best_epoch": self.best_epoch} if self.penalty is None else {"ridge_alpha": self.penalty}
+
+
+#: Stage-2 head types (config key stage2.head).
+HEADS = ("mlp", "ridge")
+#: Ridge penalties tried by `fit_ridge` (on standardised features, so in units of "rows").
+RIDGE_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(0.0, 4.01, 0.5))
+
+
+def _ridge_solve(x: np.ndarray, t: np.ndarray, n_penalised: int, alpha: float) -> np.ndarray:
+    """Coefficients (p + 1,) of t ~ x @ w + b with alpha * |w[:n_penalised]|^2 (the rest and b free)."""
+    d = np.hstack([x, np.ones((len(x), 1))])
+    pen = np.zeros(d.shape[1])
+    pen[:n_penalised] = alpha
+    return np.linalg.solve(d.T @ d + np.diag(pen), d.T @ t)
+
+
+def fit_ridge(
+    feats: np.ndarray, aux: np.ndarray, y: np.ndarray, cfg: dict[str, Any], seed: int, hybrid: bool
+) -> HeadFit:
+    """A linear MassHead (hidden=0) by ridge regression on the standardised features.
+
+    The hybrid's (log10 lambda, z) terms are not penalised, so it is the richness relation plus
+    a shrunk image correction. alpha is chosen from RIDGE_ALPHAS by the MAE of an inner k-fold
+    CV (k = cfg['folds'], seeded) over these training rows only; then refitted on all of them.
+    """
+    head = MassHead(feats.shape[1], hidden=0, hybrid=hybrid)
+    f, a, t = torch.from_numpy(feats), torch.from_numpy(aux), torch.from_numpy(y.astype(np.float32))
+    head.set_scaling(f, a if hybrid else None, t)
+    x = ((f - head.mean) / head.std).double().numpy()
+    if hybrid:
+        x = np.hstack([x, ((a - head.aux_mean) / head.aux_std).double().numpy()])
+    target = (y - float(head.y_mean)) / float(head.y_std)
+    p = feats.shape[1]
+    k = min(int(cfg["folds"]), len(y))
+    inner = np.random.default_rng(seed).permutation(len(y)) % k
+    errors = []
+    for alpha in RIDGE_ALPHAS:
+        err = 0.0
+        for i in range(k):
+            w = _ridge_solve(x[inner != i], target[inner != i], p, alpha)
+            err += np.abs(x[inner == i] @ w[:-1] + w[-1] - target[inner == i]).sum()
+        errors.append(err / len(y))
+    best = RIDGE_ALPHAS[int(np.argmin(errors))]
+    w = _ridge_solve(x, target, p, best)
+    with torch.no_grad():
+        head.net.weight.copy_(torch.from_numpy(w[:-1]).float()[None])
+        head.net.bias.fill_(float(w[-1]))
+    return HeadFit(head.eval(), [], 0, best)
 
 
 def fit_head(
@@ -168,9 +227,13 @@ def cross_validate(
 ) -> CVResult:
     """k-fold CV (cfg['folds'], folds from fold_of(cluster_ids, k, seed), shared with the baseline).
 
-    Each fold's head is early-stopped on an inner validation split of its training clusters
-    (cfg['inner_val_frac'], seeded), never on the test fold.
+    cfg['head']: 'mlp' (default) or 'ridge'. Each fold's MLP head is early-stopped on an inner
+    validation split of its training clusters (cfg['inner_val_frac'], seeded); a ridge head picks
+    its penalty by inner CV on them (fit_ridge): never on the test fold.
     """
+    head = cfg.get("head", "mlp")
+    if head not in HEADS:
+        raise ConfigError(f"training config: stage2.head is {head!r}; expected one of {', '.join(HEADS)}")
     k = int(cfg["folds"])
     fold = fold_of(cluster_ids, k, seed)
     oof = np.full(len(y), np.nan)
@@ -181,10 +244,13 @@ def cross_validate(
         _, inner = holdout_split(len(train), float(cfg["inner_val_frac"]), seed + 1000 + i)
         val = np.zeros(len(train), bool)
         val[inner] = True
-        fit = fit_head(feats[train], aux[train], y[train], val, cfg, seed + i, hybrid)
+        if head == "ridge":
+            fit = fit_ridge(feats[train], aux[train], y[train], cfg, seed + i, hybrid)
+        else:
+            fit = fit_head(feats[train], aux[train], y[train], val, cfg, seed + i, hybrid)
         if len(test):
             oof[test] = head_predict(fit.head, feats[test], aux[test])
         fits.append(fit)
         if on_progress:
-            on_progress("stage 2 " + ("hybrid" if hybrid else "cnn"), i + 1, k, {"best_epoch": fit.best_epoch})
+            on_progress("stage 2 " + ("hybrid" if hybrid else "cnn"), i + 1, k, fit.info)
     return CVResult(oof, fold, fits)

@@ -85,8 +85,9 @@ def train_band_classifier(
 
 def stage2_arch(trunk_record: ModelRecord, s2: dict[str, Any]) -> dict[str, Any]:
     """Architecture of the stage-2 models: the stage-1 trunk pooled as stage 2 asks, and the head."""
-    return {**trunk_record.config["arch"], "pooling": list(s2["pooling"]), "hidden": int(s2["hidden"]),
-            "dropout": float(s2["dropout"])}
+    linear = s2.get("head", "mlp") == "ridge"
+    return {**trunk_record.config["arch"], "pooling": list(s2["pooling"]), "hidden": 0 if linear else int(s2["hidden"]),
+            "dropout": 0.0 if linear else float(s2["dropout"])}
 
 
 @dataclass

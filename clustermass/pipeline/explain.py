@@ -46,7 +46,7 @@ from clustermass.model.explain import (
 )
 from clustermass.model.networks import BandClassifier
 from clustermass.model.preprocess import normalise
-from clustermass.pipeline.predict import image_source
+from clustermass.pipeline.predict import image_source, setup_worker
 from clustermass.pipeline.runner import tile_transaction
 
 #: HEALPix order of the store file a single-cluster explanation reads/writes (as training does).
@@ -256,10 +256,7 @@ def explain_tile(
     import json
 
     cfg = load_settings(overrides={**settings, "database_url": db_url}, environ={})
-    if torch_threads:
-        import torch
-
-        torch.set_num_threads(int(torch_threads))
+    setup_worker(torch_threads)
     model = _cached_model(db_url, cfg, model_id, tta)
     src = image_source(source, db_url, cfg, json.dumps(dict(source_options or {}), sort_keys=True))
     with tile_transaction(db_url, run_id, norder, npix) as tx:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from clustermass.allocator import tune_for_tensors
 from clustermass.config import Settings, load_settings
 from clustermass.db.bulk import copy_upsert
 from clustermass.db.engine import engine_for_url
@@ -48,6 +49,15 @@ def _resolve(path: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
         raise PipelineError(f"cannot import model loader {path!r}: {exc}") from None
+
+
+def setup_worker(torch_threads: int | None) -> None:
+    """Per-process set-up of a tile task that runs a network: allocator tuning, torch threads."""
+    tune_for_tensors()
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(int(torch_threads))
 
 
 @functools.lru_cache(maxsize=4)
@@ -111,10 +121,7 @@ def predict_tile(
     in n_failed and get no prediction; their count is noted in the tile's `error` column.
     """
     cfg = load_settings(overrides={**settings, "database_url": db_url}, environ={})
-    if torch_threads:
-        import torch
-
-        torch.set_num_threads(int(torch_threads))
+    setup_worker(torch_threads)
     predictor = cached_predictor(db_url, cfg, model_id, device, loader)
     with tile_transaction(db_url, run_id, norder, npix) as tx:
         if tx.skipped:
