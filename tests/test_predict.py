@@ -142,6 +142,18 @@ def test_cli_predict_errors_are_clear(cli, db, settings):
     assert "run 42 is not a predict run" in str(bad.exception)
 
 
+def test_cli_predict_catalog_option_limits_the_clusters(cli, db, settings):
+    add_clusters(db, 40, seed=1, ra=(130, 230), dec=(0, 50), name="cat-a")
+    wanted = add_clusters(db, 30, seed=2, ra=(130, 230), dec=(0, 50), name="cat-b")
+    richness_model(db, settings)
+    s = json.loads(cli("predict", "--tiles", "1", "--model", "richness", "--catalog", "cat-b", "--workers", "1",
+                       "--json").stdout)
+    assert s["status"] == "done" and s["n_done"] == 30
+    assert sorted(_predictions(db)["cluster_id"]) == sorted(wanted["id"])  # none of cat-a's 40
+    bad = cli("predict", "--tiles", "1", "--model", "richness", "--catalog", "cat-c", ok=False)
+    assert "no catalogue named 'cat-c'" in str(bad.exception) and "cat-a" in str(bad.exception)
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_completes_without_gaps_or_duplicates(db, settings, pg_url, tmp_path):
     n = 300
