@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from clustermass.errors import ConfigError
 from clustermass.model import baseline, workflow
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.folds import fold_of
@@ -130,6 +131,9 @@ def test_ridge_heads_choose_their_penalty_and_round_trip(tmp_path):
     seen = cross_validate(informative, aux, y, ids, cfg, seed=0, hybrid=True)
     assert np.mean(np.abs(seen.oof - y)) < 0.8 * np.mean(np.abs(ref - y))  # it uses the image-like signal
     assert all(f.penalty in RIDGE_ALPHAS and f.history == [] for f in seen.fits)
+
+    with pytest.raises(ConfigError, match="stage2.head is 'forest'"):
+        cross_validate(noise, aux, y, ids, {**cfg, "head": "forest"})
 
     fit = seen.fits[0]
     arch = {"n_in": informative.shape[1], "hidden": 0, "dropout": 0.0}
