@@ -28,6 +28,12 @@ from pipeline_helpers import TinyPredictor, add_clusters, fake_mass
 COEF = [14.3, 1.1, -0.3]
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def richness_model(db, settings) -> int:
     rec = save_model(db, settings, name="rich", kind="richness", config={"coef": COEF}, metrics={"cv_scatter": 0.16}, training={})
     return rec.id
@@ -140,6 +146,17 @@ def test_cli_predict_errors_are_clear(cli, db, settings):
     assert "do not exist at order 2" in str(bad.exception)
     bad = cli("predict", "--resume", "42", ok=False)
     assert "run 42 is not a predict run" in str(bad.exception)
+    bad = cli("predict", "--tiles", "2", "--model", "richness", "--device", "tpu", ok=False)
+    assert "--device must be cpu or cuda, not 'tpu'" in str(bad.exception)
+
+
+@pytest.mark.skipif(torch_cuda_available(), reason="this machine has a CUDA GPU: the no-GPU error cannot show")
+def test_cli_predict_device_cuda_without_a_gpu_says_so_and_writes_nothing(cli, db, settings):
+    richness_model(db, settings)
+    bad = cli("predict", "--tiles", "2", "--model", "richness", "--device", "cuda", ok=False)
+    assert "torch sees no CUDA GPU here; use --device cpu" in str(bad.exception)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar_one() == 0
 
 
 def test_cli_predict_catalog_option_limits_the_clusters(cli, db, settings):
