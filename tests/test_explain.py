@@ -45,7 +45,7 @@ def _nets(seed: int = 0, hybrid: bool = False) -> tuple[EnsembleMass, BandClassi
     for i, h in enumerate(heads):
         h.y_mean.fill_(14.0 + 0.1 * i)
         h.y_std.fill_(0.5)
-    return EnsembleMass(trunk, heads).eval(), BandClassifier(trunk).eval()
+    return EnsembleMass([trunk], heads).eval(), BandClassifier(trunk).eval()
 
 
 def _image(seed: int = 1) -> np.ndarray:

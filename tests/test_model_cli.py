@@ -71,3 +71,18 @@ def test_train_errors(cli, db, tmp_path):
     assert res.exit_code != 0 and "no model 'nope'" in str(res.exception)
     res = cli("train", "--config", str(tmp_path / "missing.toml"), ok=False)
     assert res.exit_code != 0 and "does not exist" in str(res.exception)
+
+
+def test_train_with_fine_tuning_registers_a_trunk_per_fold(cli, db, settings, tmp_path):
+    clusters = mock_clusters(30, seed=3)
+    load_into_db(db, clusters)
+    cfg = tiny_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[stage2]\n", '[stage2]\nkinds = ["hybrid"]\nhead = "ridge"\nfinetune_epochs = 2\n'))
+    out = json.loads(cli("train", "--config", str(cfg), "--json").stdout)
+    assert [m["kind"] for m in out["models"]] == ["band-classifier", "hybrid"]
+    record = registry.get_model(db, "hybrid")
+    assert [h[0]["epoch"] for h in record.metrics["history"]] == [0] * 5  # fine-tuning curves, from the frozen start
+    pred = registry.load_predictor(db, settings, "hybrid")
+    assert len(pred.trunks) == 5 == len(pred.heads)
+    m, err = pred.predict(mock_images(clusters.iloc[:3]), clusters.iloc[:3])
+    assert np.all(np.isfinite(m)) and np.all(err > 0)

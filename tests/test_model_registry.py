@@ -9,12 +9,15 @@ import torch
 
 from clustermass.errors import ModelError
 from clustermass.model import registry
+from clustermass.model.datasets import aux_inputs
+from clustermass.model.inference import extract_features, head_predict
 from clustermass.model.networks import MassHead, Trunk
+from clustermass.model.preprocess import normalise
 
 ARCH = {"width": 4, "blocks": [1, 1], "hidden": 8, "dropout": 0.0}
 
 
-def _save_cnn(db, settings, name: str = "cnn-test", kind: str = "cnn"):
+def _save_cnn(db, settings, name: str = "cnn-test", kind: str = "cnn", fold_trunks: list[Trunk] | None = None):
     torch.manual_seed(0)
     trunk = Trunk(width=4, blocks=(1, 1))
     arch = {**ARCH, "n_in": 5 * trunk.n_features}
@@ -23,6 +26,8 @@ def _save_cnn(db, settings, name: str = "cnn-test", kind: str = "cnn"):
         h.y_mean.fill_(14.0 + 0.01 * i)
     config = {"arch": arch, "grid": {"size": 16, "aperture_mpc": 1.5, "aperture_arcsec": None}, "softening": 3.0, "tta": False}
     weights = {"trunk": trunk.state_dict(), "heads": [h.state_dict() for h in heads]}
+    if fold_trunks is not None:
+        weights["fold_trunks"] = [t.state_dict() for t in fold_trunks]
     return registry.save_model(
         db, settings, name=name, kind=kind, config=config, metrics={"cv_scatter": 0.2, "cv": {"mae": 0.25}},
         training={"n_labels": 3}, weights=weights,
@@ -68,3 +73,19 @@ def test_unknown_and_duplicate_models(db, settings):
     _save_cnn(db, settings)
     with pytest.raises(ModelError, match="already exists"):
         _save_cnn(db, settings)
+
+
+def test_fine_tuned_ensembles_pair_each_head_with_its_own_trunk(db, settings):
+    torch.manual_seed(1)
+    trunks = [Trunk(width=4, blocks=(1, 1)) for _ in range(3)]
+    pred = registry.load_predictor(db, settings, _save_cnn(db, settings, kind="hybrid", fold_trunks=trunks).id)
+    assert len(pred.trunks) == 3 and len(pred.heads) == 3
+    images = np.random.default_rng(1).normal(1.0, 0.1, size=(4, 5, 16, 16)).astype(np.float32)
+    clusters = _clusters(4)
+    m, _ = pred.predict(images, clusters)
+    x, aux = normalise(images, 3.0), aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
+    by_fold = [head_predict(h, extract_features(t.eval(), x, tta=False), aux) for t, h in zip(trunks, pred.heads)]
+    np.testing.assert_allclose(m, np.mean(by_fold, axis=0), atol=1e-6)
+    shared = registry.load_predictor(db, settings, _save_cnn(db, settings, name="shared", kind="hybrid").id)
+    assert len(shared.trunks) == 1
+    assert not np.allclose(shared.predict(images, clusters)[0], m)  # the fold trunks were used, not the shared one

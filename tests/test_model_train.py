@@ -11,6 +11,7 @@ from clustermass.model import baseline, workflow
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.folds import fold_of
 from clustermass.model.inference import extract_features
+from clustermass.model.networks import Trunk
 from clustermass.model.preprocess import normalise
 from clustermass.model.train import confusion_matrix, cross_validate, train_stage1
 from clustermass.model.trainconfig import load_train_config
@@ -142,3 +143,43 @@ def test_ridge_heads_choose_their_penalty_and_round_trip(tmp_path):
         a = fit.head(torch.from_numpy(informative), torch.from_numpy(aux))
         b = again(torch.from_numpy(informative), torch.from_numpy(aux))
     torch.testing.assert_close(a, b)
+
+
+def test_finetuning_keeps_its_best_epoch_and_its_trunk_makes_the_predictions(mock, tmp_path):
+    """Fine-tuned folds: the kept (trunk, head) is the epoch best on the inner split, the trunk moves
+    when that epoch is > 0, the out-of-fold predictions come from that fold's own trunk, and
+    the same seed gives the same result."""
+    from clustermass.model.inference import head_predict
+    from clustermass.model.train import FineTune
+
+    clusters, images = mock
+    trunk = train_stage1(images, S1, seed=0).model.trunk
+    feats = extract_features(trunk, images, tta=False)
+    y = clusters["log10_m500"].to_numpy()
+    ids = clusters["id"].to_numpy()
+    aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
+    cfg = {**_stage2_cfg(tmp_path), "head": "ridge", "finetune_epochs": 4, "finetune_lr": 3e-3}
+    tune = FineTune(images, trunk, tta=False)
+    cv = cross_validate(feats, aux, y, ids, cfg, seed=0, hybrid=True, finetune=tune)
+    start = {k: v.clone() for k, v in trunk.state_dict().items()}
+    moved = 0
+    for i, fit in enumerate(cv.fits):
+        val = [h["val_mae"] for h in fit.history]
+        assert [h["epoch"] for h in fit.history] == [0, 1, 2, 3, 4]
+        assert fit.best_epoch == int(np.argmin(val)) and fit.info["finetune_epoch"] == fit.best_epoch
+        same = all(torch.equal(fit.trunk[k], start[k]) for k in start)
+        assert same == (fit.best_epoch == 0)
+        moved += not same
+        own = Trunk(width=S1["width"], blocks=tuple(S1["blocks"]))
+        own.load_state_dict(fit.trunk)
+        test = cv.fold == i
+        np.testing.assert_allclose(head_predict(fit.head, extract_features(own, images[test], tta=False), aux[test]),
+                                   cv.oof[test], rtol=0, atol=1e-5)
+    assert moved >= 1  # fine-tuning helped on the inner split of at least one fold
+    assert all(torch.equal(v, start[k]) for k, v in trunk.state_dict().items())  # the stage-1 trunk is untouched
+    again = cross_validate(feats, aux, y, ids, cfg, seed=0, hybrid=True, finetune=tune)
+    np.testing.assert_array_equal(again.oof, cv.oof)
+    with pytest.raises(ValueError, match="needs the images and trunk"):
+        cross_validate(feats, aux, y, ids, cfg, seed=0)
+    with pytest.raises(ConfigError, match="finetune_epochs is -1"):
+        cross_validate(feats, aux, y, ids, {**cfg, "finetune_epochs": -1}, seed=0)

@@ -153,7 +153,8 @@ def learning_curve(
     with _progress_fn(not json_out) as on_progress:
         images_fn = source_images_fn(engine, settings, record.grid, source, opts, on_progress)
         data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn)
-        curve = workflow.learning_curve(data, cfg["stage2"], size_list, int(record.config["seed"]), on_progress)
+        curve = workflow.learning_curve(data, cfg["stage2"], size_list, int(record.config["seed"]), on_progress,
+                                        tta=bool(cfg["tta"]))
     path = workflow.save_learning_curve(curve, out or settings.output_dir / "learning-curve.png")
     if json_out:
         emit_json({"curve": curve.to_dict(orient="records"), "plot": path})

@@ -96,10 +96,9 @@ def plot_learning_curves(histories: Mapping[str, list[dict[str, Any]]], path: Pa
     for name, hist in histories.items():
         if not hist:
             continue
-        epochs = [h["epoch"] for h in hist]
-        for key in hist[0]:
-            if key != "epoch":
-                ax.plot(epochs, [h[key] for h in hist], label=f"{name} {key}", lw=1)
+        for key in dict.fromkeys(k for h in hist for k in h if k != "epoch"):  # a key may start late
+            pts = [(h["epoch"], h[key]) for h in hist if key in h]
+            ax.plot(*zip(*pts), label=f"{name} {key}", lw=1)
     ax.set(xlabel="epoch", ylabel="value", yscale="log")
     ax.legend(fontsize=5, loc="upper right", ncol=2)
     return _save(plt, fig, path)

@@ -40,19 +40,23 @@ DEFAULT_RADIUS_PX = 1.5
 
 
 class EnsembleMass(nn.Module):
-    """log10 M500 (N,) from normalised (N, 5, H, W) images: mean over fold heads of the frozen-trunk
-    features (averaged over the 8 rotations/flips when `tta`, as the registry's predictor does)."""
+    """log10 M500 (N,) from normalised (N, 5, H, W) images: mean over fold heads of the trunk
+    features (averaged over the 8 rotations/flips when `tta`, as the registry's predictor does).
 
-    def __init__(self, trunk: Trunk, heads: Sequence[MassHead], tta: bool = False) -> None:
+    trunks: one shared trunk, or one per head (fine-tuned models).
+    """
+
+    def __init__(self, trunks: Sequence[Trunk], heads: Sequence[MassHead], tta: bool = False) -> None:
         super().__init__()
-        self.trunk = trunk
+        self.trunks = nn.ModuleList(trunks)
         self.heads = nn.ModuleList(heads)
         self.tta = tta
 
     def forward(self, images: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
         ks = range(8) if self.tta else (0,)
-        feats = sum(band_features(self.trunk, dihedral(images, k)) for k in ks) / len(ks)
-        return torch.stack([h(feats, aux if h.hybrid else None) for h in self.heads]).mean(0)
+        feats = [sum(band_features(t, dihedral(images, k)) for k in ks) / len(ks) for t in self.trunks]
+        return torch.stack([h(feats[i % len(feats)], aux if h.hybrid else None)
+                            for i, h in enumerate(self.heads)]).mean(0)
 
 
 @dataclass

@@ -6,8 +6,8 @@ code and the weights file (path relative to settings.model_dir, sha256 checked o
 
 `load_predictor(engine, settings, ref, device)` is what `cmcat predict` and explain use: it
 returns a `clustermass.model.api.MassPredictor`:
-- 'cnn' / 'hybrid': the ensemble of the k fold heads on the frozen (or fine-tuned) trunk; the
-  estimate is the mean over folds, the error sqrt(fold spread^2 + CV scatter^2) in dex.
+- 'cnn' / 'hybrid': the ensemble of the k fold heads on the frozen trunk (or, fine-tuned, each
+  head on its own fold trunk, saved as 'fold_trunks'); the estimate is the mean over folds, the error sqrt(fold spread^2 + CV scatter^2) in dex.
 - 'richness': the least-squares log10 M500 (lambda, z) relation of clustermass.model.baseline;
   needs no images; the error is its CV scatter.
 """
@@ -237,7 +237,7 @@ class EnsemblePredictor:
     model_id: int
     name: str
     grid: CutoutGrid
-    trunk: Trunk
+    trunks: list[Trunk]  # one shared (frozen) trunk, or one per head (fine-tuned)
     heads: list[MassHead]
     softening: float
     tta: bool
@@ -254,9 +254,10 @@ class EnsemblePredictor:
                 f"model {self.name!r} expects cutouts of shape (N, 5, {self.grid.size}, {self.grid.size}); "
                 f"got {images.shape}: fetch cutouts on the model's grid"
             )
-        feats = extract_features(self.trunk, normalise(images, self.softening), self.tta, self.batch_size, self.device)
+        x = normalise(images, self.softening)
+        feats = [extract_features(t, x, self.tta, self.batch_size, self.device) for t in self.trunks]
         aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
-        preds = np.stack([head_predict(h, feats, aux) for h in self.heads])
+        preds = np.stack([head_predict(h, feats[i % len(feats)], aux) for i, h in enumerate(self.heads)])
         return preds.mean(0), np.sqrt(preds.std(0) ** 2 + self.cv_scatter**2)
 
 
@@ -292,10 +293,10 @@ def load_predictor(engine: Engine, settings: Settings, ref: int | str, device: s
         raise ModelError(f"model {record.name!r} is a {record.kind!r} model and does not predict masses")
     state = load_weights(settings, record)
     arch = record.config["arch"]
-    trunk = build_trunk(arch, state["trunk"]).eval().to(device)
+    trunks = [build_trunk(arch, t).eval().to(device) for t in state.get("fold_trunks") or [state["trunk"]]]
     heads = [build_head(arch, record.kind == "hybrid", h).eval() for h in state["heads"]]
     return EnsemblePredictor(
-        model_id=record.id, name=record.name, grid=record.grid, trunk=trunk, heads=heads,
+        model_id=record.id, name=record.name, grid=record.grid, trunks=trunks, heads=heads,
         softening=float(record.config.get("softening", 3.0)), tta=bool(record.config.get("tta", True)),
         cv_scatter=cv_scatter, device=device,
     )

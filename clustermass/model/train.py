@@ -17,8 +17,8 @@ from torch import nn
 from clustermass.errors import ConfigError
 from clustermass.model.datasets import augment, band_samples
 from clustermass.model.folds import fold_of
-from clustermass.model.inference import classify_bands, head_predict
-from clustermass.model.networks import N_BANDS, BandClassifier, MassHead, Trunk
+from clustermass.model.inference import classify_bands, extract_features, head_predict
+from clustermass.model.networks import N_BANDS, BandClassifier, MassHead, MassRegressor, Trunk
 
 #: on_progress(stage, step, total, info) callback for progress bars (info: plain dict).
 ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
@@ -113,17 +113,23 @@ class HeadFit:
 
     MLP heads: the learning curve (train/validation MAE per epoch, dex) and the early-stopping
     epoch. Linear (ridge) heads: no epochs; `penalty` is the ridge alpha picked by inner CV.
+    Fine-tuned fits: `trunk` is the state dict of this fold's own trunk, `history` and
+    `best_epoch` are those of the fine-tuning (epoch 0 = the frozen-trunk start).
     """
 
     head: MassHead
     history: list[dict[str, float]]
     best_epoch: int
     penalty: float | None = None
+    trunk: dict[str, torch.Tensor] | None = None
 
     @property
     def info(self) -> dict[str, float]:
         """What was chosen on the inner split, for progress lines."""
-        return {"best_epoch": self.best_epoch} if self.penalty is None else {"ridge_alpha": self.penalty}
+        out: dict[str, float] = {} if self.penalty is None else {"ridge_alpha": self.penalty}
+        if self.trunk is not None:
+            return {**out, "finetune_epoch": self.best_epoch}
+        return out or {"best_epoch": self.best_epoch}
 
 
 #: Stage-2 head types (config key stage2.head).
@@ -206,6 +212,74 @@ def fit_head(
     return HeadFit(head.eval(), history, best_epoch)
 
 
+#: Clusters (x 5 band images) per fine-tuning step.
+FINETUNE_BATCH = 32
+
+
+@dataclass
+class FineTune:
+    """What fine-tuning the trunk on the labels needs besides the features: the images and the trunk.
+
+    images: (N, 5, H, W) normalised cutouts, rows aligned with the features and labels.
+    """
+
+    images: np.ndarray
+    trunk: Trunk
+    tta: bool = True
+    device: str = "cpu"
+
+
+def finetune_fold(
+    ft: FineTune, start: HeadFit, aux: np.ndarray, y: np.ndarray, val: np.ndarray, cfg: dict[str, Any], seed: int
+) -> HeadFit:
+    """Train a copy of the trunk and the head `start` end to end on the rows ~val (L1 loss, AdamW at
+    cfg['finetune_lr'], cfg['finetune_epochs'] epochs of sky augmentations) and keep the epoch with
+    the lowest validation MAE on the rows `val`; epoch 0 is the frozen start, so a fine-tune that
+    does not help returns it unchanged.
+
+    aux, y, val: rows aligned with ft.images (this fold's training clusters). Batch-norm statistics
+    stay those of stage 1 (batches of a few dozen clusters would estimate them badly).
+    """
+    rng = _seed_all(seed)
+    model = MassRegressor(copy.deepcopy(ft.trunk), copy.deepcopy(start.head)).to(ft.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["finetune_lr"]), weight_decay=float(cfg["weight_decay"]))
+    hybrid = start.head.hybrid
+    tr, va = np.flatnonzero(~val), np.flatnonzero(val)
+
+    def batches(rows: np.ndarray):
+        for i in range(0, len(rows), FINETUNE_BATCH):
+            sel = rows[i:i + FINETUNE_BATCH]
+            a = torch.from_numpy(aux[sel]).to(ft.device) if hybrid else None
+            yield sel, torch.from_numpy(ft.images[sel]), a
+
+    @torch.no_grad()
+    def val_mae() -> float:
+        model.eval()
+        pred = np.concatenate([model(x.to(ft.device), a).cpu().numpy() for _, x, a in batches(va)])
+        return float(np.mean(np.abs(pred - y[va])))
+
+    best, best_epoch = val_mae(), 0
+    best_state, history = copy.deepcopy(model.state_dict()), [{"epoch": 0, "val_mae": best}]
+    for epoch in range(1, int(cfg["finetune_epochs"]) + 1):
+        model.train()
+        model.trunk.apply(lambda m: m.eval() if isinstance(m, nn.BatchNorm2d) else None)
+        total = 0.0
+        for sel, x, a in batches(rng.permutation(tr)):
+            x = augment(x, rng, max_shift=2).to(ft.device)
+            opt.zero_grad()
+            loss = torch.mean(torch.abs(model(x, a) - torch.from_numpy(y[sel].astype(np.float32)).to(ft.device)))
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(sel)
+        mae = val_mae()
+        history.append({"epoch": epoch, "train_mae": total / max(len(tr), 1), "val_mae": mae})
+        if mae < best - 1e-5:
+            best, best_epoch, best_state = mae, epoch, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model = model.cpu().eval()
+    return HeadFit(model.head, history, best_epoch, start.penalty, model.trunk.state_dict())
+
+
 @dataclass
 class CVResult:
     """k-fold cross-validation of a stage-2 head: out-of-fold predictions and the k fold heads."""
@@ -224,16 +298,25 @@ def cross_validate(
     seed: int = 0,
     hybrid: bool = False,
     on_progress: ProgressFn | None = None,
+    finetune: FineTune | None = None,
 ) -> CVResult:
     """k-fold CV (cfg['folds'], folds from fold_of(cluster_ids, k, seed), shared with the baseline).
 
     cfg['head']: 'mlp' (default) or 'ridge'. Each fold's MLP head is early-stopped on an inner
     validation split of its training clusters (cfg['inner_val_frac'], seeded); a ridge head picks
-    its penalty by inner CV on them (fit_ridge): never on the test fold.
+    its penalty by inner CV on them (fit_ridge): never on the test fold. With
+    cfg['finetune_epochs'] > 0 (needs `finetune`), each fold's head is fitted on the training
+    clusters outside the inner split, then it and a copy of the trunk are fine-tuned
+    (finetune_fold), early-stopped on the inner split; the fold's trunk is in its HeadFit.
     """
     head = cfg.get("head", "mlp")
     if head not in HEADS:
         raise ConfigError(f"training config: stage2.head is {head!r}; expected one of {', '.join(HEADS)}")
+    tune = int(cfg.get("finetune_epochs", 0))
+    if tune < 0:
+        raise ConfigError(f"training config: stage2.finetune_epochs is {tune}; expected 0 (frozen trunk) or more")
+    if tune and finetune is None:
+        raise ValueError("stage2.finetune_epochs > 0 needs the images and trunk (finetune=FineTune(...))")
     k = int(cfg["folds"])
     fold = fold_of(cluster_ids, k, seed)
     oof = np.full(len(y), np.nan)
@@ -245,11 +328,19 @@ def cross_validate(
         val = np.zeros(len(train), bool)
         val[inner] = True
         if head == "ridge":
-            fit = fit_ridge(feats[train], aux[train], y[train], cfg, seed + i, hybrid)
+            rows = train[~val] if tune else train
+            fit = fit_ridge(feats[rows], aux[rows], y[rows], cfg, seed + i, hybrid)
         else:
             fit = fit_head(feats[train], aux[train], y[train], val, cfg, seed + i, hybrid)
+        test_feats = feats[test]
+        if tune:
+            ft = FineTune(finetune.images[train], finetune.trunk, finetune.tta, finetune.device)
+            fit = finetune_fold(ft, fit, aux[train], y[train], val, cfg, seed + i)
+            trunk = copy.deepcopy(finetune.trunk)
+            trunk.load_state_dict(fit.trunk)
+            test_feats = extract_features(trunk, finetune.images[test], finetune.tta, device=finetune.device)
         if len(test):
-            oof[test] = head_predict(fit.head, feats[test], aux[test])
+            oof[test] = head_predict(fit.head, test_feats, aux[test])
         fits.append(fit)
         if on_progress:
             on_progress("stage 2 " + ("hybrid" if hybrid else "cnn"), i + 1, k, fit.info)

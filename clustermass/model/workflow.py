@@ -35,7 +35,8 @@ from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
-from clustermass.model.train import ProgressFn, cross_validate, train_stage1
+from clustermass.model.networks import Trunk
+from clustermass.model.train import FineTune, ProgressFn, cross_validate, train_stage1
 
 MASS_KINDS = ("cnn", "hybrid", "richness")
 
@@ -92,12 +93,22 @@ def stage2_arch(trunk_record: ModelRecord, s2: dict[str, Any]) -> dict[str, Any]
 
 @dataclass
 class LabelledData:
-    """Labelled clusters with usable images, their stage-2 features and catalogue inputs."""
+    """Labelled clusters with usable images, their stage-2 features and catalogue inputs.
+
+    images and trunk (the normalised cutouts and the stage-1 trunk) are what fine-tuning needs.
+    """
 
     clusters: pd.DataFrame
     feats: np.ndarray
     aux: np.ndarray
     n_unusable: int
+    images: np.ndarray | None = None
+    trunk: Trunk | None = None
+
+    def subset(self, rows: np.ndarray) -> LabelledData:
+        """The rows `rows` (indices) only."""
+        return LabelledData(self.clusters.iloc[rows].reset_index(drop=True), self.feats[rows], self.aux[rows], 0,
+                            None if self.images is None else self.images[rows], self.trunk)
 
 
 def labelled_features(
@@ -111,18 +122,31 @@ def labelled_features(
     feats = extract_features(trunk, images, bool(cfg["tta"]), device=device)
     clusters = clusters[ok].reset_index(drop=True)
     return LabelledData(clusters, feats, aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()),
-                        int((~ok).sum()))
+                        int((~ok).sum()), images, trunk)
 
 
-def cv_predictions(data: LabelledData, s2: dict[str, Any], kind: str, seed: int, on_progress: ProgressFn | None = None):
-    """Out-of-fold predictions (N,), folds (N,) and the fitted state of one model kind."""
+def cv_predictions(
+    data: LabelledData, s2: dict[str, Any], kind: str, seed: int, on_progress: ProgressFn | None = None,
+    device: str = "cpu", tta: bool = True,
+):
+    """Out-of-fold predictions (N,), folds (N,) and the fitted state of one model kind.
+
+    Fine-tuning (s2['finetune_epochs'] > 0) uses data.images and data.trunk on `device`, with
+    test-time augmentation `tta` for the out-of-fold features.
+    """
     y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
     ids = data.clusters["id"].to_numpy()
     if kind == "richness":
         lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
         cv = baseline.cross_validate(ids, lam, z, y, int(s2["folds"]), seed)
         return cv["predicted"], cv["fold"], {"coef": baseline.fit(lam, z, y).tolist()}
-    res = cross_validate(data.feats, data.aux, y, ids, s2, seed, hybrid=kind == "hybrid", on_progress=on_progress)
+    tune = None
+    if int(s2.get("finetune_epochs", 0)) > 0:
+        if data.images is None or data.trunk is None:
+            raise ModelError("stage2.finetune_epochs > 0 needs the labelled clusters' images and the trunk")
+        tune = FineTune(data.images, data.trunk, tta, device)
+    res = cross_validate(data.feats, data.aux, y, ids, s2, seed, hybrid=kind == "hybrid", on_progress=on_progress,
+                         finetune=tune)
     return res.oof, res.fold, res
 
 
@@ -154,7 +178,7 @@ def train_mass_models(
         if (found := registry.find_model(engine, name)) is not None:
             out.append((found, False))
             continue
-        oof, fold, fitted = cv_predictions(data, s2, kind, seed, on_progress)
+        oof, fold, fitted = cv_predictions(data, s2, kind, seed, on_progress, device, bool(cfg["tta"]))
         metrics = {
             "cv": mass_metrics(oof, y),
             "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(int(s2["folds"]))],
@@ -171,6 +195,8 @@ def train_mass_models(
             metrics["history"] = [f.history for f in fitted.fits]
             weights = {"trunk": registry.load_weights(settings, trunk_record)["trunk"],
                        "heads": [f.head.state_dict() for f in fitted.fits]}
+            if fitted.fits[0].trunk is not None:  # fine-tuned: each fold head has its own trunk
+                weights["fold_trunks"] = [f.trunk for f in fitted.fits]
             record = registry.save_model(engine, settings, name=name, kind=kind, config=config, metrics=metrics,
                                          training=train_info, weights=weights)
         out.append((record, True))
@@ -227,7 +253,8 @@ def evaluate_model(
 
 
 def learning_curve(
-    data: LabelledData, s2: dict[str, Any], sizes: list[int], seed: int, on_progress: ProgressFn | None = None
+    data: LabelledData, s2: dict[str, Any], sizes: list[int], seed: int, on_progress: ProgressFn | None = None,
+    device: str = "cpu", tta: bool = True,
 ) -> pd.DataFrame:
     """Cross-validated MAE (dex) vs number of labelled clusters for richness, CNN and hybrid.
 
@@ -236,12 +263,11 @@ def learning_curve(
     order = np.random.default_rng(seed).permutation(len(data.clusters))
     rows = []
     for i, n in enumerate(sorted(s for s in sizes if 2 * int(s2["folds"]) <= s <= len(order))):
-        sub = np.sort(order[:n])
-        part = LabelledData(data.clusters.iloc[sub].reset_index(drop=True), data.feats[sub], data.aux[sub], 0)
+        part = data.subset(np.sort(order[:n]))
         y = part.clusters["log10_m500"].to_numpy(dtype=float)
         row = {"n_labels": n}
         for kind in MASS_KINDS:
-            oof, _, _ = cv_predictions(part, s2, kind, seed)
+            oof, _, _ = cv_predictions(part, s2, kind, seed, device=device, tta=tta)
             row[kind] = mass_metrics(oof, y)["mae"]
         rows.append(row)
         if on_progress:

@@ -84,7 +84,7 @@ def load_explain_model(engine: Engine, settings: Settings, ref: int | str, tta: 
             f"{trunk_name!r}); Grad-CAM needs it: retrain with `cmcat train`"
         )
     return ExplainModel(pred.model_id, pred.name, pred.grid, pred.softening,
-                        EnsembleMass(pred.trunk, pred.heads, tta).eval(), registry.load_band_classifier(settings, clf))
+                        EnsembleMass(pred.trunks, pred.heads, tta).eval(), registry.load_band_classifier(settings, clf))
 
 
 def find_cluster(engine: Engine, ref: str) -> pd.DataFrame:
