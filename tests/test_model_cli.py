@@ -71,6 +71,8 @@ def test_train_errors(cli, db, tmp_path):
     assert res.exit_code != 0 and "no model 'nope'" in str(res.exception)
     res = cli("train", "--config", str(tmp_path / "missing.toml"), ok=False)
     assert res.exit_code != 0 and "does not exist" in str(res.exception)
+    res = cli("learning-curve", "--device", "tpu", ok=False)
+    assert res.exit_code != 0 and "--device must be cpu or cuda, not 'tpu'" in str(res.exception)
 
 
 def test_train_with_fine_tuning_registers_a_trunk_per_fold(cli, db, settings, tmp_path):

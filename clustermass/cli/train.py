@@ -133,6 +133,7 @@ def learning_curve(
     universe: Optional[Path] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
     mock_seed: int = typer.Option(0, "--mock-seed", help="Seed of the mock renderer."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/learning-curve.png)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (features, and fine-tuning if the config asks)."),
     json_out: bool = typer.Option(False, "--json", help="Print the curve as JSON."),
 ) -> None:
     """Cross-validated MAE vs number of labelled clusters: richness vs CNN vs hybrid, as a table and plot."""
@@ -143,6 +144,7 @@ def learning_curve(
         size_list = [int(s) for s in sizes.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--sizes must be comma-separated integers, not {sizes!r}") from None
+    check_device(device)
     engine, settings = STATE.engine(), STATE.settings
     record = registry.get_model(engine, model)
     if record.kind not in ("cnn", "hybrid"):
@@ -152,9 +154,9 @@ def learning_curve(
     opts = source_options(source, frames, universe, mock_seed)
     with _progress_fn(not json_out) as on_progress:
         images_fn = source_images_fn(engine, settings, record.grid, source, opts, on_progress)
-        data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn)
+        data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn, device)
         curve = workflow.learning_curve(data, cfg["stage2"], size_list, int(record.config["seed"]), on_progress,
-                                        tta=bool(cfg["tta"]))
+                                        device, bool(cfg["tta"]))
     path = workflow.save_learning_curve(curve, out or settings.output_dir / "learning-curve.png")
     if json_out:
         emit_json({"curve": curve.to_dict(orient="records"), "plot": path})
