@@ -7,7 +7,8 @@ code and the weights file (path relative to settings.model_dir, sha256 checked o
 `load_predictor(engine, settings, ref, device)` is what `cmcat predict` and explain use: it
 returns a `clustermass.model.api.MassPredictor`:
 - 'cnn' / 'hybrid': the ensemble of the k fold heads on the frozen trunk (or, fine-tuned, each
-  head on its own fold trunk, saved as 'fold_trunks'); the estimate is the mean over folds, the error sqrt(fold spread^2 + CV scatter^2) in dex.
+  head on its own fold trunk, saved as 'fold_trunks'); the estimate is the mean over folds, the
+  error sqrt(fold spread^2 + CV scatter^2) in dex.
 - 'richness': the least-squares log10 M500 (lambda, z) relation of clustermass.model.baseline;
   needs no images; the error is its CV scatter.
 """

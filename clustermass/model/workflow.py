@@ -33,9 +33,9 @@ from clustermass.model.evaluate import (
 )
 from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
+from clustermass.model.networks import Trunk
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
-from clustermass.model.networks import Trunk
 from clustermass.model.train import FineTune, ProgressFn, cross_validate, train_stage1
 
 MASS_KINDS = ("cnn", "hybrid", "richness")
