@@ -194,7 +194,7 @@ def test_mock_frames_http_equals_local_and_matches_direct_render(cli, db, tmp_pa
 
 def test_sas_permanent_failure_is_recorded_in_store(db, mirror, tmp_path, settings):
     """A frame the SAS keeps failing (HTTP 503) ends as a failed cutout with the reason; nothing half-written."""
-    from clustermass.images.store import ensure_cutouts, tile_path
+    from clustermass.images.store import ensure_cutouts
 
     root, fields = mirror
     add_clusters(db, positions(fields)[:1])
@@ -207,7 +207,7 @@ def test_sas_permanent_failure_is_recorded_in_store(db, mirror, tmp_path, settin
     assert res.status == ["failed"] and "503" in res.error[0] and "failed after 3 attempts" in res.error[0]
     row = store_rows(db).iloc[0]
     assert row["status"] == "failed" and "frame-z-000756-2-0471" in row["error"] and pd.isna(row["path"])
-    assert not tile_path(cfg.cutout_dir, "sas", 0, 4).exists()
+    assert not list(cfg.cutout_dir.rglob("*.npz"))  # no store file at all
     assert not SasClient(cfg).cache_path(bad).exists()
     assert SasClient(cfg).cache_path(frame_relpath("g", 756, 2, 471)).exists()  # the good frames stay cached
     assert not any(p.name.endswith(".part") for p in tmp_path.rglob("*"))

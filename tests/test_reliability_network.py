@@ -69,7 +69,7 @@ def test_faulty_sas_gives_exact_cutout_or_recorded_failure(db, mirror, settings)
     for always_corrupt in (None, frame_relpath("i", 756, 2, 471)):
         with db.begin() as conn:  # start from an empty store each time
             conn.execute(text("DELETE FROM cutouts"))
-        tile_path(settings.cutout_dir, "sas", 0, 4).unlink(missing_ok=True)
+        tile_path(settings.cutout_dir, "sas", 0, 4, bands="ugriz", size=GRID.size).unlink(missing_ok=True)
         handler, seen = _serve(root, always_corrupt)
         srv = HTTPServer(host="127.0.0.1", threaded=True)
         srv.start()
@@ -96,5 +96,5 @@ def test_faulty_sas_gives_exact_cutout_or_recorded_failure(db, mirror, settings)
             assert seen[always_corrupt] == 5 and res.status == ["failed"] and "failed after 5 attempts" in res.error[0]
             row = store_rows(db).iloc[0]
             assert row["status"] == "failed" and pd.isna(row["path"]) and pd.isna(row["sha256"])
-            assert not tile_path(cfg.cutout_dir, "sas", 0, 4).exists()
+            assert not list(cfg.cutout_dir.rglob("*.npz"))  # no store file at all
             assert not client.cache_path(always_corrupt).exists()

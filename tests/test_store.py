@@ -79,7 +79,7 @@ def test_store_roundtrip_cache_and_statuses(db, tmp_path):
     assert np.all(res.data[0] == 1) and np.all(np.isnan(res.data[3]))
     assert res.covered_fraction[2] == pytest.approx(0.5)
     r = rows(db)
-    path = tile_path(tmp_path, "fake", 5, 7)
+    path = tile_path(tmp_path, "fake", 5, 7, bands="ugriz", size=GRID.size)
     assert list(r["status"]) == ["ok", "ok", "partial", "failed"]
     assert r["path"].iloc[0] == str(path) and pd.isna(r["path"].iloc[3])
     assert r["sha256"].iloc[:3].nunique() == 1 and r["pixel_scale"].iloc[0] == pytest.approx(5.0)
@@ -99,7 +99,7 @@ def test_changed_file_is_detected_and_refetched(db, tmp_path):
     clusters = add_clusters(db, 3)
     src = FakeSource()
     ensure(db, tmp_path, clusters, src)
-    path = tile_path(tmp_path, "fake", 5, 7)
+    path = tile_path(tmp_path, "fake", 5, 7, bands="ugriz", size=GRID.size)
     with np.load(path) as npz:
         tampered = {k: npz[k].copy() for k in npz.files}
     tampered["data"][:] = 999.0  # a same-shaped but different file
@@ -117,7 +117,7 @@ def test_missing_file_and_merge_keep_other_entries(db, tmp_path):
     src = FakeSource()
     ensure(db, tmp_path, clusters.iloc[:2], src)
     ensure(db, tmp_path, clusters.iloc[2:], src)  # same tile: merged into the same file
-    path = tile_path(tmp_path, "fake", 5, 7)
+    path = tile_path(tmp_path, "fake", 5, 7, bands="ugriz", size=GRID.size)
     sha = rows(db)["sha256"]
     assert sha.nunique() == 1 and set(read_store(path, sha.iloc[0])) == {1, 2, 3, 4}
     path.unlink()
@@ -130,7 +130,7 @@ def test_source_failure_is_recorded_and_grid_change_refetches(db, tmp_path):
     res = ensure(db, tmp_path, clusters, FakeSource(fail=True))
     assert res.status == ["failed", "failed"] and "SAS unreachable" in res.error[0]
     assert list(rows(db)["status"]) == ["failed", "failed"]
-    assert not tile_path(tmp_path, "fake", 5, 7).exists()
+    assert not list(tmp_path.rglob("*.npz"))
     src = FakeSource()
     ensure(db, tmp_path, clusters, src)
     with db.begin() as conn:
@@ -147,3 +147,24 @@ def test_rollback_leaves_no_rows(db, tmp_path):
     assert rows(db).empty
     res = ensure(db, tmp_path, clusters, FakeSource())
     assert res.n_fetched == 2 and res.n_cached == 0
+
+
+def test_two_grids_in_one_tile_keep_separate_files(db, tmp_path):
+    """One cluster moves to a bigger grid while its tile-mates stay on the old one: both shapes stay
+    readable (one file per shape), and each cluster is served from the file its row points at."""
+    clusters = add_clusters(db, 3)
+    src = FakeSource()
+    ensure(db, tmp_path, clusters, src)
+    big = CutoutGrid(size=16, aperture_arcsec=40.0)
+    with db.begin() as conn:
+        moved = ensure_cutouts(conn, tmp_path, clusters.iloc[:1], src, big, (5, 7))
+    assert moved.n_fetched == 1 and moved.data.shape == (1, 5, 16, 16)
+    stay = ensure(db, tmp_path, clusters.iloc[1:], src)
+    assert stay.n_cached == 2 and stay.n_fetched == 0 and np.all(stay.data[1] == 3)
+    with db.begin() as conn:
+        again = ensure_cutouts(conn, tmp_path, clusters.iloc[:1], src, big, (5, 7))
+    assert again.n_cached == 1 and np.all(again.data == 1)
+    small_file = tile_path(tmp_path, "fake", 5, 7, bands="ugriz", size=GRID.size)
+    big_file = tile_path(tmp_path, "fake", 5, 7, bands="ugriz", size=16)
+    assert sorted(p.name for p in [small_file, big_file] if p.exists()) == ["tile-7.npz", "tile-7.npz"]
+    assert set(rows(db).set_index("cluster_id")["path"]) == {str(small_file), str(big_file)}

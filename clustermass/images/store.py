@@ -1,6 +1,6 @@
 """The cutout store: one compressed npz per tile and source, indexed by the `cutouts` table.
 
-A store file `{cutout_dir}/{source}/order{k}/tile-{pix}.npz` holds `ids` (cluster ids),
+A store file `{cutout_dir}/{source}/{bands}-{size}px/order{k}/tile-{pix}.npz` holds `ids` (cluster ids),
 `data` (n, bands, size, size) float32 nanomaggies per pixel (NaN where no frame covers),
 `covered` and `pixel_scale`. Files are written atomically; every `cutouts` row names its file
 and the file's sha256. `ensure_cutouts` is what the pipeline calls: it returns the cutouts of a
@@ -61,9 +61,9 @@ class StoreResult:
         }
 
 
-def tile_path(cutout_dir: Path, source: str, norder: int, npix: int) -> Path:
-    """The store file of one tile and source."""
-    return Path(cutout_dir) / source / f"order{int(norder)}" / f"tile-{int(npix)}.npz"
+def tile_path(cutout_dir: Path, source: str, norder: int, npix: int, *, bands: str, size: int) -> Path:
+    """The store file of one tile, source and cutout shape (bands, size): one file holds one shape."""
+    return Path(cutout_dir) / source / f"{bands}-{int(size)}px" / f"order{int(norder)}" / f"tile-{int(npix)}.npz"
 
 
 def sha256_bytes(raw: bytes) -> str:
@@ -181,7 +181,7 @@ def _fetch_and_store(
         source_error = None
     except CmcatError as exc:
         built, source_error = {}, f"{source.name}: {exc}"
-    path = tile_path(cutout_dir, source.name, *tile)
+    path = tile_path(cutout_dir, source.name, *tile, bands=bands, size=grid.size)
     keep = _current_entries(conn, path, source.name)
     new_rows = []
     for k, cid in zip(positions, missing["id"].to_numpy(np.int64)):
