@@ -7,7 +7,7 @@ the same arrays, config and seed give the same weights and metrics on CPU.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -334,8 +334,8 @@ def cross_validate(
             fit = fit_head(feats[train], aux[train], y[train], val, cfg, seed + i, hybrid)
         test_feats = feats[test]
         if tune:
-            ft = FineTune(finetune.images[train], finetune.trunk, finetune.tta, finetune.device)
-            fit = finetune_fold(ft, fit, aux[train], y[train], val, cfg, seed + i)
+            fit = finetune_fold(replace(finetune, images=finetune.images[train]), fit, aux[train], y[train], val, cfg,
+                                seed + i)
             trunk = copy.deepcopy(finetune.trunk)
             trunk.load_state_dict(fit.trunk)
             test_feats = extract_features(trunk, finetune.images[test], finetune.tta, device=finetune.device)

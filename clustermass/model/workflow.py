@@ -131,8 +131,9 @@ def cv_predictions(
 ):
     """Out-of-fold predictions (N,), folds (N,) and the fitted state of one model kind.
 
-    Fine-tuning (s2['finetune_epochs'] > 0) uses data.images and data.trunk on `device`, with
-    test-time augmentation `tta` for the out-of-fold features.
+    Fine-tuning (s2['finetune_epochs'] > 0; cross_validate says so if data has no images or
+    trunk) uses data.images and data.trunk on `device`, with test-time augmentation `tta` for
+    the out-of-fold features.
     """
     y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
     ids = data.clusters["id"].to_numpy()
@@ -140,11 +141,7 @@ def cv_predictions(
         lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
         cv = baseline.cross_validate(ids, lam, z, y, int(s2["folds"]), seed)
         return cv["predicted"], cv["fold"], {"coef": baseline.fit(lam, z, y).tolist()}
-    tune = None
-    if int(s2.get("finetune_epochs", 0)) > 0:
-        if data.images is None or data.trunk is None:
-            raise ModelError("stage2.finetune_epochs > 0 needs the labelled clusters' images and the trunk")
-        tune = FineTune(data.images, data.trunk, tta, device)
+    tune = None if data.images is None or data.trunk is None else FineTune(data.images, data.trunk, tta, device)
     res = cross_validate(data.feats, data.aux, y, ids, s2, seed, hybrid=kind == "hybrid", on_progress=on_progress,
                          finetune=tune)
     return res.oof, res.fold, res
