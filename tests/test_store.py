@@ -166,5 +166,5 @@ def test_two_grids_in_one_tile_keep_separate_files(db, tmp_path):
     assert again.n_cached == 1 and np.all(again.data == 1)
     small_file = tile_path(tmp_path, "fake", 5, 7, bands="ugriz", size=GRID.size)
     big_file = tile_path(tmp_path, "fake", 5, 7, bands="ugriz", size=16)
-    assert sorted(p.name for p in [small_file, big_file] if p.exists()) == ["tile-7.npz", "tile-7.npz"]
+    assert small_file.exists() and big_file.exists()
     assert set(rows(db).set_index("cluster_id")["path"]) == {str(small_file), str(big_file)}
