@@ -309,7 +309,8 @@ def test_password_in_query_dsn_or_with_raw_at_is_never_shown(db, secret_url, pg_
     assert json.loads(outputs[2])["url"] == outputs[0].strip()
     closed = _password_forms("postgresql://x@127.0.0.1:1/nowhere", AT_PASSWORD)[form]
     res = _run(["db", "status"], closed, tmp_path / "data")
-    assert res.returncode == 1 and "cannot reach PostgreSQL at postgresql+psycopg2://cmcat_pw:***@/nowhere" in res.stderr
+    assert res.returncode == 1
+    assert "cannot reach PostgreSQL at postgresql+psycopg2://cmcat_pw:***@/nowhere" in res.stderr, res.stderr
     outputs.append(res.stdout + res.stderr)
     for out in outputs:
         assert not any(piece in out for piece in AT_PIECES), out

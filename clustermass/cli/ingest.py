@@ -14,14 +14,18 @@ if TYPE_CHECKING:
 
 ingest_app = typer.Typer(
     help="Load a catalogue file (FITS, CSV, CSV.gz or Parquet) into the database. "
-    "Loading the same file again changes nothing; --replace reloads it.",
+    "Loading the same file the same way again changes nothing; another --hdu or --name is another catalogue; "
+    "another --mass-unit or --method needs --replace, which reloads it.",
     no_args_is_help=True,
 )
 app.add_typer(ingest_app, name="ingest")
 
 FILE = typer.Argument(..., metavar="FILE", help="Catalogue file: FITS, CSV, CSV.gz or Parquet (format detected from its content).")
 NAME = typer.Option(None, "--name", help="Catalogue name (default: the file name without extensions).")
-REPLACE = typer.Option(False, "--replace", help="Reload the catalogue from this file (rows upserted, stale rows removed).")
+REPLACE = typer.Option(
+    False, "--replace",
+    help="Reload the catalogue from this file with these options (rows upserted, stale rows removed, one transaction).",
+)
 SKIP_BAD = typer.Option(
     False, "--skip-bad", help="Load the valid rows; write the rejected ones with reasons to NAME.rejected.csv beside "
     "the input (or in the data dir if that folder is read-only).",
