@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 from sqlalchemy import text
 
@@ -23,6 +27,21 @@ def snapshot(db) -> dict:
         counts = {t: conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in TABLES}
         cats = conn.execute(text("SELECT id, name, sha256, n_rows, ingested_at FROM catalogs ORDER BY id")).all()
     return {"counts": counts, "catalogs": [tuple(r) for r in cats]}
+
+
+def run_cmcat(url: str, data_dir: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """The real console script (`python -m clustermass ARGS`) against the database at `url`."""
+    env = {**os.environ, "CMCAT_DATABASE_URL": url, "CMCAT_DATA_DIR": str(data_dir)}
+    return subprocess.run([sys.executable, "-m", "clustermass", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def one_error_line(res: subprocess.CompletedProcess) -> str:
+    """The single `error:` line of a command that failed cleanly (exit code 1, nothing on stdout)."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and res.stdout == "" and len(lines) == 1 and lines[0].startswith("error: "), \
+        (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
+    return lines[0]
 
 
 def short_redmapper(path: Path, n: int = 20, **override) -> pd.DataFrame:
@@ -235,3 +254,75 @@ def test_status_reports_what_is_loaded(cli, db, tmp_path):
                                                                                ("wf", "fields", 6)]
     assert info["rows"]["clusters"] == 20 and info["rows"]["fields"] == 6 and info["rows"]["labels"] == 0
     assert "rm" in cli("status").stdout
+
+
+# --------------------------------------------------------------------------- what identifies a load
+
+
+def test_another_hdu_or_name_loads_another_catalogue(db, pg_url, tmp_path):
+    """A second table of a FITS file, or the same table under another --name, is another catalogue;
+    the same table named by its HDU number or name is the load already there."""
+    path = tmp_path / "two.fits"
+    north = Table({"RA": [10.0, 20.0, 30.0], "DEC": [1.0, 2.0, 3.0], "Z": [0.1, 0.2, 0.3]})
+    south = Table({"RA": [40.0, 50.0], "DEC": [-4.0, -5.0], "Z": [0.4, 0.5]})
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(north, name="NORTH"),
+                  fits.BinTableHDU(south, name="SOUTH")]).writeto(path)
+    load = ("ingest", "table", str(path), "--ra", "RA", "--dec", "DEC", "--z", "Z", "--json")
+
+    def cmcat(*args: str) -> dict:
+        res = run_cmcat(pg_url, tmp_path / "data", *load, *args)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    assert (cmcat()["status"], cmcat("--hdu", "NORTH")["status"], cmcat("--hdu", "1")["status"]) == \
+        ("loaded", "unchanged", "unchanged")
+    before = snapshot(db)
+    line = one_error_line(run_cmcat(pg_url, tmp_path / "data", *load, "--hdu", "SOUTH"))
+    assert all(w in line for w in ("'two'", "--hdu", "HDU 2 (SOUTH)", "--name", "--replace")), line
+    assert snapshot(db) == before
+    assert (cmcat("--hdu", "SOUTH", "--name", "two_south")["status"], cmcat("--name", "two_copy")["status"]) == \
+        ("loaded", "loaded")
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT k.name, c.ra FROM clusters c JOIN catalogs k ON k.id = c.catalog_id "
+                                 "ORDER BY k.name, c.ra")).all()
+        meta = dict(conn.execute(text("SELECT name, meta->>'hdu_name' FROM catalogs")).all())
+    assert [tuple(r) for r in rows] == [("two", 10.0), ("two", 20.0), ("two", 30.0), ("two_copy", 10.0),
+                                        ("two_copy", 20.0), ("two_copy", 30.0), ("two_south", 40.0),
+                                        ("two_south", 50.0)]
+    assert meta == {"two": "NORTH", "two_copy": "NORTH", "two_south": "SOUTH"}
+
+
+def test_corrected_mass_unit_needs_replace_and_fixes_the_masses(db, pg_url, real_data, tmp_path):
+    """Real MCXC loaded with the wrong unit (masses ten times too high): loading it again with the
+    right unit must not answer "already loaded"; it names --mass-unit and --replace, which fixes it."""
+    mcxc = str(real_data / "clusterdb/mcxc.csv.gz")
+    coma = "SELECT log10_m500 FROM mass_measurements WHERE source_id = 'J1259.7+2756'"
+    assert run_cmcat(pg_url, tmp_path / "data", "ingest", "mcxc", mcxc, "--mass-unit", "1e15msun").returncode == 0
+    with db.connect() as conn:
+        assert conn.execute(text(coma)).scalar() == pytest.approx(np.log10(4.2846e15), abs=1e-9)
+    before = snapshot(db)
+    line = one_error_line(run_cmcat(pg_url, tmp_path / "data", "ingest", "mcxc", mcxc, "--mass-unit", "1e14msun"))
+    assert all(w in line for w in ("'mcxc'", "--mass-unit 1e15msun", "--mass-unit 1e14msun", "--replace")), line
+    assert snapshot(db) == before
+    res = run_cmcat(pg_url, tmp_path / "data", "ingest", "mcxc", mcxc, "--replace", "--json")
+    out = json.loads(res.stdout)
+    assert (out["status"], out["n_rows"], out["n_removed"]) == ("replaced", 1743, 0)
+    with db.connect() as conn:
+        assert conn.execute(text(coma)).scalar() == pytest.approx(np.log10(4.2846e14), abs=1e-9)
+        assert conn.execute(text("SELECT count(*), min(meta->>'mass_unit') FROM catalogs")).one() == (1, "1e14msun")
+
+
+def test_other_method_needs_replace(db, pg_url, tmp_path):
+    path = tmp_path / "wl.csv"
+    pd.DataFrame({"objid": ["a", "b"], "RA": [10.0, 20.0], "DEC": [1.0, 2.0], "Z": [0.1, 0.2],
+                  "M": [2e14, 3e14]}).to_csv(path, index=False)
+    load = ("ingest", "table", str(path), "--ra", "RA", "--dec", "DEC", "--z", "Z", "--id", "objid", "--mass", "M",
+            "--mass-unit", "msun")
+    assert run_cmcat(pg_url, tmp_path / "data", *load, "--method", "wl").returncode == 0
+    before = snapshot(db)
+    line = one_error_line(run_cmcat(pg_url, tmp_path / "data", *load, "--method", "xray"))
+    assert all(w in line for w in ("'wl'", "--method wl", "--method xray", "--replace")), line
+    assert snapshot(db) == before
+    assert run_cmcat(pg_url, tmp_path / "data", *load, "--method", "xray", "--replace").returncode == 0
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT array_agg(DISTINCT method) FROM mass_measurements")).scalar() == ["xray"]

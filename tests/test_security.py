@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import make_url, text
 
 from clustermass.db.engine import engine_for_url
+from clustermass.db.urls import mask_url, parse_url, scrub
 from clustermass.db.models import TABLES
 from clustermass.errors import CmcatError, InputError
 from clustermass.model.registry import get_model, save_model
@@ -275,6 +276,56 @@ def test_tile_failure_text_is_scrubbed(db, secret_url):
         err = conn.execute(text("SELECT error FROM run_tiles WHERE run_id = :r AND norder = :o AND npix = :p"),
                            {"r": run_id, "o": t.norder, "p": t.npix}).scalar_one()
     assert PASSWORD not in err and "cmcat_pw" in err
+
+
+AT_PASSWORD = "S3cr@tPW-7q"  # an unencoded '@' in it
+AT_PIECES = (AT_PASSWORD, "S3cr", "tPW-7q")
+
+
+def _password_forms(url: str, password: str) -> dict[str, str]:
+    """The server of `url` as role cmcat_pw written three ways a password can hide: in the query,
+    raw with its '@' in the user info, and as a libpq key=value string."""
+    u = make_url(url)
+    host, port = u.query.get("host") or u.host, u.port
+    query = f"host={host}" + (f"&port={port}" if port else "")
+    return {
+        "query": f"postgresql://cmcat_pw@/{u.database}?{query}&password={password}",
+        "raw_at": f"postgresql://cmcat_pw:{password}@/{u.database}?{query}",
+        "dsn": f"{query.replace('&', ' ')} dbname={u.database} user=cmcat_pw password={password}",
+    }
+
+
+@pytest.mark.parametrize("form", ["query", "raw_at", "dsn"])
+def test_password_in_query_dsn_or_with_raw_at_is_never_shown(db, secret_url, pg_url, tmp_path, form):
+    """`db url`, `db url --libpq`, `db status` reach the real server with each form and show the
+    password as ***; so does the error of a closed port (127.0.0.1:1)."""
+    url = _password_forms(pg_url, AT_PASSWORD)[form]
+    outputs = []
+    for args in (["db", "url"], ["db", "url", "--libpq"], ["db", "status", "--json"]):
+        res = _run(args, url, tmp_path / "data")
+        assert res.returncode == 0, res.stderr
+        outputs.append(res.stdout + res.stderr)
+    assert outputs[0].startswith("postgresql+psycopg2://cmcat_pw:***@/") and outputs[1].startswith("postgresql://")
+    assert json.loads(outputs[2])["url"] == outputs[0].strip()
+    closed = _password_forms("postgresql://x@127.0.0.1:1/nowhere", AT_PASSWORD)[form]
+    res = _run(["db", "status"], closed, tmp_path / "data")
+    assert res.returncode == 1
+    assert "cannot reach PostgreSQL at postgresql+psycopg2://cmcat_pw:***@/nowhere" in res.stderr, res.stderr
+    outputs.append(res.stdout + res.stderr)
+    for out in outputs:
+        assert not any(piece in out for piece in AT_PIECES), out
+    assert (parse_url(url).username, parse_url(url).password) == ("cmcat_pw", AT_PASSWORD)
+
+
+def test_mask_and_scrub_find_every_password_form():
+    assert mask_url("postgresql://u@h/x?sslpassword=K3y&password=S3cr@t") == \
+        "postgresql://u@h/x?password=***&sslpassword=***"
+    assert mask_url("host=h password='S3cr et' dbname=x") == "postgresql+psycopg2:///x?host=h&password=***"
+    text = ("could not connect to postgresql://u:S3cr@tPW@h:5/x; dsn host=h password='S3 cr' user=u; "
+            "mail admin@example.org about postgresql://h:5432/x")
+    assert scrub(text, None) == ("could not connect to postgresql://u:***@h:5/x; dsn host=h password=*** user=u; "
+                                 "mail admin@example.org about postgresql://h:5432/x")
+    assert scrub("role u, password S3cr%40tPW", "postgresql://u:S3cr@tPW@h/x") == "role u, password ***"
 
 
 # --------------------------------------------------------------------------- file permissions

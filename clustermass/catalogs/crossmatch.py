@@ -8,13 +8,14 @@ pair within the radius at once); `load_inputs` and `write_labels` are the databa
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from sqlalchemy import Connection, Engine, Select, delete, select
+from sqlalchemy import Connection, Engine, Select, delete, func, select
 
 from clustermass import sky
 from clustermass.db.bulk import copy_upsert
@@ -24,6 +25,9 @@ from clustermass.errors import InputError
 DEFAULT_RADIUS_ARCSEC = 120.0
 DEFAULT_DZ = 0.05
 DEFAULT_PRIORITY = ("mcxc", "psz2")
+#: Beyond these a match is rarely the same cluster (10 arcmin, dz 0.5): they need `force`.
+MAX_RADIUS_ARCSEC = 600.0
+MAX_DZ = 0.5
 LABEL_COLUMNS = ["cluster_id", "measurement_id", "source", "separation_arcsec", "dz", "log10_m500", "log10_m500_err"]
 
 
@@ -98,9 +102,37 @@ def parse_angle_arcsec(spec: str) -> float:
         value = float(text) * scale
     except ValueError:
         raise InputError(f"bad angle {spec!r}: use e.g. 2arcmin, 120arcsec or 0.03deg") from None
-    if not value > 0:
-        raise InputError(f"bad angle {spec!r}: must be positive")
+    return positive_finite(value, f"angle {spec!r}")
+
+
+def parse_dz(spec: str) -> float:
+    """'0.05' -> 0.05, a positive finite redshift tolerance."""
+    try:
+        value = float(spec)
+    except ValueError:
+        raise InputError(f"bad redshift tolerance {spec!r}: use a number such as 0.05") from None
+    return positive_finite(value, f"redshift tolerance {spec!r}")
+
+
+def positive_finite(value: float, what: str) -> float:
+    """`value` if it is a positive finite number, else an InputError naming `what`."""
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"bad {what}: must be positive and finite")
     return value
+
+
+def check_window(radius_arcsec: float, dz: float, force: bool) -> None:
+    """Refuse a non-positive or non-finite radius or dz, and without `force` one beyond the limits."""
+    positive_finite(radius_arcsec, f"radius {radius_arcsec:g} arcsec")
+    positive_finite(dz, f"redshift tolerance {dz:g}")
+    if force:
+        return
+    if radius_arcsec > MAX_RADIUS_ARCSEC:
+        raise InputError(f"radius {radius_arcsec:g} arcsec is beyond {MAX_RADIUS_ARCSEC / 60:g} arcmin, where matches "
+                         "are rarely the same cluster; nothing changed. Pass --force to use it anyway")
+    if dz > MAX_DZ:
+        raise InputError(f"redshift tolerance {dz:g} is beyond {MAX_DZ:g}, where matches are rarely the same "
+                         "cluster; nothing changed. Pass --force to use it anyway")
 
 
 @dataclass
@@ -154,12 +186,16 @@ def _copy_out(conn: Connection, stmt: Select) -> pd.DataFrame:
     return df
 
 
+def _in_scope(stmt, catalog_ids: Sequence[int] | None):
+    """`stmt` on labels limited to the clusters of `catalog_ids` (all if None)."""
+    if catalog_ids is None:
+        return stmt
+    return stmt.where(Label.cluster_id.in_(select(Cluster.id).where(Cluster.catalog_id.in_(list(catalog_ids)))))
+
+
 def write_labels(conn: Connection, labels: pd.DataFrame, catalog_ids: Sequence[int] | None) -> None:
     """Replace the labels of the clusters of `catalog_ids` (all labels if None) by `labels`."""
-    stmt = delete(Label)
-    if catalog_ids is not None:
-        stmt = stmt.where(Label.cluster_id.in_(select(Cluster.id).where(Cluster.catalog_id.in_(list(catalog_ids)))))
-    conn.execute(stmt)
+    conn.execute(_in_scope(delete(Label), catalog_ids))
     if len(labels):
         copy_upsert(conn, "labels", labels[LABEL_COLUMNS], conflict=["cluster_id"], update=LABEL_COLUMNS[1:])
 
@@ -170,12 +206,26 @@ def crossmatch(
     dz: float = DEFAULT_DZ,
     priority: Sequence[str] = DEFAULT_PRIORITY,
     catalogs: Sequence[str] = (),
+    force: bool = False,
 ) -> MatchSummary:
-    """Match the clusters (of `catalogs`, default all) and replace their labels in one transaction."""
+    """Match the clusters (of `catalogs`, default all) and replace their labels in one transaction.
+
+    Without `force`, a window beyond MAX_RADIUS_ARCSEC or MAX_DZ, and replacing existing labels
+    by none, are refused (InputError, labels unchanged).
+    """
+    check_window(radius_arcsec, dz, force)
     with engine.begin() as conn:
         ids = catalog_ids(conn, catalogs) if catalogs else None
         clusters, meas = load_inputs(conn, ids)
         labels = match(clusters, meas, radius_arcsec, dz, priority)
+        if labels.empty and not force:
+            n_old = conn.execute(_in_scope(select(func.count()).select_from(Label), ids)).scalar_one()
+            if n_old:
+                raise InputError(
+                    f"no cluster matched within {radius_arcsec:g} arcsec and |dz| < {dz:g}(1+z): this would replace "
+                    f"the {n_old} existing labels with none; nothing changed. Check --radius, --dz and --catalog, "
+                    "or pass --force to clear the labels"
+                )
         write_labels(conn, labels, ids)
     usable = np.isfinite(meas["z"]) & np.isfinite(meas["log10_m500"])
     per_source = {str(k): int(v) for k, v in labels["source"].value_counts().items()}

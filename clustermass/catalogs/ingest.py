@@ -1,8 +1,12 @@
 """Ingest a catalogue file into PostgreSQL: read, map, validate, then one COPY transaction.
 
-A file is identified by its sha256: loading the same file again changes nothing;
-`replace=True` reloads it in place (rows upserted on the catalogue's own id, so cluster ids
-stay stable, and rows no longer in the file deleted). On any error nothing is written.
+A load is identified by the file's sha256 and how it is read (kind, column mapping, FITS HDU,
+mass unit, method, see IDENTITY) plus the catalogue name when one is given: loading the same
+file the same way again changes nothing; the same file from another HDU or under another
+`name` is another catalogue; the same catalogue read with another mass unit or method is an
+error until `replace=True`, which reloads it in place (rows upserted on the catalogue's own
+id, so cluster ids stay stable, and rows no longer in the file deleted, in one transaction).
+On any error nothing is written.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy import Engine, all_, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 
 from clustermass import sky
-from clustermass.catalogs.readers import ROW, Mapping, read_catalog
+from clustermass.catalogs.readers import ROW, Mapping, read_catalog, regular_file
 from clustermass.catalogs.validate import check_mass_unit, rejection_error, validate
 from clustermass.db.bulk import copy_upsert
 from clustermass.db.models import Base, Catalog
@@ -40,6 +44,8 @@ CONFLICT = {
     "mass_measurements": ["catalog_id", "source_id"],
     "fields": ["run", "rerun", "camcol", "field"],
 }
+#: `catalogs.meta` keys that, with kind and sha256, say how a file was read; the option that sets each.
+IDENTITY = {"columns": "the column options", "hdu": "--hdu", "mass_unit": "--mass-unit", "method": "--method"}
 
 
 @dataclass
@@ -121,30 +127,32 @@ def ingest_file(
     """
     stage = on_stage or (lambda _name: None)
     t0 = time.perf_counter()
-    path = Path(path).resolve()
-    sha = file_sha256(path) if path.is_file() else ""
-    if not sha:
-        raise InputError(f"{path}: no such file")
-    name = name or default_name(path)
-    columns = {k: list(v) for k, v in mapping.columns.items()}
-    known = _existing(engine, name, kind, sha, columns, replace)
+    path = regular_file(path)
+    sha = file_sha256(path)
+    stage("read")
+    raw, canon = read_catalog(path, mapping, hdu)
+    identity = {
+        "columns": {k: list(v) for k, v in mapping.columns.items()},
+        "hdu": raw.attrs.get("hdu"),
+        "mass_unit": mapping.mass_unit if "mass_raw" in canon else None,
+        "method": mapping.method if mapping.target == "mass_measurements" else None,
+    }
+    known = _existing(engine, path, kind, sha, identity, name, raw.attrs.get("hdu_name"), replace)
     if known is not None:
         return IngestResult(known["name"], known["id"], kind, mapping.target, str(path), sha, "unchanged",
                             known["n_rows"], known["n_skipped"], seconds=time.perf_counter() - t0)
+    name = name or default_name(path)
 
-    stage("read")
-    raw, canon = read_catalog(path, mapping, hdu)
     stage("validate")
     if "mass_raw" in canon:
         check_mass_unit(canon, mapping.mass_unit, mapping.columns["mass"][0], path)
     checked = validate(canon, mapping.target)
-    if len(checked.rejected) and not skip_bad:
+    if checked.good.empty or (len(checked.rejected) and not skip_bad):
         raise rejection_error(path, checked.rejected, len(canon))
     good = checked.good
     meta = {
-        "format_hdu": hdu if hdu is not None else mapping.fits_hdu,
-        "columns": columns,
-        "mass_unit": mapping.mass_unit if "mass_raw" in canon else None,
+        **identity,
+        "hdu_name": raw.attrs.get("hdu_name"),
         "n_unknown_z": int(good["z"].isna().sum()) if "z" in good else 0,
         "n_unknown_mass": int(good["log10_m500"].isna().sum()) if "log10_m500" in good else 0,
     }
@@ -182,26 +190,50 @@ def ingest_file(
     )
 
 
-def _existing(engine: Engine, name: str, kind: str, sha: str, columns: dict, replace: bool) -> dict | None:
-    """The catalogue already holding this exact file read the same way (nothing to do), unless replacing.
+def _existing(engine: Engine, path: Path, kind: str, sha: str, identity: dict, name: str | None,
+              hdu_name: str | None, replace: bool) -> dict | None:
+    """The catalogue already holding this file read this way (nothing to do), unless replacing.
 
-    Raises when `name` is taken by other content (or another column mapping) and `replace` is off.
+    Without a `name`, the file is found under whatever name it was loaded; with one, only
+    under that name (another name is another catalogue). Raises, naming the option and
+    --replace, when the name is taken by other content or by this file read another way.
     """
     if replace:
         return None
+    target = name or default_name(path)
     with engine.connect() as conn:
         same = conn.execute(select(Catalog).where(Catalog.sha256 == sha, Catalog.kind == kind)).mappings().all()
-        named = conn.execute(select(Catalog).where(Catalog.name == name)).mappings().first()
-    for row in same:
-        if row["meta"].get("columns") == columns:
-            return row
+        named = conn.execute(select(Catalog).where(Catalog.name == target)).mappings().first()
+    if named is not None and named["sha256"] == sha and named["kind"] == kind:
+        differ = _differences(named["meta"], identity)
+        if not differ:
+            return named
+        if differ <= {"mass_unit", "method"}:
+            was = ", ".join(f"{IDENTITY[k]} {named['meta'][k]}" for k in sorted(differ))
+            now = ", ".join(f"{IDENTITY[k]} {identity[k]}" for k in sorted(differ))
+            raise InputError(f"catalogue {target!r} was loaded from {path} with {was}, not {now}; pass --replace "
+                             "to reload it with these options")
+        read = f"HDU {identity['hdu']} ({hdu_name})" if "hdu" in differ else "these columns"
+        raise InputError(
+            f"catalogue {target!r} holds {path} read with other {' and '.join(IDENTITY[k] for k in sorted(differ))}; "
+            f"pass --name NAME to load {read} as another catalogue, or --replace to reload {target!r} this way"
+        )
+    if name is None:
+        for row in same:
+            if not _differences(row["meta"], identity):
+                return row
     if named is not None:
         raise InputError(
-            f"catalogue {name!r} is already loaded with other content or columns (from {named['path']}, "
+            f"catalogue {target!r} is already loaded with other content or columns (from {named['path']}, "
             f"sha256 {named['sha256'][:12]}...); "
             "pass --replace to reload it from this file, or --name NAME to load it as a new catalogue"
         )
     return None
+
+
+def _differences(meta: dict, identity: dict) -> set[str]:
+    """IDENTITY keys whose stored value differs from `identity` (a key older loads lack is not compared)."""
+    return {k for k in IDENTITY if meta.get(k, identity[k]) != identity[k]}
 
 
 def _delete_stale(conn, target: str, catalog_id: int, keep_ids: list[int]) -> int:

@@ -9,8 +9,11 @@ and packs every other source column into a JSON `extra` string per row.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
+import reprlib
+import stat
 import warnings
 import zlib
 from dataclasses import dataclass, field, replace
@@ -25,6 +28,34 @@ ROW = "_row"  # 1-based data row number in the source file, kept for error messa
 #: Longest CSV line accepted, bytes: a longer one (e.g. a file without newlines) is refused
 #: as soon as the reader has seen that much of it, never held whole in memory.
 MAX_LINE_BYTES = 16 << 20
+#: Column names an error message lists before "... and N more" (a header may have 300,000).
+SHOWN_NAMES = 8
+_NAMES_REPR = reprlib.Repr()
+_NAMES_REPR.maxlist, _NAMES_REPR.maxstring = SHOWN_NAMES, 60
+
+
+def names_preview(names) -> str:
+    """A bounded one-line list of names for messages: the first few, then '... and N more'."""
+    names = [str(n) for n in names]
+    shown = _NAMES_REPR.repr(names[:SHOWN_NAMES])
+    return shown + (f" ... and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
+
+
+def regular_file(path: Path) -> Path:
+    """`path` resolved, after checking it is a regular file; else an InputError saying what it is."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        what = "a symbolic link loop" if exc.errno == errno.ELOOP else f"unreadable ({exc.strerror})"
+        raise InputError(f"{path}: {what}; give the path of a catalogue file") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: a folder, not a catalogue file; give the path of a file in it")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: not a regular file (a device, pipe or socket); give the path of a catalogue file")
+    return path.resolve()
 
 
 def sniff_format(path: Path) -> tuple[str, bool]:
@@ -51,9 +82,9 @@ def read_table(path: Path, hdu: str | int | None = None, preferred_hdu: str | No
     """The rows of a FITS binary table, CSV (optionally gzipped) or Parquet file.
 
     For FITS, `hdu` names the extension (default: `preferred_hdu` if the file has it, else the
-    first table HDU). Byte strings are
-    decoded and stripped; masked values become NaN; multi-dimensional columns are dropped
-    (they have no place in a row-per-cluster table).
+    first table HDU); the one read is in `attrs["hdu"]` (index) and `attrs["hdu_name"]`. Byte
+    strings are decoded and stripped; masked values become NaN; multi-dimensional columns are
+    dropped (they have no place in a row-per-cluster table).
     """
     path = Path(path)
     fmt, gz = sniff_format(path)
@@ -74,7 +105,9 @@ def read_table(path: Path, hdu: str | int | None = None, preferred_hdu: str | No
             "the file may be truncated or corrupt: download or export it again"
         ) from None
     df.columns = [str(c).strip() for c in df.columns]
-    return df.reset_index(drop=True)
+    out = df.reset_index(drop=True)
+    out.attrs.update(df.attrs)
+    return out
 
 
 def _read_csv(path: Path, gz: bool) -> pd.DataFrame:
@@ -134,10 +167,13 @@ def _read_fits(path: Path, hdu: str | int | None, preferred: str | None) -> pd.D
                     ext = _first_table_hdu(hdul, path)
                 exists = 0 <= ext < len(hdul) if isinstance(ext, int) else ext in hdul
                 if not exists or getattr(hdul[ext], "columns", None) is None:
-                    tables = [f"{i}:{h.name}" for i, h in enumerate(hdul) if getattr(h, "columns", None) is not None]
+                    tables = names_preview(f"{i}:{h.name}" for i, h in enumerate(hdul)
+                                           if getattr(h, "columns", None) is not None)
                     what = f"HDU {ext!r} is not a table" if exists else f"no HDU {ext!r}"
                     raise InputError(f"{path}: {what}; the table HDUs are {tables}. Pass --hdu with one of them")
                 table = Table(hdul[ext].data, masked=False)
+                index = hdul.index_of(ext)
+                read_from = {"hdu": index, "hdu_name": hdul[index].name}
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged header makes astropy raise KeyError, VerifyError, ...
@@ -148,6 +184,7 @@ def _read_fits(path: Path, hdu: str | int | None, preferred: str | None) -> pd.D
     for col in df.columns:
         if df[col].dtype == object:
             df[col] = df[col].str.strip()
+    df.attrs.update(read_from)
     return df
 
 
@@ -155,13 +192,15 @@ def _first_table_hdu(hdul, path: Path) -> int:
     for i, h in enumerate(hdul):
         if getattr(h, "columns", None) is not None and h.data is not None:
             return i
-    raise InputError(f"{path}: the FITS file has no table HDU (found {[h.name for h in hdul]})")
+    raise InputError(f"{path}: the FITS file has no table HDU (found {names_preview(h.name for h in hdul)})")
 
 
 # --------------------------------------------------------------------------- column mapping
 
 MASS_UNITS = {"1e14msun": 1e14, "1e15msun": 1e15, "msun": 1.0, "log10msun": None}
 """Mass units accepted for input columns (factor to Msun; None: already log10 Msun)."""
+METHODS = ("xray", "sz", "wl", "other")
+"""Mass measurement methods: X-ray, Sunyaev-Zel'dovich, weak lensing, anything else."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +310,8 @@ def table_mapping(
         given |= {"mass": mass, "mass_err_high": mass_err, "mass_err_low": mass_err}
     else:
         given |= {"richness": richness}
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     columns = {k: (v,) for k, v in given.items() if v}
     mapping = Mapping(target="mass_measurements" if mass else "clusters", columns=columns, required=tuple(columns),
                       method=method)
@@ -293,7 +334,7 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping, path: Path) -> pd.DataFrame
     if missing:
         wanted = ", ".join(f"{m} (one of {'/'.join(mapping.columns[m])})" for m in missing)
         raise InputError(
-            f"{path}: missing required column(s) {wanted}; the file has columns {list(raw.columns)}. "
+            f"{path}: missing required column(s) {wanted}; the file has columns {names_preview(raw.columns)}. "
             "Check the catalogue kind, or use `cmcat ingest table` with explicit column options"
         )
     out = pd.DataFrame({ROW: np.arange(1, len(raw) + 1, dtype=np.int64)})
@@ -337,7 +378,7 @@ def _numeric(col: pd.Series, canon: str, src: str, path: Path) -> pd.Series:
     if bad:
         i = int(bad[0])
         raise InputError(
-            f"{path}: column {src} ({canon}) is not numeric: row {i + 1} holds {col.iloc[i]!r} "
+            f"{path}: column {src} ({canon}) is not numeric: row {i + 1} holds {_NAMES_REPR.repr(col.iloc[i])} "
             f"({len(bad)} such rows). Fix the file or map another column"
         )
     return values.astype(np.float64)
@@ -375,7 +416,7 @@ def read_catalog(path: Path, mapping: Mapping, hdu: str | int | None = None) -> 
     """(raw table, canonical table) of a catalogue file."""
     raw = read_table(path, hdu, mapping.fits_hdu)
     if raw.empty:
-        raise InputError(f"{path}: no data rows (columns: {list(raw.columns)}); nothing to load. "
+        raise InputError(f"{path}: no data rows (columns: {names_preview(raw.columns)}); nothing to load. "
                          "Check that the export is complete")
     return raw, map_columns(raw, mapping, path)
 

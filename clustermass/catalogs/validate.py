@@ -113,7 +113,10 @@ def _log10_msun(value: float, unit: str) -> float:
 
 
 def rejection_error(path: Path, rejected: pd.DataFrame, n_total: int) -> InputError:
-    """One InputError listing the first rejected rows (row, id, column, value, reason)."""
+    """One InputError listing the first rejected rows (row, id, column, value, reason).
+
+    When every row is rejected, --skip-bad would load nothing, so it is not offered.
+    """
     lines = [
         f"row {r[ROW]} (id {r['source_id']}) column {r['column']} = {r['value']}: {r['reason']}"
         for _, r in rejected.head(SHOWN).iterrows()
@@ -121,8 +124,8 @@ def rejection_error(path: Path, rejected: pd.DataFrame, n_total: int) -> InputEr
     more = f" ... and {len(rejected) - SHOWN} more" if len(rejected) > SHOWN else ""
     dups = rejected.loc[rejected["reason"].str.contains("duplicate id"), "source_id"].unique()[:SHOWN]
     dup_note = f" Duplicate ids: {', '.join(map(str, dups))}." if len(dups) else ""
-    return InputError(
-        f"{path}: {len(rejected)} of {n_total} rows are invalid: " + "; ".join(lines) + more + "." + dup_note
-        + " Nothing was loaded. Fix the file, or pass --skip-bad to load the good rows and write the "
-        "rejected ones with their reasons to a CSV"
-    )
+    todo = (" Nothing was loaded. Fix the file (--skip-bad would leave no rows to load)" if len(rejected) == n_total
+            else " Nothing was loaded. Fix the file, or pass --skip-bad to load the good rows and write the "
+            "rejected ones with their reasons to a CSV")
+    count = f"all {n_total}" if len(rejected) == n_total else f"{len(rejected)} of {n_total}"
+    return InputError(f"{path}: {count} rows are invalid: " + "; ".join(lines) + more + "." + dup_note + todo)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 
@@ -14,14 +14,18 @@ if TYPE_CHECKING:
 
 ingest_app = typer.Typer(
     help="Load a catalogue file (FITS, CSV, CSV.gz or Parquet) into the database. "
-    "Loading the same file again changes nothing; --replace reloads it.",
+    "Loading the same file the same way again changes nothing; another --hdu or --name is another catalogue; "
+    "another --mass-unit or --method needs --replace, which reloads it.",
     no_args_is_help=True,
 )
 app.add_typer(ingest_app, name="ingest")
 
 FILE = typer.Argument(..., metavar="FILE", help="Catalogue file: FITS, CSV, CSV.gz or Parquet (format detected from its content).")
 NAME = typer.Option(None, "--name", help="Catalogue name (default: the file name without extensions).")
-REPLACE = typer.Option(False, "--replace", help="Reload the catalogue from this file (rows upserted, stale rows removed).")
+REPLACE = typer.Option(
+    False, "--replace",
+    help="Reload the catalogue from this file with these options (rows upserted, stale rows removed, one transaction).",
+)
 SKIP_BAD = typer.Option(
     False, "--skip-bad", help="Load the valid rows; write the rejected ones with reasons to NAME.rejected.csv beside "
     "the input (or in the data dir if that folder is read-only).",
@@ -139,26 +143,59 @@ def ingest_table(
     _ingest("table", path, mapping, name, replace, skip_bad, hdu, json_out)
 
 
+def _usage(parse: Callable[[str], float]) -> Callable[[str], float]:
+    """An option parser that turns the library's InputError into a usage error (exit code 2)."""
+    from clustermass.errors import InputError
+
+    def parser(text: str) -> float:
+        try:
+            return parse(str(text))
+        except InputError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parser
+
+
+def _parse_radius(text: str) -> float:
+    from clustermass.catalogs.crossmatch import parse_angle_arcsec
+
+    return parse_angle_arcsec(text)
+
+
+def _parse_dz(text: str) -> float:
+    from clustermass.catalogs.crossmatch import parse_dz
+
+    return parse_dz(text)
+
+
 @app.command("crossmatch")
 def crossmatch_cmd(
-    radius: str = typer.Option("2arcmin", "--radius", help="Match radius: 2arcmin, 120arcsec, 0.03deg..."),
-    dz: float = typer.Option(0.05, "--dz", help="Redshift tolerance: |z_mass - z_cluster| < dz * (1 + z_cluster)."),
+    radius_arcsec: float = typer.Option(
+        "2arcmin", "--radius", parser=_usage(_parse_radius), metavar="ANGLE",
+        help="Match radius: 2arcmin, 120arcsec, 0.03deg... (beyond 10arcmin needs --force).",
+    ),
+    dz: float = typer.Option(
+        "0.05", "--dz", parser=_usage(_parse_dz), metavar="DZ",
+        help="Redshift tolerance: |z_mass - z_cluster| < dz * (1 + z_cluster) (beyond 0.5 needs --force).",
+    ),
     priority: str = typer.Option(
         "mcxc,psz2", "--priority", help="Preferred label sources, best first (catalogue kinds; others rank last)."
     ),
     catalog: Optional[list[str]] = typer.Option(None, "--catalog", help="Cluster catalogue(s) to label (default: all)."),
+    force: bool = typer.Option(
+        False, "--force", help="Allow a radius beyond 10arcmin or dz beyond 0.5, and replacing the labels with none."
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Label clusters with the nearest external mass within the radius and redshift window (one per cluster)."""
     import dataclasses
 
-    from clustermass.catalogs.crossmatch import crossmatch, parse_angle_arcsec, parse_priority
+    from clustermass.catalogs.crossmatch import crossmatch, parse_priority
 
-    radius_arcsec = parse_angle_arcsec(radius)
     prio = parse_priority(priority)
     with progress(transient=True) as bar:
         task = bar.add_task("cross-match", total=1)
-        summary = crossmatch(STATE.engine(), radius_arcsec, dz, prio, tuple(catalog or ()))
+        summary = crossmatch(STATE.engine(), radius_arcsec, dz, prio, tuple(catalog or ()), force=force)
         bar.update(task, completed=1)
     if json_out:
         emit_json(dataclasses.asdict(summary))

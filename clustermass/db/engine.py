@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from clustermass.config import Settings
@@ -50,7 +50,7 @@ def check_connection(engine: Engine, url: str) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
+    except DBAPIError as exc:  # connection refused, bad credentials, an option libpq does not know
         reason = scrub(str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc), url)
         raise DatabaseError(
             f"cannot reach PostgreSQL at {mask_url(url)}: {reason}. "
