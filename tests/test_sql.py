@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from clustermass.config import load_settings
-from clustermass.errors import ConfigError, InputError
+from clustermass.errors import ConfigError, DatabaseError, InputError
 from clustermass.pipeline import sql as sql_module
 from clustermass.pipeline.sql import check_read_only, run_read_only
 
@@ -120,6 +120,12 @@ def test_run_read_only_on_postgres(db, reader_url, pg_url):
         run_read_only(reader_url, "SELECT pg_sleep(2)", 0.2)
     with pytest.raises(InputError, match="does not exist"):
         run_read_only(reader_url, "SELECT * FROM no_such_table", 5.0)
+
+
+def test_unreachable_sql_url_is_one_line_with_the_password_masked():
+    with pytest.raises(DatabaseError, match=r"cmcat sql cannot connect to PostgreSQL at .*\*\*\*@127\.0\.0\.1:1") as info:
+        run_read_only("postgresql://reader:Pw-secret-77@127.0.0.1:1/cmcat", "SELECT 1", 5.0)
+    assert "Pw-secret-77" not in str(info.value) and "\n" not in str(info.value)
 
 
 def test_fetch_stops_at_max_rows(reader_url):

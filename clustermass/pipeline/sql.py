@@ -99,7 +99,8 @@ def run_read_only(
     """Run one read-only statement on the database at `url` with a statement timeout (seconds).
 
     `warn` hears (one line) when the session's role may read server files or run programs
-    (a superuser, or a member of PRIVILEGED_ROLES): then only steps 1-3 above hold, no role does.
+    (a superuser, or a member of PRIVILEGED_ROLES): the parser, the protocol and the READ ONLY
+    transaction still hold, but no role limits what the statement may call.
     """
     import psycopg
 
