@@ -7,6 +7,7 @@ Precedence, lowest to highest: built-in defaults < TOML file (``--config`` or ``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from typing import Any, Mapping
 from clustermass.errors import ConfigError
 
 ENV_PREFIX = "CMCAT_"
+#: Bounds of a `cmcat sql` statement timeout, seconds (PostgreSQL reads 0 as "no timeout"; its
+#: limit is 2**31 - 1 ms).
+SQL_TIMEOUT_RANGE_S = (0.1, 2_147_483.0)
 
 
 def _default_data_dir() -> Path:
@@ -49,8 +53,17 @@ class Settings:
     workers: int = 2
     #: Folder of the real catalogues and frames (tests and demo use it when present).
     real_data_dir: Path | None = None
-    #: Seconds a `cmcat sql` statement may run.
+    #: Seconds a `cmcat sql` statement may run (0.1 to 2147483; never off).
     sql_timeout: float = 30.0
+    #: SQLAlchemy URL `cmcat sql` connects with, for a role that can only read cmcat's tables;
+    #: None: the embedded server's cmcat_reader role, or database_url on an external server.
+    sql_database_url: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            check_sql_timeout(self.sql_timeout)
+        except ValueError as exc:
+            raise ConfigError(f"setting 'sql_timeout' (CMCAT_SQL_TIMEOUT or the config file): {exc}") from None
 
     @property
     def cache_dir(self) -> Path:
@@ -79,8 +92,9 @@ class Settings:
         from clustermass.db.urls import mask_url
 
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
-        if self.database_url:
-            out["database_url"] = mask_url(self.database_url)
+        for key in ("database_url", "sql_database_url"):
+            if out[key]:
+                out[key] = mask_url(out[key])
         return out
 
 
@@ -136,3 +150,11 @@ def load_settings(
             values[key] = _coerce(key, value, f"option --{key.replace('_', '-')}")
     values = {k: v for k, v in values.items() if v is not None}
     return Settings(**values)
+
+
+def check_sql_timeout(seconds: float) -> float:
+    """`seconds` if it is a usable statement timeout, else ValueError saying what is allowed."""
+    low, high = SQL_TIMEOUT_RANGE_S
+    if not (math.isfinite(seconds) and low <= seconds <= high):
+        raise ValueError(f"a statement timeout is {low:g} to {high:.0f} seconds (it cannot be switched off), not {seconds!r}")
+    return seconds

@@ -4,6 +4,7 @@ a clean schema per test, settings pointing at it, a CLI runner, and the real dat
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -57,6 +58,20 @@ def pg_engine(pg_url: str) -> Engine:
     engine = engine_for_url(pg_url)
     migrate.upgrade(engine)
     return engine
+
+
+@pytest.fixture(scope="session")
+def reader_url(pg_engine: Engine, pg_url: str) -> str:
+    """URL of the cmcat_reader role (migration 0002) on the test server, with a fresh password
+    (so that it works on a server with password authentication too)."""
+    from sqlalchemy.engine import make_url
+
+    from clustermass.db.reader import READER_ROLE
+
+    password = secrets.token_urlsafe(16)
+    with pg_engine.begin() as conn:
+        conn.execute(text("ALTER ROLE cmcat_reader PASSWORD :p"), {"p": password})
+    return make_url(pg_url).set(username=READER_ROLE, password=password).render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Security: `cmcat sql` cannot write, no SQL is built from user input, injection strings are
-stored as data, passwords never leak, and files cmcat writes are not world-writable.
+"""Security: `cmcat sql` cannot write nor reach the server's files and programs, no SQL is
+built from user input, injection strings are stored as data, passwords never leak, and files
+cmcat writes are not world-writable.
 
 Complements tests/test_sql.py (the basic refusals and the statement timeout live there).
 """
@@ -9,21 +10,27 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from pglast.parser import parse_sql
 from sqlalchemy import make_url, text
 
+from clustermass.db import embedded, migrate
 from clustermass.db.engine import engine_for_url
 from clustermass.db.urls import mask_url, parse_url, scrub
 from clustermass.db.models import TABLES
 from clustermass.errors import CmcatError, InputError
 from clustermass.model.registry import get_model, save_model
+from clustermass.pipeline.sql import check_read_only, run_read_only
 from clustermass.pipeline.runner import execute_tile, prepare_run
 from clustermass import sky
 
@@ -75,9 +82,9 @@ SNEAKY = [
 ]
 
 
-def test_sql_sneaky_writes_and_chains_change_nothing(cli, db):
-    from clustermass.pipeline.sql import run_read_only
-
+def test_sql_sneaky_writes_and_chains_change_nothing(cli, db, pg_url):
+    """As the superuser (pg_url): the parser, the extended protocol and the READ ONLY transaction
+    hold without the help of the reader role."""
     add_clusters(db, 5)
     before = snapshot(db)
     with db.connect() as conn:
@@ -85,7 +92,7 @@ def test_sql_sneaky_writes_and_chains_change_nothing(cli, db):
         seq = conn.execute(text("SELECT last_value FROM clusters_id_seq")).scalar_one()
     for query in SNEAKY:
         with pytest.raises(InputError):
-            run_read_only(db, query, 5.0)
+            run_read_only(pg_url, query, 5.0)
         res = cli("sql", query, "--json", ok=False)  # the same through the command line
         assert res.exit_code != 0 and isinstance(res.exception, CmcatError), (query, res.output)
     with db.connect() as conn:
@@ -96,11 +103,9 @@ def test_sql_sneaky_writes_and_chains_change_nothing(cli, db):
     assert not Path("/tmp/pwned.csv").exists()
 
 
-def test_sql_timeout_cannot_be_lifted_from_inside_the_statement(db):
-    from clustermass.pipeline.sql import run_read_only
-
+def test_sql_timeout_cannot_be_lifted_from_inside_the_statement(db, pg_url):
     with pytest.raises(InputError, match="statement timeout"):
-        run_read_only(db, "SELECT set_config('statement_timeout', '0', true), pg_sleep(3)", 0.3)
+        run_read_only(pg_url, "SELECT set_config('statement_timeout', '0', true), pg_sleep(3)", 0.3)
     # the timeout and read-only mode end with the rolled-back transaction: the pool stays clean
     with db.connect() as conn:
         assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "0"
@@ -114,16 +119,213 @@ FRAGMENTS = ["SELECT 1", " ", ";", "COMMIT", "CREATE TABLE pwned (a int)", "'", 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
            derandomize=True)
 @given(st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=14))
-def test_fuzz_sql_check_never_lets_ddl_through(db, parts):
+def test_fuzz_sql_check_never_lets_ddl_through(db, pg_url, parts):
     """Whatever the check lets through runs read-only: no fragment soup ever creates a table."""
-    from clustermass.pipeline.sql import run_read_only
-
     try:
-        run_read_only(db, "".join(parts), 2.0)
+        run_read_only(pg_url, "".join(parts), 2.0)
     except InputError:
         pass
     with db.connect() as conn:
         assert "pwned" not in _tables(conn), "".join(parts)
+
+
+# --------------------------------------------------------------------------- cmcat sql: the issue's bypasses
+
+#: The texts that ran writes (and a program) as the superuser before the parser, the extended
+#: protocol and the reader role: PostgreSQL ends a -- comment at \r, and $é$ opens a dollar quote.
+ISSUE_CASES = {
+    "cr_comment_then_create_table": "SELECT 1 --\r; COMMIT; BEGIN READ WRITE; CREATE TABLE pwn(i int); COMMIT",
+    "cr_comment_then_copy_to_program": "SELECT 1 --\r; COMMIT; COPY (SELECT 1) TO PROGRAM 'id > MARKER'",
+    "non_ascii_dollar_tag": "SELECT $é$'$é$; COMMIT; BEGIN READ WRITE; CREATE TABLE pwn2(i int); COMMIT; SELECT $é$'$é$",
+}
+SERVER_FUNCTIONS = ["pg_read_file('/etc/hostname')", "pg_ls_dir('/')", "pg_reload_conf()"]
+
+
+@dataclass
+class Home:
+    """A cmcat data dir whose embedded server (cmcat's default) the `cmcat` processes start."""
+
+    env: dict[str, str]
+    marker: Path  # where COPY TO PROGRAM would write: a folder the server's OS user may write to
+    admin_url: str = ""
+
+
+@pytest.fixture(scope="module")
+def embedded_home() -> Home:
+    root = Path(tempfile.mkdtemp(prefix="cme", dir="/tmp"))  # short: the server's socket lives inside
+    (root / "pw").mkdir()
+    (root / "pw").chmod(0o777)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMCAT_")}
+    home = Home({**env, "CMCAT_DATA_DIR": str(root / "data")}, root / "pw" / "x")
+    first = _cmcat(home.env, "sql", "SELECT current_user AS u", "--json")  # starts the server, migrates
+    assert first.returncode == 0 and json.loads(first.stdout) == [{"u": "cmcat_reader"}], first.stderr
+    assert "warning" not in first.stderr
+    home.admin_url = embedded.ensure_database(root / "data" / "pg")  # the superuser, to look
+    yield home
+    engine_for_url(home.admin_url).dispose()
+    embedded.stop(root / "data" / "pg")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _cmcat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clustermass", *args], env=env, capture_output=True, text=True,
+                          timeout=240)
+
+
+def _nothing_planted(url: str, marker: Path) -> None:
+    with engine_for_url(url).connect() as conn:
+        assert not _tables(conn) & {"pwn", "pwn2"}
+    assert not marker.exists(), marker.read_text()
+
+
+@pytest.mark.parametrize("server", ["embedded", "external_superuser"])
+@pytest.mark.parametrize("case", list(ISSUE_CASES))
+def test_issue_bypasses_run_nothing(embedded_home, pg_url, db, case, server):
+    """Through a real `cmcat`: on the default embedded server (as cmcat_reader) and on an external
+    server whose URL is a superuser's (no reader role to help), nothing is created, no program runs."""
+    env = embedded_home.env if server == "embedded" else {**embedded_home.env, "CMCAT_DATABASE_URL": pg_url}
+    res = _cmcat(env, "sql", ISSUE_CASES[case].replace("MARKER", str(embedded_home.marker)))
+    assert res.returncode == 1 and res.stdout == "" and "exactly one statement" in res.stderr, res.stderr
+    _nothing_planted(embedded_home.admin_url if server == "embedded" else pg_url, embedded_home.marker)
+
+
+@pytest.mark.parametrize("call", SERVER_FUNCTIONS)
+def test_server_files_and_admin_functions_are_refused(embedded_home, call):
+    res = _cmcat(embedded_home.env, "sql", f"SELECT {call}")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and res.stdout == "" and len(lines) == 1, res.stderr
+    assert "permission denied for function" in lines[0]
+
+
+def test_external_server_reader_url_or_a_warning(db, pg_url, reader_url, tmp_path):
+    """External server: CMCAT_SQL_DATABASE_URL runs as the reader; without it, as the main URL's
+    role, with a warning when that role can read server files or run programs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMCAT_")}
+    env.update(CMCAT_DATABASE_URL=pg_url, CMCAT_DATA_DIR=str(tmp_path / "data"))
+    res = _cmcat(env, "sql", "SELECT current_user AS u", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout) == [{"u": "postgres"}]
+    warning = res.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning:") and "CMCAT_SQL_DATABASE_URL" in warning[0]
+    env["CMCAT_SQL_DATABASE_URL"] = reader_url
+    res = _cmcat(env, "sql", "SELECT current_user AS u", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout) == [{"u": "cmcat_reader"}] and res.stderr == ""
+    for call in SERVER_FUNCTIONS:
+        res = _cmcat(env, "sql", f"SELECT {call}")
+        assert res.returncode == 1 and "permission denied for function" in res.stderr, res.stderr
+
+
+def test_reader_role_reads_cmcat_tables_and_nothing_more(db, pg_engine, reader_url):
+    with db.connect() as conn:
+        role = conn.execute(text("SELECT * FROM pg_roles WHERE rolname = 'cmcat_reader'")).mappings().one()
+        assert role["rolcanlogin"] and not any(role[k] for k in ("rolsuper", "rolcreaterole", "rolcreatedb",
+                                                                 "rolreplication", "rolbypassrls"))
+        assert conn.execute(text("SELECT count(*) FROM pg_auth_members WHERE member = :o"), {"o": role["oid"]}).scalar_one() == 0
+        for table in TABLES:
+            assert conn.execute(text("SELECT has_table_privilege('cmcat_reader', :t, 'SELECT') "
+                                     "AND NOT has_table_privilege('cmcat_reader', :t, 'INSERT, UPDATE, DELETE, TRUNCATE')"),
+                                {"t": table}).scalar_one(), table
+    with pg_engine.begin() as conn:  # a table made after the migration follows (default privileges)
+        conn.execute(text("CREATE TABLE later_table (i int)"))
+    try:
+        assert run_read_only(reader_url, "SELECT count(*) FROM later_table", 5.0).rows == [(0,)]
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(text("DROP TABLE later_table"))
+    # no way back to a privileged role from inside a statement: the session user is the reader
+    for escape in ("SELECT set_config('role', 'postgres', false)",
+                   "SELECT set_config('session_authorization', 'postgres', false)"):
+        with pytest.raises(InputError, match="permission denied"):
+            run_read_only(reader_url, escape, 5.0)
+    for escape in ("RESET ROLE", "SET ROLE postgres", "RESET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres"):
+        with pytest.raises(InputError, match="only reads"):
+            run_read_only(reader_url, escape, 5.0)
+
+
+def test_reader_migration_downgrades_and_upgrades(pg_engine, reader_url):
+    from alembic import command
+
+    def reader_grants(conn) -> int:
+        return conn.execute(text("SELECT count(*) FROM information_schema.role_table_grants "
+                                 "WHERE grantee = 'cmcat_reader'")).scalar_one()
+
+    cfg = migrate.alembic_config()
+    with pg_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+        assert reader_grants(conn) == 0
+    assert migrate.upgrade(pg_engine) == ("0001", "0002_sql_reader_role")
+    with pg_engine.begin() as conn:
+        assert reader_grants(conn) >= len(TABLES)
+        conn.execute(text("ALTER ROLE cmcat_reader PASSWORD :p"), {"p": make_url(reader_url).password})
+    assert run_read_only(reader_url, "SELECT current_user", 5.0).rows == [("cmcat_reader",)]
+
+
+# --------------------------------------------------------------------------- cmcat sql: generated texts
+
+HYP_MARKERS = Path(tempfile.gettempdir()) / f"cmcat-hyp-{os.getpid()}"
+PLANTS = ["CREATE TABLE pwn_h (i int)", "CREATE ROLE pwn_h_role", f"COPY (SELECT 1) TO PROGRAM 'touch {HYP_MARKERS}/m'"]
+PRELUDES = ["", "COMMIT; ", "COMMIT; BEGIN READ WRITE; ", "RESET ROLE; ", "SET SESSION AUTHORIZATION DEFAULT; "]
+#: a write behind a semicolon, after what would let it run (end the READ ONLY transaction, drop a role)
+_planted = st.builds(lambda prelude, plant: f"; {prelude}{plant}", st.sampled_from(PRELUDES), st.sampled_from(PLANTS))
+_inner = st.lists(st.one_of(st.text(st.sampled_from(list("ab ;'\"$\\*/-\r\nEeé中()")), max_size=4), _planted),
+                  max_size=2).map("".join)
+_tag = st.text(st.sampled_from(list("aZ_9éßжΩ中$")), max_size=3)
+#: what may hide the text behind it from a lexer that gets PostgreSQL's rules wrong: comments
+#: (valid anywhere), literals (valid as a SELECT item) and stray quote and comment characters
+_comment = st.one_of(
+    st.builds(lambda body, end: f"--{body}{end}", _inner, st.sampled_from(["\n", "\r", "\r\n", ""])),
+    st.builds(lambda a, b, c, nest: f"/*{a}/*{b}*/{c}*/" if nest else f"/*{a}*/", _inner, _inner, _inner, st.booleans()),
+)
+_literal = st.one_of(
+    st.builds(str.format, st.sampled_from(["'{}'", "E'{}'", "e'{}'", '"{}"', "U&'{}'", "x'{}'"]), _inner),
+    st.builds(lambda tag, body, close: f"${tag}${body}" + (f"${tag}$" if close else ""), _tag, _inner, st.booleans()),
+)
+_junk = st.sampled_from([";", "'", '"', "$", "\\", "E", "--", "/*", "*/", "\r", "\n", " ", "(", ")", "$é$", "$$"])
+_hiders = st.lists(st.one_of(_comment, _comment, _junk), max_size=2).map("".join)
+HEADS = ["SELECT 1", "SELECT 1 AS a", "VALUES (1)", "SHOW search_path", "TABLE catalogs", "EXPLAIN SELECT 1", ""]
+#: a read-like statement with hiders, the planted writes, and an end that may close what a hider opened
+SQL_TEXTS = st.builds(
+    lambda head, hiders, plants, tail: f"{head} {hiders}" + "".join(plants) + tail,
+    st.one_of(st.sampled_from(HEADS), _literal.map("SELECT ".__add__)), _hiders, st.lists(_planted, max_size=2),
+    st.one_of(st.sampled_from(["", ";", "; COMMIT"]), _comment, _junk, _literal.map("; SELECT ".__add__)),
+)
+
+
+@pytest.fixture(scope="module")
+def hyp_markers() -> Path:
+    HYP_MARKERS.mkdir()
+    HYP_MARKERS.chmod(0o777)  # the server's OS user could write here
+    yield HYP_MARKERS
+    shutil.rmtree(HYP_MARKERS)
+
+
+@hsettings(max_examples=500, deadline=None, derandomize=True)
+@given(SQL_TEXTS)
+def test_generated_texts_never_plant_anything(pg_engine, pg_url, hyp_markers, query):
+    """Comments (-- ended by \n, \r, \r\n; nested /* */), quotes, E'' strings, dollar quotes with
+    any tag and semicolons, with writes planted behind them, run as the superuser (no reader role
+    to help): no table, role or file ever appears; an accepted text is one statement to the parser
+    and to the server."""
+    try:
+        check_read_only(query)
+    except InputError:
+        pass
+    else:
+        assert len(parse_sql(query)) == 1, query
+    try:
+        run_read_only(pg_url, query, 2.0)
+    except InputError as exc:
+        assert "multiple commands" not in str(exc), query  # the server never sees two where the parser saw one
+    with pg_engine.begin() as conn:
+        planted = [*conn.execute(text("SELECT tablename FROM pg_tables WHERE tablename = 'pwn_h' UNION ALL "
+                                      "SELECT rolname FROM pg_roles WHERE rolname = 'pwn_h_role'")).scalars(),
+                   *(p.name for p in hyp_markers.iterdir())]
+        # undone, so that a later example cannot fail for this one's effect
+        conn.execute(text("DROP TABLE IF EXISTS pwn_h"))
+        conn.execute(text("DROP ROLE IF EXISTS pwn_h_role"))
+    for path in hyp_markers.iterdir():
+        path.unlink()
+    assert not planted, (planted, query)
 
 
 # --------------------------------------------------------------------------- SQL built from strings

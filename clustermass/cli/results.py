@@ -9,10 +9,20 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, table
+from clustermass.cli._common import STATE, app, console, emit_json, err_console, table
 
 plot_app = typer.Typer(help="PNG plots of the predictions (sky map, mass vs richness).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
+
+
+def _timeout_option(value: Optional[float]) -> Optional[float]:
+    """--timeout: a number of seconds within config.SQL_TIMEOUT_RANGE_S, else a usage error (exit 2)."""
+    from clustermass.config import check_sql_timeout
+
+    try:
+        return None if value is None else check_sql_timeout(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command("sql")
@@ -21,15 +31,21 @@ def sql(
     csv_out: bool = typer.Option(False, "--csv", help="Print CSV (with a header) instead of a table."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of row objects."),
     max_rows: int = typer.Option(10000, "--max-rows", min=1, help="Stop after this many rows (a note says when more exist)."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", callback=_timeout_option, help="Statement timeout, seconds (default: sql_timeout, 30)."
+    ),
 ) -> None:
     """Run one read-only SQL query (READ ONLY transaction, statement timeout `sql_timeout`).
 
     Tables: clusters, catalogs, mass_measurements, labels, cutouts, models, predictions, runs,
-    run_tiles. Writes, DDL and ';'-chained statements are refused. Examples in docs/pipeline.md.
+    run_tiles. Writes, DDL and ';'-chained statements are refused; the query runs as a role that
+    can only read them (cmcat_reader, or CMCAT_SQL_DATABASE_URL). Examples in docs/pipeline.md.
     """
+    from clustermass.db.reader import sql_url
     from clustermass.pipeline.sql import run_read_only
 
-    res = run_read_only(STATE.engine(), query, STATE.settings.sql_timeout, max_rows)
+    settings = STATE.settings
+    res = run_read_only(sql_url(settings), query, timeout or settings.sql_timeout, max_rows, warn=_warn)
     if json_out:
         emit_json([dict(zip(res.columns, r)) for r in res.rows])
     elif csv_out:
@@ -40,6 +56,10 @@ def sql(
         console.print(table(f"{len(res.rows)} row(s)", res.columns, res.rows))
     if res.truncated:
         typer.echo(f"note: output stopped at {max_rows} rows (--max-rows); add LIMIT/WHERE or raise it", err=True)
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def _model(engine, ref: str) -> dict:

@@ -1,111 +1,85 @@
-"""Read-only ad-hoc SQL for `cmcat sql`: one SELECT-like statement, READ ONLY, with a timeout.
+"""Read-only ad-hoc SQL for `cmcat sql`: one SELECT-like statement, held read-only three ways.
 
-Defence in depth: the session is opened with `default_transaction_read_only=on`; the text
-must be a single statement starting with SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN (checked outside quotes and comments), and it runs inside a READ ONLY
-transaction with `statement_timeout`, so data-modifying CTEs, SELECT INTO, nextval() and the
-like are refused by PostgreSQL itself. The transaction is always rolled back.
+1. PostgreSQL's own parser (pglast, libpg_query) must see exactly one SELECT / WITH ... SELECT /
+   VALUES / TABLE / SHOW / EXPLAIN (without ANALYZE) statement, with no SELECT ... INTO, no
+   FOR UPDATE/SHARE and no data-modifying statement anywhere inside it.
+2. The text goes to the server with the extended query protocol (psycopg 3, `Cursor.stream`):
+   the server parses it as one prepared statement, which cannot hold two, so no hidden `;` can
+   chain a COMMIT and a write even if step 1 misread the text.
+3. It runs in a READ ONLY transaction (the session default too) with a statement timeout, always
+   rolled back, as the role `clustermass.db.reader` picks: one that can only read cmcat's tables.
+
+Rows come in chunks and the fetch stops after `max_rows`, so the client's memory stays bounded.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.pool import NullPool
+from pglast import ast
+from pglast.parser import ParseError, parse_sql, scan
+from sqlalchemy.engine import make_url
 
-from clustermass.errors import InputError
+from clustermass.config import check_sql_timeout
+from clustermass.db.urls import mask_url, scrub
+from clustermass.errors import DatabaseError, InputError
 
-ALLOWED_FIRST = {"select", "with", "values", "table", "show", "explain"}
-_DOLLAR = re.compile(r"\$[A-Za-z_0-9]*\$")
-
-
-def strip_sql(query: str) -> str:
-    """The query with comments removed and string/identifier literals blanked, for checking only.
-
-    Handles '...' (with '' escapes), E'...' backslash escapes, "..." identifiers, $tag$...$tag$
-    bodies, -- line comments and nested /* */ comments. Raises InputError on an unclosed one.
-    """
-    out: list[str] = []
-    i, n = 0, len(query)
-    while i < n:
-        c = query[i]
-        nxt = query[i + 1] if i + 1 < n else ""
-        if c == "-" and nxt == "-":
-            j = query.find("\n", i)
-            i = n if j < 0 else j
-            out.append(" ")
-        elif c == "/" and nxt == "*":
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if query.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif query.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            if depth:
-                raise InputError("SQL has an unclosed /* comment")
-            out.append(" ")
-        elif c in "'\"":
-            backslash = c == "'" and i > 0 and query[i - 1] in "eE" and not _in_word(query, i - 1)
-            j = i + 1
-            while True:
-                if j >= n:
-                    raise InputError(f"SQL has an unclosed {c} quote")
-                if backslash and query[j] == "\\":
-                    j += 2
-                    continue
-                if query[j] == c:
-                    if j + 1 < n and query[j + 1] == c:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(c + c)
-            i = j + 1
-        elif c == "$" and not _in_word(query, i) and (m := _DOLLAR.match(query, i)):
-            tag = m.group(0)
-            end = query.find(tag, m.end())
-            if end < 0:
-                raise InputError(f"SQL has an unclosed {tag} quote")
-            out.append("''")
-            i = end + len(tag)
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+ALLOWED = "EXPLAIN, SELECT, SHOW, TABLE, VALUES, WITH"
+DEFAULT_MAX_ROWS = 10_000
+CHUNK_ROWS = 1_000  # rows per round trip while streaming
+CONNECT_TIMEOUT_S = 5
+#: Roles whose members may read or write the server's files or run programs on it.
+PRIVILEGED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
+_WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
 
 
-def _in_word(query: str, i: int) -> bool:
-    """Whether query[i] continues an identifier or number, as PostgreSQL's lexer sees it: then
-    an E before a quote is not an escape-string prefix and a '$' does not open a dollar quote
-    (`name'\\'` and `a$b$` are a type-cast literal and an identifier, not quotes)."""
-    if i == 0:
-        return False
-    prev = query[i - 1]
-    return prev.isalnum() or prev in "_$" or ord(prev) > 127
-
-
-def check_read_only(query: str) -> str:
-    """Return the single statement (trailing ';' removed) or raise InputError explaining why not."""
-    bare = strip_sql(query).strip()
-    while bare.endswith(";"):
-        bare = bare[:-1].rstrip()
-    if not bare:
+def check_read_only(query: str) -> None:
+    """Raise InputError unless PostgreSQL's parser sees exactly one read-only statement in `query`."""
+    try:
+        statements = parse_sql(query)
+    except ParseError as exc:
+        raise InputError(f"SQL is not valid: {exc}") from None
+    if not statements:
         raise InputError("empty SQL query; give one statement, e.g. \"SELECT count(*) FROM clusters\"")
-    if ";" in bare:
+    if len(statements) > 1:
         raise InputError("cmcat sql runs exactly one statement; remove the ';' that chains several")
-    first = bare.split(None, 1)[0].lower().lstrip("(")
-    if first not in ALLOWED_FIRST:
+    stmt = statements[0].stmt
+    if isinstance(stmt, ast.ExplainStmt):
+        if any(opt.defname == "analyze" for opt in stmt.options or ()):
+            raise InputError("EXPLAIN ANALYZE runs the statement: cmcat sql only reads, use plain EXPLAIN")
+        if not isinstance(stmt.query, ast.SelectStmt):
+            raise InputError(f"cmcat sql explains only SELECT-like statements ({ALLOWED})")
+    elif not isinstance(stmt, (ast.SelectStmt, ast.VariableShowStmt)):
         raise InputError(
-            f"cmcat sql only reads: {first.upper()} statements are refused (allowed: "
-            f"{', '.join(sorted(a.upper() for a in ALLOWED_FIRST))}). Use psql with `cmcat db url --libpq` to write."
+            f"cmcat sql only reads: {_first_keyword(query)} statements are refused (allowed: {ALLOWED}). "
+            "Use psql with `cmcat db url --libpq` to write."
         )
-    statement = query.strip()
-    while statement.endswith(";"):
-        statement = statement[:-1].rstrip()
-    return statement
+    for node in _walk(stmt):
+        if isinstance(node, ast.IntoClause):
+            raise InputError("SELECT ... INTO creates a table: cmcat sql only reads (drop the INTO)")
+        if isinstance(node, ast.LockingClause):
+            raise InputError("SELECT ... FOR UPDATE/SHARE locks rows: cmcat sql only reads (drop the FOR clause)")
+        if isinstance(node, _WRITES):
+            raise InputError("a WITH holding INSERT/UPDATE/DELETE/MERGE writes: cmcat sql only reads")
+
+
+def _walk(root: ast.Node) -> Iterator[ast.Node]:
+    """Every node of the syntax tree under `root` (iterative: deep nesting cannot overflow)."""
+    todo: list[object] = [root]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, tuple):
+            todo.extend(item)
+        elif isinstance(item, ast.Node):
+            yield item
+            todo.extend(getattr(item, member) for member in item)
+
+
+def _first_keyword(query: str) -> str:
+    """The statement's first keyword as PostgreSQL's lexer reads it (for messages)."""
+    keywords = [t.name for t in scan(query) if t.kind != "NO_KEYWORD"]
+    return keywords[0] if keywords else "such"
 
 
 @dataclass
@@ -115,40 +89,95 @@ class SqlResult:
     truncated: bool  # more than max_rows rows were available
 
 
-def run_read_only(engine: Engine, query: str, timeout_s: float, max_rows: int | None = None) -> SqlResult:
-    """Run one read-only statement in a READ ONLY transaction with a statement timeout (seconds)."""
-    import psycopg2
+def run_read_only(
+    url: str,
+    query: str,
+    timeout_s: float,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    warn: Callable[[str], None] | None = None,
+) -> SqlResult:
+    """Run one read-only statement on the database at `url` with a statement timeout (seconds).
 
-    statement = check_read_only(query)
-    # A fresh, unpooled session whose every transaction is READ ONLY by default: even a statement
-    # that slipped past the check and ended the transaction could not write in the next one.
-    session_ro = create_engine(
-        engine.url,
-        poolclass=NullPool,
-        connect_args={"options": "-c default_transaction_read_only=on", "connect_timeout": 5},
-    )
-    with session_ro.connect() as conn:
-        trans = conn.begin()
-        try:
-            conn.execute(text("SET TRANSACTION READ ONLY"))
-            # the quoting rules strip_sql assumes, whatever the server's default
-            conn.execute(text("SET LOCAL standard_conforming_strings = on"))
-            conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(timeout_s * 1000))})
-            # the DBAPI cursor without parameters: no '%' or ':' interpretation of the user's text
-            with conn.connection.driver_connection.cursor() as cur:
-                cur.execute(statement)
-                if cur.description is None:
-                    return SqlResult([], [], False)
+    `warn` hears (one line) when the session's role may read server files or run programs
+    (a superuser, or a member of PRIVILEGED_ROLES): the parser, the protocol and the READ ONLY
+    transaction still hold, but no role limits what the statement may call.
+    """
+    import psycopg
+
+    check_read_only(query)
+    try:
+        check_sql_timeout(timeout_s)
+    except ValueError as exc:
+        raise InputError(f"cmcat sql: {exc}") from None
+    conn = _connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            # the quoting rules the parser above assumes, whatever the server's default
+            cur.execute("SET LOCAL standard_conforming_strings = on")
+            cur.execute(
+                "SELECT set_config('statement_timeout', %s, true), current_user, bool_or(pg_has_role(r, 'USAGE'))"
+                " FROM unnest(%s::name[]) AS r",
+                (str(round(timeout_s * 1000)), list(PRIVILEGED_ROLES)),
+            )
+            _, role, privileged = cur.fetchone()
+            if privileged and warn is not None:
+                warn(
+                    f"cmcat sql runs as role {role!r}, which can read server files or run programs; "
+                    "set CMCAT_SQL_DATABASE_URL to a read-only role (cmcat_reader, made by `cmcat db upgrade`)"
+                )
+            columns, rows = _fetch(cur, query, max_rows)
+    except psycopg.Error as exc:
+        diag = getattr(exc, "diag", None)
+        msg = (diag.message_primary if diag and diag.message_primary else str(exc)).strip().splitlines()[0]
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            msg += f" (limit {timeout_s:g} s: set CMCAT_SQL_TIMEOUT, sql_timeout in the config or --timeout)"
+        raise InputError(f"SQL failed: {scrub(msg, url)}") from None
+    finally:
+        conn.close()  # never committed: the server rolls the transaction back
+    return SqlResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)
+
+
+def _fetch(cur, query: str, max_rows: int) -> tuple[list[str], list[tuple]]:
+    """Column names and at most max_rows + 1 rows of `query`, streamed in chunks over the extended
+    protocol; stopping early cancels the rest on the server."""
+    from psycopg import capabilities
+
+    size = min(CHUNK_ROWS, max_rows + 1) if capabilities.has_stream_chunked() else 1
+    columns: list[str] | None = None
+    rows: list[tuple] = []
+    stream = cur.stream(query, size=size)
+    try:
+        for row in stream:
+            if columns is None:
                 columns = [d.name for d in cur.description]
-                rows = cur.fetchmany(max_rows + 1) if max_rows is not None else cur.fetchall()
-        except psycopg2.Error as exc:
-            msg = (exc.pgerror or str(exc)).strip().splitlines()[0]
-            if isinstance(exc, psycopg2.errors.QueryCanceled):
-                msg += f" (limit {timeout_s:g} s: set CMCAT_SQL_TIMEOUT or sql_timeout in the config)"
-            raise InputError(f"SQL failed: {msg}") from None
-        finally:
-            trans.rollback()
-    session_ro.dispose()
-    truncated = max_rows is not None and len(rows) > max_rows
-    kept = rows[:max_rows] if max_rows is not None else rows
-    return SqlResult(columns, [tuple(r) for r in kept], truncated)
+            rows.append(row)
+            if len(rows) > max_rows:
+                break
+    finally:
+        stream.close()
+    if columns is None:  # no rows, so no description from the stream: describe the statement it parsed
+        described = cur.connection.pgconn.describe_prepared(b"")  # the unnamed one, kept until the next parse
+        encoding = cur.connection.info.encoding
+        columns = [described.fname(i).decode(encoding) for i in range(described.nfields)]
+    return columns, rows
+
+
+def _connect(url: str):
+    """A fresh psycopg 3 connection whose every transaction is READ ONLY by default."""
+    import psycopg
+
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        return psycopg.connect(
+            libpq,
+            options="-c default_transaction_read_only=on",
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="cmcat sql",
+        )
+    except psycopg.Error as exc:
+        reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        raise DatabaseError(
+            f"cmcat sql cannot connect to PostgreSQL at {mask_url(url)}: {reason}. Check CMCAT_SQL_DATABASE_URL "
+            "(or CMCAT_DATABASE_URL), or run `cmcat db upgrade` to make the cmcat_reader role."
+        ) from None
