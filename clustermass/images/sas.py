@@ -37,8 +37,9 @@ from clustermass.images.frames import DbFieldIndex, Frame, decode_frame
 MAX_RETRY_AFTER_S = 300.0
 MAX_BACKOFF_S = 120.0
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-#: Bytes read from the socket and written to disk at a time when streaming a download.
-CHUNK_BYTES = 1 << 20
+#: Bytes read from the socket and written to disk at a time when streaming a download
+#: (what a connection reset in the middle of a read may lose).
+CHUNK_BYTES = 1 << 18
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 T = TypeVar("T")
 
@@ -263,6 +264,7 @@ class SasClient:
             length = resp.headers.get("Content-Length")
             total = have + int(length) if length is not None and length.isdigit() else None
             done = have
+            resp.raw.enforce_content_length = False  # hand over the bytes of a short body; compared with total below
             try:
                 with open(partial, "ab" if have else "wb") as fh:
                     for chunk in resp.iter_content(CHUNK_BYTES):
