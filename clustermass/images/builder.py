@@ -159,7 +159,8 @@ def build_cutouts(
                 for run, camcol, field, rerun in levels[level]:
                     for b, band in enumerate(bands):
                         plan[frame_relpath(band, run, camcol, field, rerun)].append((i, b))
-        free = {i: hits[i] == 0 for i in {i for pairs in plan.values() for i, _ in pairs}}  # not filled by a better run
+        # pixels no better-ranked run filled (all of them at level 0)
+        free = {i: hits[i] == 0 for i in {i for pairs in plan.values() for i, _ in pairs}} if level else None
         for relpath, frame, exc in _read_in_order(reader, sorted(plan), concurrency):
             for i, b in plan[relpath]:
                 if exc is not None:
@@ -168,7 +169,7 @@ def build_cutouts(
                 flux = project_frame(frame, wcss[i], size, method)
                 if flux is None:
                     continue
-                ok = np.isfinite(flux) & free[i][b]
+                ok = np.isfinite(flux) if free is None else np.isfinite(flux) & free[i][b]
                 acc[i, b][ok] += flux[ok]
                 hits[i, b][ok] += 1
                 used[i].append(frame.name)
