@@ -37,6 +37,9 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     #: Base URL of the SDSS Science Archive Server (frames live under {base}/dr12/boss/photoObj/...).
     sdss_base_url: str = "https://data.sdss.org/sas"
+    #: Path of SDSS's field index (window_flist.fits, ~0.5 GB) under the SAS base URL
+    #: (DR9 serves it as dr9/env/PHOTO_RESOLVE/window_flist.fits); `cmcat ingest fields --sas` fetches it.
+    sdss_window_flist_path: str = "dr12/boss/resolve/2010-05-23/window_flist.fits"
     #: Local cache of downloaded SDSS frames; default data_dir/sdss-cache.
     sdss_cache_dir: Path | None = None
     #: Seconds before an SDSS HTTP request times out.

@@ -1,5 +1,7 @@
 """Shared fixtures: a real PostgreSQL (throwaway embedded server or CMCAT_TEST_DATABASE_URL),
-a clean schema per test, settings pointing at it, a CLI runner, and the real data folder."""
+a clean schema per test, settings pointing at it, a CLI runner, and the real data folder.
+Tests marked remote_data reach the real SDSS servers: they run only with --remote-data or
+CMCAT_REMOTE_DATA=1 (CI's `-m ''` selects every marker, so the marker alone cannot keep them out)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,20 @@ from clustermass.db.models import TABLES
 from clustermass.db.urls import normalise_url
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--remote-data", action="store_true",
+                     help="run the tests marked remote_data (they download from the real SDSS servers)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--remote-data") or os.environ.get("CMCAT_REMOTE_DATA") == "1":
+        return
+    skip = pytest.mark.skip(reason="reaches the real SDSS servers: run with --remote-data (or CMCAT_REMOTE_DATA=1)")
+    for item in items:
+        if "remote_data" in item.keywords:
+            item.add_marker(skip)
 
 
 def real_data_dir() -> Path | None:

@@ -79,3 +79,42 @@ def crop_header(header: fits.Header, rows: slice, cols: slice) -> fits.Header:
     out["CRPIX1"] = header["CRPIX1"] - cols.start
     out["CRPIX2"] = header["CRPIX2"] - rows.start
     return out
+
+
+def window_flist_bytes(frames: list[tuple[int, int, int, WCS, tuple[int, int], float]], n_filler: int = 0) -> bytes:
+    """window_flist.fits in the real file's column layout (SDSS data model: RUN ... SCORE, per-band
+    PSF_FWHM/SKYFLUX/status arrays) for frames (run, camcol, field, wcs, (ny, nx), score), placed
+    where each WCS says, plus `n_filler` fields far away (to give the file some bytes)."""
+    from clustermass.images.frames import radec_to_munu
+    from clustermass.mock.frames import window_flist
+
+    node, incl = 95.0, 0.0  # the equatorial stripe's great circle: (mu, nu) = (ra, dec)
+    rows = []
+    for run, camcol, field, wcs, (ny, nx), score in frames:
+        ra, dec = (float(v) for v in wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
+        cra, cdec = wcs.pixel_to_world_values(np.array([-0.5, nx - 0.5, -0.5, nx - 0.5]), np.array([-0.5, -0.5, ny - 0.5, ny - 0.5]))
+        mu, nu = radec_to_munu(np.asarray(cra), np.asarray(cdec), node, incl)
+        rows.append((run, camcol, field, ra, dec, score, mu.min(), mu.max(), nu.min(), nu.max()))
+    for k in range(n_filler):
+        ra, dec = 200.0 + 0.1 * (k % 500), 60.0 + 0.2 * (k // 500)
+        rows.append((9000 + k // 500, 1 + k % 6, 11 + k % 500, ra, dec, 0.5, ra - 0.07, ra + 0.07, dec - 0.1, dec + 0.1))
+    n = len(rows)
+    col = lambda i: np.array([r[i] for r in rows])  # noqa: E731
+    base = window_flist([])  # the mock's column definitions, filled here with these fields' values
+    arrays = {"RUN": col(0), "RERUN": ["301"] * n, "CAMCOL": col(1), "FIELD": col(2), "RA": col(3), "DEC": col(4),
+              "SCORE": col(5), "MU_START": col(6), "MU_END": col(7), "NU_START": col(8), "NU_END": col(9),
+              "INCL": np.full(n, incl), "NODE": np.full(n, node)}
+    cols = [fits.Column(c.name, c.format, array=arrays[c.name]) for c in base.columns if c.name in arrays]
+    rng = np.random.default_rng(0)
+    extra = [  # the real file's other columns (values plausible, unused by cmcat)
+        fits.Column("MJD", "J", array=np.full(n, 51075)), fits.Column("TAI", "D", array=np.full(n, 4.4e9)),
+        fits.Column("PHOTO_STATUS", "J", array=np.zeros(n)), fits.Column("XBIN", "J", array=np.ones(n)),
+        fits.Column("YBIN", "J", array=np.ones(n)), fits.Column("SUN_ANGLE", "E", array=np.full(n, -30.0)),
+        fits.Column("PSF_FWHM", "5E", array=rng.uniform(1.0, 1.8, (n, 5))),
+        fits.Column("SKYFLUX", "5E", array=rng.uniform(1.0, 20.0, (n, 5))),
+        fits.Column("IMAGE_STATUS", "5J", array=np.zeros((n, 5))), fits.Column("PSP_STATUS", "5J", array=np.zeros((n, 5))),
+        fits.Column("CALIB_STATUS", "5J", array=np.ones((n, 5))), fits.Column("AIRMASS", "5E", array=np.full((n, 5), 1.2)),
+    ]
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols[:4] + extra[:2] + cols[4:] + extra[2:])]).writeto(buf)
+    return buf.getvalue()

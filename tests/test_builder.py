@@ -154,3 +154,63 @@ def test_munu_prefilter():
     assert not may_cover(field, 186.3, -0.5, 0.02)
     assert not may_cover(field, 186.1, -0.3, 0.02)
     assert may_cover({}, 0.0, 0.0, 0.01)  # without window_flist bounds, the cone decides
+
+
+class _Fields:
+    """A field index over fixed rows (run, camcol, field, ra, dec, score)."""
+
+    def __init__(self, rows):
+        self.rows = pd.DataFrame(rows, columns=["run", "camcol", "field", "ra", "dec", "score"]).assign(rerun="301", extra=[{}] * len(rows))
+
+    def candidates(self, ra, dec, radius_deg):
+        return [self.rows for _ in ra]
+
+
+class _Frames:
+    """Frames made in memory: constant `value` per frame pixel on a 0.396"/px grid; logs the reads."""
+
+    def __init__(self, specs):
+        self.specs, self.reads = specs, []
+
+    def read(self, relpath):
+        from clustermass.images.frames import Frame, parse_frame_name
+
+        self.reads.append(relpath)
+        _, run, camcol, field = parse_frame_name(relpath)
+        ra, dec, npix, value = self.specs[(run, field)]
+        return Frame(relpath, np.full((npix, npix), value, dtype=np.float32), cutout_wcs(ra, dec, npix, 0.396))
+
+
+def test_overlapping_runs_one_run_per_pixel_by_score_never_averaged():
+    """Run 100 (score 0.9) covers the cutout's eastern part; run 200 (score 0.6) covers all of it.
+    Run 100's pixels keep its values, run 200 fills only the rest: no pixel is an average of runs."""
+    ra, dec = 150.0, 2.0
+    east = ra + 35.0 / 3600 / np.cos(np.radians(dec))
+    specs = {(100, 11): (east, dec, 200, 1.0), (200, 21): (ra, dec, 400, 3.0)}
+    grid = CutoutGrid(size=16, aperture_arcsec=60)
+    per_pixel = (60 / 16 / 0.396) ** 2  # frame pixels per cutout pixel (81 to 100 of them: +-11%)
+    clusters = pd.DataFrame({"id": [1], "ra": [ra], "dec": [dec], "z": [0.3]})
+
+    frames = _Frames(specs)
+    index = _Fields([(100, 3, 11, east, dec, 0.9), (200, 4, 21, ra, dec, 0.6)])
+    (cut,) = build_cutouts(clusters, grid, "r", index, frames)
+    level = cut.data[0] / per_pixel
+    assert cut.covered_fraction == 1.0
+    from_best, from_next = np.abs(level - 1.0) < 0.25, np.abs(level - 3.0) < 0.75
+    assert (from_best | from_next).all()  # no pixel near 2 (the average of the runs)
+    assert 0.3 < from_best.mean() < 0.8 and from_best[:, :4].all()  # east is left
+    assert len(cut.meta["frames"]) == 2
+
+    # The best run covering everything: the other run is not even read.
+    frames = _Frames(specs)
+    index = _Fields([(100, 3, 11, east, dec, 0.5), (200, 4, 21, ra, dec, 0.6)])
+    (cut,) = build_cutouts(clusters, grid, "r", index, frames)
+    assert np.allclose(cut.data[0] / per_pixel, 3.0, rtol=0.25) and frames.reads == [frame_relpath("r", 200, 4, 21)]
+
+
+def test_run_ranks_best_score_first_then_run_number_unscored_last():
+    from clustermass.images.builder import run_ranks
+
+    fields = pd.DataFrame({"run": [5, 5, 7, 9, 3, 4], "score": [0.2, 0.8, 0.8, None, 0.1, None]})
+    assert list(run_ranks(fields)) == [0, 0, 1, 4, 2, 3]
+    assert list(run_ranks(fields.drop(columns="score"))) == [2, 2, 3, 4, 0, 1]  # no scores: by run number

@@ -1,4 +1,4 @@
-"""`cmcat export` round trips (parquet by tile, FITS with units, CSV) and `cmcat plot`."""
+"""`cmcat export` round trips (parquet by tile, HATS read by LSDB, FITS with units, CSV) and `cmcat plot`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from clustermass import sky
 from clustermass.db.bulk import copy_upsert
@@ -135,3 +135,58 @@ def test_plots_write_pngs(cli, predicted, tmp_path):
         cli(*args, "--out", str(path))
         raw = path.read_bytes()
         assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 10_000
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword", "ignore:The 'mode.chained_assignment' option")
+def test_hats_export_opens_in_lsdb_and_its_crossmatch_gives_cmcats_mcxc_labels(cli, db, settings, real_data, tmp_path):
+    """Real redMaPPer, MCXC and PSZ2 through cmcat; LSDB cross-matches the HATS export with MCXC (as HATS) at 2',
+    and cmcat's rules applied to its pairs (|dz| < 0.05(1+z), nearest, MCXC before PSZ2) give exactly cmcat's MCXC labels."""
+    import lsdb
+
+    clusterdb = real_data / "clusterdb"
+    cli("ingest", "table", str(clusterdb / "sdss_redmapper.csv.gz"), "--ra", "RA", "--dec", "dec", "--z", "redshift",
+        "--id", "ID", "--name-column", "name", "--richness", "lambda", "--name", "redmapper")
+    cli("ingest", "mcxc", str(clusterdb / "mcxc.csv.gz"))
+    cli("ingest", "psz2", str(real_data / "HFI_PCCS_SZ-union_R2.08.fits"))
+    cli("crossmatch", "--radius", "2arcmin")
+    model = save_model(db, settings, name="rich", kind="richness", config={"coef": [14.3, 1.1, 0.0]}, metrics={}, training={})
+    with db.begin() as conn:
+        ids = pd.read_sql("SELECT id, richness FROM clusters", conn)
+        copy_upsert(conn, "predictions", pd.DataFrame({"cluster_id": ids["id"], "model_id": model.id,
+                                                       "log10_m500": 14.3 + 1.1 * np.log10(ids["richness"] / 40),
+                                                       "log10_m500_err": 0.2}))
+        cmcat = pd.read_sql("SELECT l.cluster_id, m.source_id AS mcxc FROM labels l JOIN mass_measurements m "
+                            "ON m.id = l.measurement_id WHERE l.source = 'mcxc'", conn)
+        n_psz2 = conn.execute(text("SELECT count(*) FROM labels WHERE source = 'psz2'")).scalar_one()
+    assert len(cmcat) > 300 and n_psz2 > 50  # the real sample: hundreds of MCXC and PSZ2 labels
+
+    out = tmp_path / "pred_hats"
+    s = json.loads(cli("export", str(out), "--model", "rich", "--format", "hats", "--order", "3", "--json").stdout)
+    assert s["format"] == "hats" and s["rows"] == len(ids)
+    pred = lsdb.open_catalog(out)
+    assert pred.hc_structure.catalog_info.total_rows == len(ids)
+    assert {p.order for p in pred.get_healpix_pixels()} == {3} and len(pred.get_healpix_pixels()) == s["tiles"]
+    whole = lsdb.open_catalog(out, columns="all").compute()
+    assert whole.index.name == "_healpix_29" and (whole.index.to_numpy() == whole["hpx29"].to_numpy()).all()  # = hpx29
+
+    raw = pd.read_csv(clusterdb / "mcxc.csv.gz")
+    mcxc_dir = tmp_path / "mcxc_hats"
+    lsdb.from_dataframe(raw[["MCXC", "RAdeg", "DEdeg", "z", "M500"]], ra_column="RAdeg", dec_column="DEdeg",
+                        catalog_name="mcxc", margin_threshold=150.0).write_catalog(mcxc_dir)  # with a 150" margin
+    mcxc = lsdb.open_catalog(mcxc_dir)
+    pairs = pred.crossmatch(mcxc, radius_arcsec=120.0, n_neighbors=50, suffixes=("", "_mcxc"),
+                            suffix_method="all_columns").compute()
+    z = pairs["z"].to_numpy(float)
+    pairs = pairs[np.abs(pairs["z_mcxc"].to_numpy(float) - z) < 0.05 * (1 + z)]
+    nearest = pairs.sort_values(["cluster_id", "_dist_arcsec"]).drop_duplicates("cluster_id")  # one per cluster
+    # MCXC first: any MCXC match beats PSZ2, so these clusters are exactly cmcat's MCXC-labelled ones
+    got = sorted(zip(nearest["cluster_id"].astype(int), nearest["MCXC_mcxc"]))
+    assert got == sorted(zip(cmcat["cluster_id"].astype(int), cmcat["mcxc"]))
+
+    # exporting again replaces the catalogue; an unrelated folder is refused
+    cli("export", str(out), "--model", "rich", "--format", "hats", "--order", "2")
+    assert {p.order for p in lsdb.open_catalog(out).get_healpix_pixels()} == {2}
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    bad = cli("export", str(tmp_path / "mine"), "--model", "rich", "--format", "hats", ok=False)
+    assert "not an earlier export" in str(bad.exception) and (tmp_path / "mine" / "notes.txt").exists()

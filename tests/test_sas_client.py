@@ -1,9 +1,11 @@
 """SAS client over real loopback HTTP with injected faults: retries, Retry-After, timeouts,
-truncation, corrupt bz2, connection resets, quarantine, cache and rate limit."""
+truncation, corrupt bz2, connection resets, quarantine, cache and rate limit; streamed
+downloads resumed with Range requests, and a FITS table's head read by Range requests."""
 
 from __future__ import annotations
 
 import bz2
+import io
 import os
 import socket
 import struct
@@ -20,7 +22,8 @@ from clustermass.config import load_settings
 from clustermass.errors import ImageError
 from clustermass.images.frames import frame_relpath
 from clustermass.images.sas import RateLimiter, SasClient, retry_after_seconds
-from framekit import read_header, write_frame
+from clustermass.images.window_flist import check_window_flist, read_head
+from framekit import read_header, window_flist_bytes, write_frame
 
 REL = frame_relpath("g", 756, 2, 471)
 
@@ -207,3 +210,101 @@ def test_retry_after_parsing():
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert retry_after_seconds(formatdate(1000.0 + 30, usegmt=True), now=1000.0) == pytest.approx(30.0)
     assert retry_after_seconds("100000") == 300.0  # capped
+
+
+# --------------------------------------------------------------------------- streamed downloads
+
+WF = "dr12/boss/resolve/2010-05-23/window_flist.fits"
+
+
+@pytest.fixture(scope="module")
+def flist_bytes() -> bytes:
+    """A window_flist in the real column layout, ~0.9 MB."""
+    return window_flist_bytes([], n_filler=3000)
+
+
+def serve_ranges(server: HTTPServer, data: bytes, cuts: int = 0, ranges: bool = True) -> list[tuple[str | None, int]]:
+    """Serve `data` at WF, honouring Range requests (unless `ranges` is off); the first `cuts`
+    answers stop half way through their body. Returns a log of (Range header, body bytes sent)."""
+    log: list[tuple[str | None, int]] = []
+
+    def handler(request):
+        resp = Response(data, mimetype="application/fits")
+        if ranges:
+            resp = resp.make_conditional(request, accept_ranges=True, complete_length=len(data))
+        body = resp.get_data()
+        sent = body[: len(body) // 2] if len(log) < cuts else body
+        resp.automatically_set_content_length = False
+        resp.set_data(sent)
+        resp.headers["Content-Length"] = str(len(body))  # promises the whole body
+        log.append((request.headers.get("Range"), len(sent)))
+        return resp
+
+    server.expect_request(f"/sas/{WF}").respond_with_handler(handler)
+    return log
+
+
+def test_download_cut_half_way_resumes_with_a_range_request(server, tmp_path, flist_bytes):
+    log = serve_ranges(server, flist_bytes, cuts=1)
+    client, sleeps = make_client(server, tmp_path)
+    seen: list[int] = []
+    path = client.download(WF, check_window_flist, on_bytes=lambda done, total: seen.append(done))
+    assert path == client.cache_path(WF) and path.read_bytes() == flist_bytes
+    half = len(flist_bytes) // 2
+    assert log == [(None, half), (f"bytes={half}-", len(flist_bytes) - half)]
+    assert log[1][1] < len(flist_bytes) and len(sleeps) == 1  # the second request fetched only the rest
+    assert seen[-1] == len(flist_bytes)
+    assert not path.with_name(path.name + ".partial").exists()
+    client.download(WF, check_window_flist)  # cached: no request
+    assert len(log) == 2
+
+
+def test_download_without_range_support_starts_over(server, tmp_path, flist_bytes):
+    log = serve_ranges(server, flist_bytes, cuts=1, ranges=False)
+    client, _ = make_client(server, tmp_path)
+    assert client.download(WF, check_window_flist).read_bytes() == flist_bytes
+    assert [sent for _, sent in log] == [len(flist_bytes) // 2, len(flist_bytes)]
+
+
+def test_download_of_a_wrong_file_is_quarantined_and_retried(server, tmp_path, flist_bytes):
+    page = b"<html>maintenance</html>"
+    calls = []
+
+    def handler(request):
+        calls.append(request.headers.get("Range"))
+        return Response(page if len(calls) == 1 else flist_bytes)
+
+    server.expect_request(f"/sas/{WF}").respond_with_handler(handler)
+    client, _ = make_client(server, tmp_path)
+    assert client.download(WF, check_window_flist).read_bytes() == flist_bytes
+    assert calls == [None, None]  # the bad body was set aside, not resumed from
+    q = client.quarantine_path(WF)
+    assert q.read_bytes() == page and "not a whole FITS file" in q.with_name(q.name + ".error").read_text()
+    # a cached copy that went bad is quarantined and fetched again
+    client.cache_path(WF).write_bytes(flist_bytes[:5000])
+    assert client.download(WF, check_window_flist).read_bytes() == flist_bytes and len(calls) == 3
+
+
+def test_read_head_reads_the_first_rows_by_range_requests_only(server, tmp_path, flist_bytes):
+    from astropy.table import Table
+
+    log = serve_ranges(server, flist_bytes)
+    client, _ = make_client(server, tmp_path)
+    head = read_head(client, WF, 3)
+    whole = Table.read(io.BytesIO(flist_bytes), hdu=1)
+    assert head.colnames == whole.colnames and len(head) == 3
+    for name in ("RUN", "RERUN", "FIELD", "RA", "PSF_FWHM"):
+        np.testing.assert_array_equal(head[name], whole[name][:3])
+    assert all(r is not None for r, _ in log) and sum(sent for _, sent in log) < 0.1 * len(flist_bytes)
+    assert not client.cache_path(WF).exists()
+
+
+def test_read_head_refuses_a_server_without_ranges_and_a_non_fits_file(server, tmp_path, flist_bytes):
+    serve_ranges(server, flist_bytes, ranges=False)
+    client, _ = make_client(server, tmp_path)
+    with pytest.raises(ImageError, match="did not honour the byte range"):
+        read_head(client, WF)
+    server.clear()
+    serve_ranges(server, b"<html>" + b" " * 40000)
+    with pytest.raises(ImageError, match="not a FITS file"):
+        read_head(client, WF)

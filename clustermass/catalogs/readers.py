@@ -209,7 +209,8 @@ class Mapping:
 
     `columns`: canonical name -> candidate source column names (matched case-insensitively, in
     order); `required`: canonical names that must be found; `unknown`: canonical name -> source
-    value meaning "unknown" (becomes NaN); `mass_unit`: unit of the mass columns.
+    value meaning "unknown" (becomes NaN); `mass_unit`: unit of the mass columns; `extra`: the
+    other source columns kept in `extra` (case-insensitive; None keeps them all).
     """
 
     target: str  # clusters | mass_measurements | fields
@@ -219,6 +220,7 @@ class Mapping:
     mass_unit: str = "1e14msun"
     method: str = "other"
     fits_hdu: str | None = None
+    extra: tuple[str, ...] | None = None
 
 
 REDMAPPER = Mapping(
@@ -280,6 +282,9 @@ FIELDS = Mapping(
         "score": ("SCORE",),
     },
     required=("run", "rerun", "camcol", "field", "ra", "dec"),
+    # what the frame lookup reads (clustermass.images.frames.may_cover); window_flist's ~60 other
+    # columns (PSF_FWHM, SKYFLUX, status bits...) are not stored
+    extra=("NODE", "INCL", "MU_START", "MU_END", "NU_START", "NU_END"),
 )
 
 KINDS: dict[str, Mapping] = {"redmapper": REDMAPPER, "mcxc": MCXC, "psz2": PSZ2, "fields": FIELDS}
@@ -352,7 +357,8 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping, path: Path) -> pd.DataFrame
             out[col] = _numeric(out[col], col, found.get(col, col), path)
     if "mass" in out:
         _masses_to_log10(out, mapping, found, path)
-    extra_cols = [c for c in raw.columns if c not in set(found.values())]
+    keep = None if mapping.extra is None else {c.lower() for c in mapping.extra}
+    extra_cols = [c for c in raw.columns if c not in set(found.values()) and (keep is None or c.lower() in keep)]
     out["extra"] = _json_rows(raw[extra_cols]) if extra_cols else "{}"
     if mapping.target == "mass_measurements":
         out["method"] = mapping.method

@@ -40,7 +40,7 @@ def explain(
     tiles on Dask; with the mock source, the enrichment of attribution on member and BCG pixels
     from the truth (plotted vs mass and redshift with --summary).
     """
-    from clustermass.cli.predict import source_options
+    from clustermass.cli.predict import check_frames_indexed, source_options
     from clustermass.db import migrate
 
     if (cluster is None) == (tiles is None):
@@ -49,6 +49,7 @@ def explain(
     engine = STATE.engine()
     migrate.upgrade(engine)
     opts = source_options(source, frames, universe, seed)
+    check_frames_indexed(engine, source)
     out_dir = (out or settings.output_dir / "explain").resolve()
     if cluster is not None:
         _explain_single(engine, settings, cluster, model, out_dir, source, opts, radius, tta, json_out)

@@ -35,12 +35,12 @@ def fetch(
 ) -> None:
     """Fetch or render the ugriz cutouts of every cluster of the tiles into the cutout store.
 
-    Frames are located through the `fields` table (load it with `cmcat ingest fields window_flist.fits`)
+    Frames are located through the `fields` table (load it with `cmcat ingest fields --sas`)
     for --source sas and local. One Dask task per HEALPix tile; running the same command again skips
     finished tiles, and stored cutouts are reused after their checksum is verified.
     """
     from clustermass import sky
-    from clustermass.cli.predict import _catalog_id, source_options
+    from clustermass.cli.predict import _catalog_id, check_frames_indexed, source_options
     from clustermass.db import migrate
     from clustermass.images.base import CutoutGrid
     from clustermass.pipeline.fetch import fetch_tile
@@ -62,6 +62,7 @@ def fetch(
             raise InputError(str(exc)) from None
         catalog_id = _catalog_id(engine, catalog)
         opts = source_options(source, frames, universe, seed)
+        check_frames_indexed(engine, source)
         grid = CutoutGrid(size=size, aperture_mpc=None if aperture_arcsec else aperture_mpc, aperture_arcsec=aperture_arcsec)
         ident = {"source": source, "source_options": opts, "grid": grid.as_dict()}
         args = {**exec_args, **ident}

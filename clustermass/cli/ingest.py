@@ -107,11 +107,34 @@ _register(
     "REDSHIFT=-1 and MSZ=0 are stored as unknown (NULL).",
     with_mass=True,
 )
-_register(
-    "fields",
-    "SDSS field index (window_flist: RUN, RERUN, CAMCOL, FIELD, RA, DEC, SCORE; other columns kept in `extra`).",
-    with_mass=False,
-)
+
+
+@ingest_app.command("fields")
+def ingest_fields(
+    path: Optional[Path] = typer.Argument(None, metavar="[FILE]", help="A window_flist.fits on disk (or give --sas)."),
+    sas: bool = typer.Option(
+        False, "--sas", help="Fetch DR12's window_flist.fits (~0.5 GB) from the SAS (setting sdss_window_flist_path), "
+        "cached; a cut download resumes where it stopped.",
+    ),
+    name: Optional[str] = NAME, replace: bool = REPLACE, skip_bad: bool = SKIP_BAD, hdu: Optional[str] = HDU,
+    json_out: bool = JSON,
+) -> None:
+    """SDSS field index (window_flist: RUN, RERUN, CAMCOL, FIELD, RA, DEC, SCORE, NODE, INCL, MU/NU bounds kept;
+    its other columns are not stored). What --source sas and local use to find the frames of a cluster."""
+    from clustermass.catalogs.readers import KINDS
+    from clustermass.errors import InputError
+
+    if (path is None) == (not sas):
+        raise InputError("give a window_flist FILE or --sas (fetch it from the SAS), not both and not neither")
+    if sas:
+        from clustermass.images.window_flist import fetch_window_flist
+
+        with progress(transient=True) as bar:
+            task = bar.add_task("window_flist.fits", total=None)
+            path = fetch_window_flist(STATE.settings, on_bytes=lambda done, total: bar.update(
+                task, completed=done >> 20, total=None if total is None else total >> 20,
+                description="window_flist.fits (MiB)"))
+    _ingest("fields", path, KINDS["fields"], name, replace, skip_bad, hdu, json_out)
 
 
 @ingest_app.command("table")

@@ -41,6 +41,14 @@ def source_options(source: str, frames: str | None, universe: str | None, seed: 
     return {}
 
 
+def check_frames_indexed(engine, source: str) -> None:
+    """Stop at once when --source sas or local would find no frame because `fields` is empty."""
+    if source in ("sas", "local"):
+        from clustermass.images.frames import require_field_index
+
+        require_field_index(engine)
+
+
 @app.command("predict")
 def predict(
     tiles: Optional[str] = typer.Option(
@@ -96,6 +104,7 @@ def predict(
         model_id = get_model(engine, model).id
         catalog_id = _catalog_id(engine, catalog)
         opts = source_options(source, frames, universe, seed)
+        check_frames_indexed(engine, source)
         ident = {"model_id": model_id, "source": source, "source_options": opts}
         args = {**exec_args, "model_id": model_id, "source": source, "source_options": opts}
 

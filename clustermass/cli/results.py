@@ -71,10 +71,13 @@ def _model(engine, ref: str) -> dict:
 
 @app.command("export")
 def export(
-    out: Path = typer.Argument(..., help="Output path: a folder for parquet, a file for fits/csv."),
+    out: Path = typer.Argument(..., help="Output path: a folder for parquet and hats, a file for fits/csv."),
     model: str = typer.Option(..., "--model", help="Model id, name or kind (newest of that kind)."),
-    fmt: str = typer.Option("parquet", "--format", help="parquet (folder partitioned Norder=k/Dir=d/Npix=p), fits or csv."),
-    order: int = typer.Option(3, "--order", min=0, max=12, help="HEALPix order of the parquet partitions."),
+    fmt: str = typer.Option(
+        "parquet", "--format", help="parquet (folder partitioned Norder=k/Dir=d/Npix=p), hats (a HATS catalogue LSDB "
+        "opens), fits or csv.",
+    ),
+    order: int = typer.Option(3, "--order", min=0, max=12, help="HEALPix order of the parquet or HATS partitions."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Export a model's predicted masses with cluster positions, z, richness and any X-ray/SZ label."""
@@ -86,7 +89,7 @@ def export(
     if json_out:
         emit_json(summary)
     else:
-        extra = f" in {summary['tiles']} tiles (order {order})" if fmt == "parquet" else ""
+        extra = f" in {summary['tiles']} tiles (order {order})" if "tiles" in summary else ""
         console.print(f"exported {summary['rows']} predictions of model [bold]{summary['model']}[/bold] to {out}{extra}")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from clustermass.cli._common import STATE, check_device, app, console, emit_json, progress, table
-from clustermass.cli.predict import source_options
+from clustermass.cli.predict import check_frames_indexed, source_options
 from clustermass.errors import InputError
 
 models_app = typer.Typer(help="The model registry: trained models, their metrics and weights.", no_args_is_help=True)
@@ -68,6 +68,7 @@ def train(
     cfg = load_train_config(config)
     opts = source_options(source, frames, universe, mock_seed)
     engine, settings = STATE.engine(), STATE.settings
+    check_frames_indexed(engine, source)
     results: list[dict] = []
     t0 = time.perf_counter()
     with _progress_fn(not json_out) as on_progress:
@@ -152,6 +153,7 @@ def learning_curve(
     cfg = record.config["train"]
     trunk = registry.get_model(engine, record.training["trunk_model"])
     opts = source_options(source, frames, universe, mock_seed)
+    check_frames_indexed(engine, source)
     with _progress_fn(not json_out) as on_progress:
         images_fn = source_images_fn(engine, settings, record.grid, source, opts, on_progress)
         data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn, device)

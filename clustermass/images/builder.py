@@ -1,9 +1,17 @@
 """Cutout builder: SDSS frames reprojected onto a cluster-centred TAN grid, flux conserved.
 
 For every cluster and band, each candidate frame is checked against the cutout footprint with
-its own WCS; the frames that cover part of it are resampled onto `cutout_wcs(...)` and mosaicked
-(averaged where frames overlap). Output pixels that no frame covers completely are NaN and the
-covered fraction is recorded. Values are nanomaggies per output pixel (flux sums, not means).
+its own WCS; the frames that cover part of it are resampled onto `cutout_wcs(...)` and mosaicked.
+Output pixels that no frame covers completely are NaN and the covered fraction is recorded.
+Values are nanomaggies per output pixel (flux sums, not means).
+
+One run per pixel, never an average of runs. Where runs (different nights, different seeing)
+overlap, the candidate runs of a cutout are ranked by their best window_flist SCORE (SDSS's
+field quality, 0..1; the highest-scoring field of a patch of sky is its primary), then by run
+number; runs without a score rank last. Frames are read rank by rank: the best run fills what it
+covers, the next run only the pixels still empty, and so on until the cutout is covered, so the
+frames of runs that are not needed are never fetched. Fields of the same run that overlap (the
+128 rows adjacent fields share, neighbouring camcols) are the same exposure and are averaged.
 
 Resampling (measured in scripts/bench_fetch.py): the cutout grid is usually 8-15x coarser than
 SDSS's 0.396"/px, so by default ("auto") each frame pixel's flux goes to the output pixel that
@@ -133,28 +141,38 @@ def build_cutouts(
     usable = np.flatnonzero(np.isfinite(scales))
     wcss = {i: cutout_wcs(ra[i], dec[i], size, scales[i]) for i in usable}
     radius = scales[usable] * size / 2 * np.sqrt(2) / 3600.0
-    plan: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    # per cluster, its candidate fields (run, camcol, field, rerun) grouped by the rank of their run
+    by_rank: dict[int, list[list[tuple[int, int, int, str]]]] = {}
     for i, fields in zip(usable, index.candidates(ra[usable], dec[usable], radius)):
-        for row in fields.itertuples(index=False):
-            for b, band in enumerate(bands):
-                rerun = str(row.rerun) if row.rerun else DEFAULT_RERUN
-                plan[frame_relpath(band, row.run, row.camcol, row.field, rerun)].append((int(i), b))
+        levels: list[list[tuple[int, int, int, str]]] = [[] for _ in range(fields["run"].nunique())]
+        for row, rank in zip(fields.itertuples(index=False), run_ranks(fields)):
+            levels[rank].append((row.run, row.camcol, row.field, str(row.rerun) if row.rerun else DEFAULT_RERUN))
+        by_rank[int(i)] = levels
 
     acc = np.zeros((n, nb, size, size), dtype=np.float32)  # float32: a dense tile holds ~2000 cutouts
     hits = np.zeros((n, nb, size, size), dtype=np.uint8)
     used: list[list[str]] = [[] for _ in range(n)]
-    for relpath, frame, exc in _read_in_order(reader, sorted(plan), concurrency):
-        for i, b in plan[relpath]:
-            if exc is not None:
-                errors[i].append(str(exc))
-                continue
-            flux = project_frame(frame, wcss[i], size, method)
-            if flux is None:
-                continue
-            ok = np.isfinite(flux)
-            acc[i, b][ok] += flux[ok]
-            hits[i, b][ok] += 1
-            used[i].append(frame.name)
+    for level in range(max((len(v) for v in by_rank.values()), default=0)):
+        plan: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for i, levels in by_rank.items():
+            if level < len(levels) and (level == 0 or (hits[i] == 0).any()):
+                for run, camcol, field, rerun in levels[level]:
+                    for b, band in enumerate(bands):
+                        plan[frame_relpath(band, run, camcol, field, rerun)].append((i, b))
+        # pixels no better-ranked run filled (all of them at level 0)
+        free = {i: hits[i] == 0 for i in {i for pairs in plan.values() for i, _ in pairs}} if level else None
+        for relpath, frame, exc in _read_in_order(reader, sorted(plan), concurrency):
+            for i, b in plan[relpath]:
+                if exc is not None:
+                    errors[i].append(str(exc))
+                    continue
+                flux = project_frame(frame, wcss[i], size, method)
+                if flux is None:
+                    continue
+                ok = np.isfinite(flux) if free is None else np.isfinite(flux) & free[i][b]
+                acc[i, b][ok] += flux[ok]
+                hits[i, b][ok] += 1
+                used[i].append(frame.name)
 
     out = []
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,7 +183,7 @@ def build_cutouts(
         if covered == 0 and not errors[i]:
             meta["errors"] = [
                 f"cluster {ids[i]}: no frame in the field index covers ({ra[i]:.5f}, {dec[i]:.5f}) "
-                "(outside the survey, or the `fields` table lacks it: cmcat ingest fields window_flist.fits)"
+                "(outside the survey, or the `fields` table lacks it: cmcat ingest fields --sas)"
             ]
         out.append(
             Cutout(
@@ -179,6 +197,17 @@ def build_cutouts(
             )
         )
     return out
+
+
+def run_ranks(fields: pd.DataFrame) -> np.ndarray:
+    """Rank (0 = preferred) of each candidate field's run: best SCORE first, then run number; no score last."""
+    if fields.empty:
+        return np.zeros(0, dtype=np.int64)
+    score = pd.to_numeric(fields["score"], errors="coerce") if "score" in fields else pd.Series(np.nan, index=fields.index)
+    best = score.fillna(-np.inf).groupby(fields["run"].to_numpy()).max()
+    order = sorted(best.index, key=lambda run: (-best[run], run))
+    rank = {run: k for k, run in enumerate(order)}
+    return np.array([rank[run] for run in fields["run"]], dtype=np.int64)
 
 
 def _read_in_order(

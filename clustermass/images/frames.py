@@ -128,6 +128,16 @@ def may_cover(extra: dict, ra: float, dec: float, pad_deg: float) -> bool:
     return -pad_deg <= dmu <= span + pad_deg and nu0 - pad_deg <= float(nu[0]) <= nu1 + pad_deg
 
 
+def require_field_index(engine: Engine) -> None:
+    """ImageError when the `fields` table is empty: no frame of any cluster could be located."""
+    with engine.connect() as conn:
+        if conn.execute(select(Field.id).limit(1)).first() is None:
+            raise ImageError(
+                "the `fields` table (SDSS field index) is empty, so no frame can be located for any cluster: "
+                "load it with `cmcat ingest fields --sas` (or `cmcat ingest fields window_flist.fits`)"
+            )
+
+
 class DbFieldIndex:
     """Candidate frames for positions from the `fields` table."""
 
@@ -135,14 +145,14 @@ class DbFieldIndex:
         self.engine = engine
 
     def candidates(self, ra: Sequence[float], dec: Sequence[float], radius_deg: Sequence[float]) -> list[pd.DataFrame]:
-        """For each position, the fields (run, rerun, camcol, field) whose frame may overlap a circle of `radius_deg`."""
+        """For each position, the fields (run, rerun, camcol, field, ra, dec, score, extra) whose frame may overlap a circle of `radius_deg`."""
         ra, dec, radius = (np.asarray(a, dtype=float) for a in (ra, dec, radius_deg))
         if ra.size == 0:
             return []
         ranges: list[tuple[int, int]] = []
         for r, d, rad in zip(ra, dec, radius):
             ranges.extend(sky.cone_ranges(float(r), float(d), float(rad) + FRAME_RADIUS_DEG))
-        cols = [Field.run, Field.rerun, Field.camcol, Field.field, Field.ra, Field.dec, Field.extra]
+        cols = [Field.run, Field.rerun, Field.camcol, Field.field, Field.ra, Field.dec, Field.score, Field.extra]
         stmt = select(*cols).where(hpx_ranges_clause(Field.hpx29, _merge(ranges)))
         with self.engine.connect() as conn:
             fields = pd.DataFrame(conn.execute(stmt).all(), columns=[c.key for c in cols])

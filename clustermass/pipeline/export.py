@@ -1,8 +1,11 @@
-"""Export a model's predictions with their cluster columns: Parquet by HEALPix tile, FITS, CSV.
+"""Export a model's predictions with their cluster columns: Parquet by HEALPix tile, HATS, FITS, CSV.
 
 Parquet goes into a hive-style tile layout ``OUT/Norder=k/Dir=d/Npix=p/part0.parquet``
 (Dir = 10000 * (p // 10000), the HiPS/HATS convention), so `pandas.read_parquet(OUT)` or
 `pyarrow.dataset.dataset(OUT, partitioning="hive")` read the whole catalogue or one tile.
+HATS is written by the `hats-import` pipeline (on an in-process Dask client): properties,
+partition info, parquet metadata and the `_healpix_29` spatial index column (equal to `hpx29`),
+partitioned at one HEALPix order, so LSDB (`lsdb.open_catalog(OUT)`) opens and cross-matches it.
 FITS gets units in TUNITn (FITS-standard strings: log10 masses are "log(solMass)", which
 astropy reads with a harmless UnitsWarning), a description per column in TCOMMn, and the
 model, cosmology and mass definition in the header.
@@ -10,8 +13,11 @@ model, cosmology and mass definition in the header.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,7 +27,7 @@ from clustermass import sky
 from clustermass.cosmology import COSMO
 from clustermass.errors import InputError
 
-FORMATS = ("parquet", "fits", "csv")
+FORMATS = ("parquet", "hats", "fits", "csv")
 
 #: Column -> (FITS unit, description). Masses are log10(M500c / Msun) with h = 0.7.
 COLUMNS: dict[str, tuple[str | None, str]] = {
@@ -74,7 +80,7 @@ def write_parquet(df: pd.DataFrame, out: Path, order: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    _prepare_dir(out)
+    _prepare_dir(out, lambda entries: all(e.name.startswith("Norder=") for e in entries))
     tiles = sky.tile_of(df["hpx29"].to_numpy(), order) if len(df) else np.empty(0, dtype=np.int64)
     n = 0
     for pix, part in df.groupby(tiles, sort=True):
@@ -85,16 +91,56 @@ def write_parquet(df: pd.DataFrame, out: Path, order: int) -> int:
     return n
 
 
-def _prepare_dir(out: Path) -> None:
+def _check_replaceable(out: Path, earlier_export: Callable[[list[Path]], bool]) -> None:
+    """InputError unless `out` is absent, an empty folder, or a folder `earlier_export` recognises from its entries."""
     if out.exists():
         if not out.is_dir():
-            raise InputError(f"{out} exists and is not a folder; parquet export writes a folder of tiles")
+            raise InputError(f"{out} exists and is not a folder; this export writes a folder")
         entries = list(out.iterdir())
-        if entries and not all(e.name.startswith("Norder=") for e in entries):
+        if entries and not earlier_export(entries):
             raise InputError(f"{out} is a non-empty folder that is not an earlier export; choose a new path")
-        for e in entries:
-            shutil.rmtree(e)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare_dir(out: Path, earlier_export: Callable[[list[Path]], bool]) -> None:
+    """Make `out` an empty folder, emptying an earlier export there (see _check_replaceable)."""
+    _check_replaceable(out, earlier_export)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def write_hats(df: pd.DataFrame, out: Path, order: int, model: dict) -> int:
+    """A HATS catalogue at `out` from hats-import, partitions at HEALPix `order`; returns their number.
+
+    Built in a temporary folder beside `out`, which then replaces `out`: an earlier HATS export
+    there stays whole until the new one is complete; any other non-empty folder is refused.
+    """
+    import hats
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from dask.distributed import Client
+    from hats_import.catalog.arguments import ImportArguments
+    from hats_import.pipeline import pipeline_with_client
+
+    _check_replaceable(out, lambda entries: (out / "hats.properties").is_file())
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        table = Path(tmp) / "predictions.parquet"
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), table)
+        args = ImportArguments(
+            input_file_list=[table], file_reader="parquet", ra_column="ra", dec_column="dec",
+            output_path=Path(tmp) / "catalog", output_artifact_name=out.name, constant_healpix_order=order,
+            tmp_dir=Path(tmp) / "work", resume=False, progress_bar=False,
+            addl_hats_properties={
+                "obs_title": f"cmcat predicted log10 M500c (h=0.7) of model {model['name']}",
+                "hats_cols_default": "cluster_id,name,ra,dec,z,richness,log10_m500,log10_m500_err",
+            },
+        )
+        with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+            pipeline_with_client(args, client)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(Path(tmp) / "catalog" / out.name, out)
+    return len(hats.read_hats(out).get_healpix_pixels())
 
 
 def write_fits(df: pd.DataFrame, out: Path, model: dict) -> None:
@@ -132,8 +178,8 @@ def export_predictions(conn: Connection, model: dict, fmt: str, out: Path, order
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = {"model": model["name"], "format": fmt, "path": str(out), "rows": len(df)}
-    if fmt == "parquet":
-        summary["tiles"] = write_parquet(df, out, order)
+    if fmt in ("parquet", "hats"):
+        summary["tiles"] = write_parquet(df, out, order) if fmt == "parquet" else write_hats(df, out, order, model)
         summary["order"] = order
     elif fmt == "fits":
         write_fits(df, out, model)
