@@ -103,6 +103,37 @@ class Settings:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
+#: Lower bound of each numeric setting and whether the bound itself is allowed.
+_LOWER: dict[str, tuple[float, bool]] = {
+    "sdss_timeout": (0, False),
+    "sdss_retries": (0, True),
+    "sdss_backoff": (0, True),
+    "sdss_rate_limit": (0, True),
+    "sdss_concurrency": (1, True),
+    "workers": (1, True),
+    "sql_timeout": (0, False),
+}
+
+
+def read_toml(path: Path, what: str, hint: str = "") -> dict[str, Any]:
+    """The parsed TOML file `path` (`what` names it in errors, `hint` says what to give instead).
+
+    A missing file, a folder, an unreadable file or invalid TOML is a one-line ConfigError.
+    """
+    tail = f"; {hint}" if hint else ""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist{tail}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder, not a TOML file{tail}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Turn a TOML or environment value into the type of the Settings field `name`."""
@@ -113,12 +144,17 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if "Path" in typ:
             return Path(os.path.expanduser(str(value)))
         if typ.startswith("int"):
-            return int(value)
-        if typ.startswith("float"):
-            return float(value)
-        return str(value)
+            number: float = int(value)
+        elif typ.startswith("float"):
+            number = float(value)
+        else:
+            return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: setting {name!r} = {value!r} is not a valid {typ}") from exc
+    bound, inclusive = _LOWER[name]
+    if not (number >= bound if inclusive else number > bound):  # NaN fails both
+        raise ConfigError(f"{source}: setting {name!r} = {value!r} must be {'>=' if inclusive else '>'} {bound}")
+    return number
 
 
 def load_settings(
@@ -131,13 +167,12 @@ def load_settings(
     values: dict[str, Any] = {}
     config_file = config_file or (Path(env["CMCAT_CONFIG"]) if env.get("CMCAT_CONFIG") else None)
     if config_file is not None:
-        try:
-            raw = tomllib.loads(Path(config_file).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {config_file} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+        raw = read_toml(config_file, "config file")
         table = raw.get("cmcat", raw)
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"config file {config_file}: 'cmcat' must be a [cmcat] table of settings (key = value lines), not {table!r}"
+            )
         for key, value in table.items():
             if key not in _FIELDS:
                 raise ConfigError(

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 
 class CmcatError(Exception):
-    """Base class of every error cmcat reports to users."""
+    """Base class of every error cmcat reports to users.
+
+    `exit_code` is the command's exit status: 1 for errors, 130 for an interruption (the
+    shell's code for SIGINT); usage errors (2) are the CLI parser's.
+    """
 
     exit_code: int = 1
 
@@ -35,3 +39,9 @@ class ModelError(CmcatError):
 
 class PipelineError(CmcatError):
     """A distributed run failed in a way that needs the user's attention."""
+
+
+class Interrupted(CmcatError):
+    """The user interrupted a run (Ctrl-C); its finished work is saved and it can be continued."""
+
+    exit_code = 130

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -80,8 +81,19 @@ def _global(
     STATE._settings = None
 
 
+#: Largest --seed (seeds are 32-bit unsigned, as numpy's legacy and most tools expect).
+MAX_SEED = 2**32 - 1
+
+#: Exit codes of every command (scripts and schedulers rely on them; docs/reliability.md).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 def main() -> None:
-    """Console-script entry point: run the app, turning CmcatError into one red line.
+    """Console-script entry point: run the app and exit with its code.
+
+    0 done; 1 an error (a CmcatError or an unexpected exception: one red line); 2 a usage error
+    (unknown option, missing argument, option value out of range: the usage and the problem);
+    130 interrupted by Ctrl-C (one line; a tile run is marked interrupted).
 
     Files and folders cmcat writes (and those of the worker processes it starts) are never
     world-writable, whatever the caller's umask. The allocator is tuned for the networks'
@@ -89,28 +101,42 @@ def main() -> None:
     """
     os.umask(os.umask(0) | 0o002)
     tune_for_tensors()
+    sys.exit(run_app())
+
+
+def run_app() -> int:
+    """Run the Typer app without its own exit handling; return the exit code (see `main`).
+
+    With `standalone_mode=False` typer (>= 0.29) returns the code of a `typer.Exit`, turns a
+    KeyboardInterrupt inside a command into code 130, and raises its usage errors
+    (`typer.TyperException`, whose subclasses carry exit code 2 and a `show()`).
+    """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CmcatError as exc:
         if STATE.debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and unexpected failures
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        label = "" if exc.exit_code == EXIT_INTERRUPTED else "[red]error:[/red] "
+        err_console.print(f"{label}{escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.TyperException as exc:
+        exc.show()  # type: ignore[attr-defined]  # every TyperException typer raises is a ClickException
+        return exc.exit_code
+    except KeyboardInterrupt:  # outside a command, e.g. while parsing
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # an unexpected failure: one line, the traceback with --debug
         if STATE.debug:
             raise
-        err_console.print(f"[red]unexpected error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
-        sys.exit(1)
+        err_console.print(
+            f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for a traceback)",
+            highlight=False, soft_wrap=True,
+        )
+        return EXIT_ERROR
+    if not isinstance(code, int):  # a command's return value (None)
+        return EXIT_OK
+    if code == EXIT_INTERRUPTED:
+        err_console.print("interrupted by the user (Ctrl-C)", highlight=False, soft_wrap=True)
+    return code
 
 
 def emit_json(data: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, progress, table, tile_progress
+from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, progress, table, tile_progress
 from clustermass.errors import InputError
 
 
@@ -24,10 +24,10 @@ def explain(
     source: str = typer.Option("mock", "--source", help="Where missing cutouts come from: mock, local or sas."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[str] = typer.Option(None, "--universe", help="Mock universe folder (its truth gives member positions)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the mock renderer (--source mock)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
     radius: float = typer.Option(1.5, "--radius", min=0.5, help="Pixels around each member's centre counted as member pixels."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Explain the mean over the 8 rotations/flips (8x slower)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Batch mode: worker processes (default: setting `workers`)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Batch mode: worker processes (default: setting `workers`)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Batch mode: address of a running Dask scheduler."),
     rerun: bool = typer.Option(False, "--rerun", help="Batch mode: recompute every tile in a new run."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),

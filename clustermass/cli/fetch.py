@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, table, tile_progress
+from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, table, tile_progress
 from clustermass.errors import InputError
 
 
@@ -19,7 +19,7 @@ def fetch(
     source: str = typer.Option("sas", "--source", help="sas (SDSS frames over HTTP, cached), local (frame mirror, --frames) or mock (rendered)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame mirror folder in the SAS layout for --source local."),
     universe: Optional[str] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the mock renderer (--source mock)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
     size: int = typer.Option(64, "--size", min=8, help="Cutout side in pixels."),
     aperture_mpc: float = typer.Option(1.5, "--aperture-mpc", min=0.01, help="Cutout side in Mpc at the cluster redshift."),
     aperture_arcsec: Optional[float] = typer.Option(None, "--aperture-arcsec", min=1.0, help="Fixed cutout side in arcsec (overrides --aperture-mpc)."),
@@ -29,7 +29,7 @@ def fetch(
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of the local cluster (default: setting `workers`)."),
     rerun: bool = typer.Option(False, "--rerun", help="Go over every tile again in a new run (stored cutouts are still reused)."),
-    resume: Optional[int] = typer.Option(None, "--resume", help="Continue fetch run RUN; only its unfinished tiles run."),
+    resume: Optional[int] = typer.Option(None, "--resume", min=1, help="Continue fetch run RUN; only its unfinished tiles run."),
     max_per_tile: int = typer.Option(2000, "--max-per-tile", min=1, help="Split tiles holding more clusters than this into higher-order tiles."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, progress, table
+from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, progress, table
 
 if TYPE_CHECKING:
     from clustermass.catalogs.readers import Mapping
@@ -235,7 +235,7 @@ def crossmatch_cmd(
 @app.command("baseline")
 def baseline_cmd(
     folds: int = typer.Option(5, "--folds", min=2, help="Number of cross-validation folds."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the fold assignment (shared with the learned models)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the fold assignment (shared with the learned models)."),
     catalog: Optional[list[str]] = typer.Option(None, "--catalog", help="Cluster catalogue(s) to use (default: all)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG path (default: OUTPUT_DIR/baseline.png)."),
     json_out: bool = JSON,

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from clustermass.cli._common import STATE, app, console, emit_json, progress, table
+from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, progress, table
 
 mock_app = typer.Typer(help="Mock universe: catalogues + truth, SDSS-format frames, calibration plots.",
                        no_args_is_help=True)
@@ -18,10 +18,11 @@ app.add_typer(mock_app, name="mock")
 @mock_app.command("universe")
 def universe(
     n: int = typer.Option(26350, "--n", min=1, help="Number of redMaPPer-like clusters (the real v5.10 has 26,350)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives byte-identical files."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Random seed: the same seed gives byte-identical files."),
     out: Path = typer.Option(..., "--out", help="Folder to write the catalogues and truth table into."),
     area: Optional[float] = typer.Option(
-        None, "--area", help="Sky area (deg^2) of a patch around RA=180, Dec=25; default: the SDSS footprint."
+        None, "--area", min=0.01, max=16900.0,
+        help="Sky area (deg^2, at most 16,900: below the pole) of a square patch around RA=180, Dec=25; default: the SDSS footprint."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -60,10 +61,10 @@ def frames(
     tiles: Optional[str] = typer.Option(
         None, "--tiles", help="Only clusters in these HEALPix tiles: ORDER or ORDER:PIX,PIX (e.g. '5:1234')."
     ),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Write at most this many fields."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Write at most this many fields."),
     bands: str = typer.Option("ugriz", "--bands", help="Bands to write (subset of ugriz)."),
-    aperture_mpc: float = typer.Option(1.5, "--aperture-mpc", help="Physical cutout side (Mpc) the frames must cover."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Render seed; default the universe's seed."),
+    aperture_mpc: float = typer.Option(1.5, "--aperture-mpc", min=0.01, help="Physical cutout side (Mpc) the frames must cover."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=MAX_SEED, help="Render seed; default the universe's seed."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render SDSS-format frames covering the universe's clusters, plus window_flist.fits.

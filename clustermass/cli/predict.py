@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import STATE, check_device, app, console, emit_json, table, tile_progress
+from clustermass.cli._common import MAX_SEED, STATE, check_device, app, console, emit_json, table, tile_progress
 from clustermass.errors import InputError
 
 SOURCES = ("mock", "local", "sas")
@@ -58,16 +58,16 @@ def predict(
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster of worker processes."
     ),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes of the local cluster (default: setting `workers`)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of the local cluster (default: setting `workers`)."),
     device: str = typer.Option("cpu", "--device", help="Run the model on cpu or cuda."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Clusters per forward pass."),
     source: str = typer.Option("mock", "--source", help="Where missing cutouts come from: mock (rendered), local (frame mirror) or sas (SDSS over HTTP)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[str] = typer.Option(None, "--universe", help="Mock universe folder for --source mock (default: synthesise from the catalogue)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the mock renderer (--source mock)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
     catalog: Optional[str] = typer.Option(None, "--catalog", help="Only clusters of this catalogue (name)."),
     rerun: bool = typer.Option(False, "--rerun", help="Recompute every tile in a new run, even those already done."),
-    resume: Optional[int] = typer.Option(None, "--resume", help="Continue run RUN (its tiles, model and source); only unfinished tiles run."),
+    resume: Optional[int] = typer.Option(None, "--resume", min=1, help="Continue run RUN (its tiles, model and source); only unfinished tiles run."),
     max_per_tile: int = typer.Option(2000, "--max-per-tile", min=1, help="Split tiles holding more clusters than this into higher-order tiles."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

@@ -111,7 +111,7 @@ def _out(path: Optional[Path], name: str) -> Path:
 
 @plot_app.command("skymap")
 def skymap(
-    model: str = typer.Option(..., "--model", help="Model id, name or kind."),
+    model: str = typer.Option("hybrid", "--model", help="Model id, name or kind (default: the newest hybrid model)."),
     value: str = typer.Option("mass", "--value", help="mass (mean predicted log10 M500 per pixel) or count."),
     order: int = typer.Option(4, "--order", min=0, max=10, help="HEALPix order of the map pixels."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/skymap-MODEL-VALUE.png)."),
@@ -126,7 +126,7 @@ def skymap(
 
 @plot_app.command("mass-richness")
 def mass_richness(
-    model: str = typer.Option(..., "--model", help="Model id, name or kind."),
+    model: str = typer.Option("hybrid", "--model", help="Model id, name or kind (default: the newest hybrid model)."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/mass-richness-MODEL.png)."),
 ) -> None:
     """Predicted log10 M500 vs richness, coloured by redshift (measured masses circled)."""

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from clustermass.cli._common import STATE, check_device, app, console, emit_json, progress, table
+from clustermass.cli._common import MAX_SEED, STATE, check_device, app, console, emit_json, progress, table
 from clustermass.cli.predict import check_frames_indexed, source_options
 from clustermass.errors import InputError
 
@@ -39,13 +39,13 @@ def train(
     stage: str = typer.Option("all", "--stage", help="1 (band classifier), 2 (mass models on the newest/--trunk classifier) or all."),
     config: str = typer.Option("quick", "--config", help="Training config: quick, full or a TOML file."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed of sampling, folds, initialisation and augmentation."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of sampling, folds, initialisation and augmentation."),
     source: str = typer.Option("mock", "--source", help="Where cutouts come from when not in the store: mock, local or sas."),
     frames: Optional[Path] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[Path] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
-    mock_seed: int = typer.Option(0, "--mock-seed", help="Seed of the mock renderer (--source mock)."),
+    mock_seed: int = typer.Option(0, "--mock-seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
     trunk: Optional[str] = typer.Option(None, "--trunk", help="Band-classifier model for stage 2 (default: the one stage 1 just made, or the newest)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's choice)."),
     json_out: bool = typer.Option(False, "--json", help="Print the registered models as JSON."),
 ) -> None:
     """Train the band classifier (stage 1) and/or the k-fold CNN, hybrid and richness models (stage 2).
@@ -125,14 +125,33 @@ def evaluate(
         console.print(f"plot: {p}")
 
 
+def _size_list(sizes: str) -> list[int]:
+    """The numbers of labelled clusters of `--sizes` ('25,50,100'); ValueError unless all are >= 1."""
+    out = [int(s) for s in sizes.split(",") if s.strip()]
+    if not out or min(out) < 1:
+        raise ValueError(sizes)
+    return out
+
+
+def _check_sizes(sizes: str) -> str:
+    """Option callback: a bad --sizes is a usage error (exit code 2)."""
+    try:
+        _size_list(sizes)
+    except ValueError:
+        raise typer.BadParameter(f"give comma-separated numbers of clusters >= 1 (e.g. 25,50,100), not {sizes!r}") from None
+    return sizes
+
+
 @app.command("learning-curve")
 def learning_curve(
     model: str = typer.Option("hybrid", "--model", help="A stage-2 model whose trunk, config and seed to use."),
-    sizes: str = typer.Option("25,50,100,200,400", "--sizes", help="Comma-separated numbers of labelled clusters."),
+    sizes: str = typer.Option(
+        "25,50,100,200,400", "--sizes", callback=_check_sizes, help="Comma-separated numbers of labelled clusters."
+    ),
     source: str = typer.Option("mock", "--source", help="Where cutouts come from when not in the store."),
     frames: Optional[Path] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[Path] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
-    mock_seed: int = typer.Option(0, "--mock-seed", help="Seed of the mock renderer."),
+    mock_seed: int = typer.Option(0, "--mock-seed", min=0, max=MAX_SEED, help="Seed of the mock renderer."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/learning-curve.png)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (features, and fine-tuning if the config asks)."),
     json_out: bool = typer.Option(False, "--json", help="Print the curve as JSON."),
@@ -141,10 +160,7 @@ def learning_curve(
     from clustermass.model import registry, workflow
     from clustermass.model.data import source_images_fn
 
-    try:
-        size_list = [int(s) for s in sizes.split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"--sizes must be comma-separated integers, not {sizes!r}") from None
+    size_list = _size_list(sizes)
     check_device(device)
     engine, settings = STATE.engine(), STATE.settings
     record = registry.get_model(engine, model)

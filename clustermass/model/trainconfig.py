@@ -6,10 +6,10 @@ are errors (a typo must not silently train something else).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from clustermass.config import read_toml
 from clustermass.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -21,17 +21,14 @@ def _merge(base: dict[str, Any], over: dict[str, Any], where: str, path: Path) -
     for key, value in over.items():
         if key not in base:
             raise ConfigError(f"training config {path}: unknown key {where}{key!r}; known: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict) and not isinstance(value, dict):
+            raise ConfigError(f"training config {path}: {where}{key} must be a [{where}{key}] table, not {value!r}")
         out[key] = _merge(base[key], value, f"{where}{key}.", path) if isinstance(base[key], dict) else value
     return out
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"training config {path} does not exist; use 'quick', 'full' or a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"training config {path} is not valid TOML: {exc}") from None
+    return read_toml(path, "training config", hint="use 'quick', 'full' or a TOML file")
 
 
 def load_train_config(ref: str | Path | None = None) -> dict[str, Any]:

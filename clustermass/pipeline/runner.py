@@ -48,7 +48,9 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -63,7 +65,7 @@ from clustermass.db.engine import engine_for_url, get_engine, resolve_url
 from clustermass.db.models import Run, RunTile
 from clustermass.db.queries import tile_counts
 from clustermass.db.urls import scrub
-from clustermass.errors import PipelineError
+from clustermass.errors import Interrupted, PipelineError
 
 #: Tiles holding more clusters than this are split into their 4 children (recursively).
 DEFAULT_MAX_PER_TILE = 2000
@@ -471,7 +473,7 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     if scheduler:
         try:
             client = Client(scheduler, timeout="10s")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # refused/timed out; a malformed address or unknown scheme
             raise PipelineError(
                 f"cannot reach the Dask scheduler at {scheduler}: {exc}. Start one with `dask scheduler` "
                 "and workers with `dask worker ADDR`, or leave out --scheduler for a local cluster."
@@ -479,14 +481,34 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         with client:
             yield client
         return
-    with LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
+    with _children_ignore_sigint():
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        )
+    with cluster, Client(cluster) as client:
         yield client
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside inherit SIGINT ignored (SIG_IGN survives exec).
+
+    Ctrl-C in a terminal signals the whole process group: the worker processes would each die
+    with a KeyboardInterrupt traceback while this process stops the cluster anyway. A Ctrl-C
+    during the few seconds inside is lost (the next one counts).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _dashboard(client: Any) -> str | None:
@@ -516,7 +538,9 @@ def run_tiles(
 
     `catalog_id` restricts planning to one catalogue and is passed to the task as
     `task_args["catalog_id"]`. `model_id` is stored on the runs row. Ctrl-C marks the run
-    interrupted (resume it later); a hard kill leaves it 'running' and resumable.
+    interrupted and raises `Interrupted` (continue it later); any other error of the run (an
+    unreachable scheduler) marks it failed with the reason; a hard kill leaves it 'running'.
+    All three are resumable.
     """
     engine = get_engine(settings)
     db_url = resolve_url(settings)
@@ -555,7 +579,12 @@ def run_tiles(
                 _execute(summary, todo, db_url, engine, task, args, scheduler, n_workers, on_progress)
         except KeyboardInterrupt:
             summary.status = "interrupted"
-            _finish_run(engine, run_id, "interrupted", "interrupted by the user; resume with --resume")
+            reason = f"interrupted by the user; finished tiles are saved. Continue with {_continue_with(kind, run_id)}"
+            _finish_run(engine, run_id, "interrupted", reason)
+            raise Interrupted(f"{kind} run {run_id} {reason}") from None
+        except Exception as exc:  # e.g. an unreachable scheduler: the run must not stay 'running'
+            if not db_unreachable(exc):
+                _finish_run(engine, run_id, "failed", scrub(_one_line(exc), db_url)[:2000])
             raise
         finally:
             summary.seconds = time.perf_counter() - t0
@@ -567,12 +596,21 @@ def run_tiles(
     except Exception as exc:
         if not db_unreachable(exc):
             raise
-        reason = scrub(" ".join(str(getattr(exc, "orig", None) or exc).split()), db_url)
         raise PipelineError(
-            f"lost the connection to PostgreSQL during {kind} run {run_id} ({reason}); finished tiles are saved. "
-            f"When the database is back, continue with `cmcat {kind} --resume {run_id}`"
+            f"lost the connection to PostgreSQL during {kind} run {run_id} ({scrub(_one_line(exc), db_url)}); "
+            f"finished tiles are saved. When the database is back, continue with {_continue_with(kind, run_id)}"
         ) from None
     return summary
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message (a driver error's own, without SQLAlchemy's wrapping) on one line."""
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
+
+
+def _continue_with(kind: str, run_id: int) -> str:
+    """How a user continues run `run_id` of `kind` (explain has no --resume: the same command resumes)."""
+    return f"`cmcat {kind} --resume {run_id}`" if kind in ("predict", "fetch") else "the same command"
 
 
 def _execute(
