@@ -155,10 +155,10 @@ def test_nonsense_window_is_a_usage_error(cli):
         assert res.exit_code == 2 and "must be positive and finite" in shown, (option, value, res.output)
 
 
-@pytest.mark.xfail(strict=False, reason="exit code 2 needs the main() fix")
 def test_nonsense_window_exit_code_2_through_the_console_script(db, pg_url, tmp_path):
     res = run_cmcat(pg_url, tmp_path / "data", "crossmatch", "--dz", "nan")
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and last.startswith("Error:") and "must be positive and finite" in last, res.stderr
 
 
 def test_nonsense_wide_or_empty_windows_leave_the_labels(cli, real_loaded, pg_url, tmp_path):
