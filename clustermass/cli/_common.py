@@ -85,7 +85,8 @@ def _global(
 MAX_SEED = 2**32 - 1
 
 #: Exit codes of every command (scripts and schedulers rely on them; docs/reliability.md).
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Usage errors exit with 2, the code typer's own exceptions carry.
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def main() -> None:
