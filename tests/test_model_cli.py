@@ -43,6 +43,29 @@ def test_train_evaluate_list_and_predict(cli, db, settings, tmp_path):
     assert {r["subset"] for r in ev["rows"]} >= {"fold 0", "fold 4", "source mcxc", "source psz2"}
     assert all((tmp_path / "plots").joinpath(p.split("/")[-1]).is_file() for p in ev["plots"])
     assert any("band-confusion" in p for p in ev["plots"])
+    # error coverage on every row, with its binomial interval, overall and in thirds of mass and z
+    assert {r["subset"] for r in ev["rows"]} >= {"mass low", "mass mid", "mass high", "z low", "z mid", "z high"}
+    for r in rows:
+        assert 0 < r["coverage68"] < r["coverage95"] <= 1
+        assert r["coverage68_ci"][0] <= r["coverage68"] <= r["coverage68_ci"][1]
+    assert [r["n"] for r in ev["rows"] if r["model"] == "hybrid" and r["subset"].startswith("mass ")] == [14, 13, 13]
+    shown = cli("evaluate", "hybrid", "--out", str(tmp_path / "plots")).stdout
+    assert "error coverage" in shown and "within 1.96 sigma" in shown and "z high" in shown
+
+    # predict: the labelled clusters get the prediction of the fold that held them out, so the MAE
+    # against their labels in SQL is the cross-validated MAE of `cmcat evaluate`
+    for kind in ("richness", "cnn", "hybrid"):
+        cli("predict", "--tiles", "0", "--model", kind, "--workers", "1", "--json")
+    with db.connect() as conn:
+        sql = conn.exec_driver_sql(
+            "SELECT m.kind, avg(abs(p.log10_m500 - l.log10_m500)), count(*) FROM predictions p "
+            "JOIN labels l ON l.cluster_id = p.cluster_id JOIN models m ON m.id = p.model_id "
+            "WHERE p.fold IS NOT NULL GROUP BY m.kind").all()
+        n_folds = conn.exec_driver_sql("SELECT count(DISTINCT fold) FROM predictions").scalar_one()
+    cv_mae = {r["model"]: r["mae"] for r in rows}
+    assert {kind for kind, _, _ in sql} == set(cv_mae) and {n for _, _, n in sql} == {40} and n_folds == 5
+    for kind, mae, _ in sql:
+        assert abs(float(mae) - cv_mae[kind]) < 0.001, (kind, mae, cv_mae[kind])
 
     listed = json.loads(cli("models", "list", "--json").stdout)
     assert [m["kind"] for m in listed] == kinds
