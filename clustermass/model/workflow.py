@@ -168,6 +168,7 @@ def train_mass_models(
     group = f"{cfg['name']}-s{seed}-{_digest(cfg, source, trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
     y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
     tau = label_errors(data.clusters["log10_m500_err"].to_numpy(dtype=np.float64))
+    lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
     training = {
         "group": group, "source": source, "trunk_model": trunk_record.name, "n_labels": len(y),
         "n_unusable": data.n_unusable, "label_sources": data.clusters["source"].value_counts().to_dict(),
@@ -180,7 +181,6 @@ def train_mass_models(
             out.append((found, False))
             continue
         oof, fold, fitted = cv_predictions(data, s2, kind, seed, on_progress, device, bool(cfg["tta"]))
-        lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
         metrics = {
             "cv": mass_metrics(oof, y),
             "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(int(s2["folds"]))],
