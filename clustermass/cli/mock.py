@@ -30,6 +30,7 @@ def universe(
     The files go through `cmcat ingest` like the real ones; truth.parquet is for evaluation only.
     """
     from clustermass.mock.population import build_universe
+    from clustermass.mock.version import MOCK_VERSION
     from clustermass.mock.writers import write_universe
 
     with progress(transient=True) as bar:
@@ -40,7 +41,7 @@ def universe(
     h = u.haloes
     rm = h[h.rm_id > 0]
     summary = {
-        "out": str(out), "clusters": int(len(rm)), "haloes": int(len(h)), "area_deg2": round(u.area_deg2, 3),
+        "out": str(out), "mock_version": MOCK_VERSION, "clusters": int(len(rm)), "haloes": int(len(h)), "area_deg2": round(u.area_deg2, 3),
         "mcxc_rows": int(h.in_mcxc.sum()), "psz2_rows": int(h.in_psz2.sum()),
         "mcxc_in_redmapper": int((rm.in_mcxc).sum()), "psz2_only_in_redmapper": int((rm.in_psz2 & ~rm.in_mcxc).sum()),
         "files": {k: str(v) for k, v in paths.items()},
@@ -49,7 +50,7 @@ def universe(
         emit_json(summary)
         return
     rows = [(k, v) for k, v in summary.items() if k != "files"]
-    console.print(table(f"mock universe (seed {seed})", ["", "value"], rows))
+    console.print(table(f"mock universe v{MOCK_VERSION} (seed {seed})", ["", "value"], rows))
     console.print(f"files in [bold]{out}[/bold]: " + ", ".join(p.name for p in paths.values()))
 
 

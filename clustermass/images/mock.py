@@ -6,24 +6,27 @@ other row (e.g. a real redMaPPer position, or every row when universe_dir is Non
 synthesised from its richness and redshift, deterministic in (seed, position). Field galaxies
 and stars come from the same per-cell sky as `cmcat mock frames` (mock/scene.py), so both
 paths draw the same galaxies. Noise is drawn per cutout from (seed, position).
+
+Its store name is `mock-v{MOCK_VERSION}` (mock/version.py), so cutouts rendered by another mock
+version are never mixed with these; a universe of another version is refused.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from clustermass.errors import ImageError, InputError
+from clustermass.errors import ImageError
 from clustermass.images.base import BANDS, Cutout, CutoutGrid
 from clustermass.mock import relations as rel
 from clustermass.mock.instrument import cutout_noise
 from clustermass.mock.population import faint_member_ratio
 from clustermass.mock.render import render_cutout
 from clustermass.mock.scene import Scene
+from clustermass.mock.version import MOCK_VERSION, SOURCE_NAME, MockVersionError, check_universe
 from clustermass.sky import hpx29
 
 MATCH_ARCSEC = 2.0
@@ -50,24 +53,29 @@ def synthetic_halo(seed: int, ra: float, dec: float, z: float, richness: float) 
 
 
 def universe_seed(universe_dir: Path) -> int:
-    """The seed a universe folder was made with (universe.json)."""
-    path = Path(universe_dir) / "universe.json"
+    """The seed a universe folder was made with (universe.json; refused if another mock version made it)."""
+    params = check_universe(Path(universe_dir))
     try:
-        return int(json.loads(path.read_text())["seed"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: cannot read the universe's seed ({exc}); remake it with `cmcat mock universe` "
-                         "or pass the seed explicitly") from None
+        return int(params["seed"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MockVersionError(f"{Path(universe_dir) / 'universe.json'}: no seed ({exc}); remake it with "
+                               "`cmcat mock universe` or pass the seed explicitly") from None
 
 
 class MockSource:
     """ImageSource that renders cutouts directly from the mock sky (nanomaggies per cutout pixel).
 
     seed: the render seed (field galaxies, members, noise); default the universe's seed, else 0.
+    mock_version: the version a run's stored options name (None: this one); another is refused.
     """
 
-    name = "mock"
+    name = SOURCE_NAME
 
-    def __init__(self, universe_dir: Path | str | None = None, seed: int | None = None, noise: bool = True) -> None:
+    def __init__(self, universe_dir: Path | str | None = None, seed: int | None = None, noise: bool = True,
+                 mock_version: int | None = None) -> None:
+        if mock_version is not None and int(mock_version) != MOCK_VERSION:
+            raise MockVersionError(f"these mock options were made for mock v{mock_version}, this cmcat renders mock "
+                                   f"v{MOCK_VERSION}; start a new run (without --resume) to render mock v{MOCK_VERSION}")
         haloes = None
         if universe_dir is not None:
             from clustermass.mock.writers import read_truth
@@ -98,7 +106,7 @@ class MockSource:
         if self.noise:
             rng = np.random.default_rng([self.seed, 4, position_key(ra, dec)])
             img += rng.standard_normal(img.shape, dtype=np.float32) * cutout_noise(scale)[idx][:, None, None].astype(np.float32)
-        meta = {"source": "mock", "seed": self.seed, "halo_id": None if halo is None else int(halo["halo_id"])}
+        meta = {"source": SOURCE_NAME, "mock_version": MOCK_VERSION, "seed": self.seed, "halo_id": None if halo is None else int(halo["halo_id"])}
         return Cutout(cluster_id, float(ra), float(dec), scale, img.astype(np.float32), 1.0, meta)
 
     def cutouts(self, clusters: pd.DataFrame, grid: CutoutGrid, bands: Sequence[str] = BANDS) -> list[Cutout]:
