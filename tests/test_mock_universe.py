@@ -11,6 +11,7 @@ from astropy.table import Table
 
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.images.mock import MockSource
+from clustermass.mock.frames import field_at
 from clustermass.mock.instrument import cutout_noise
 from clustermass.mock.population import build_universe
 from clustermass.mock.writers import FILES, read_truth, write_universe
@@ -103,8 +104,9 @@ def test_mock_source_flux_and_noise():
     peak = np.unravel_index(np.argmax(cluster_light), cluster_light.shape)
     assert abs(peak[0] - 31.5) < 2 and abs(peak[1] - 31.5) < 2  # the BCG sits at the centre
     resid = noisy[1].data - empty
+    cond = field_at(200.0, 5.0).conditions(3)  # the seeing and sky of the field holding the cutout
     for b in range(5):
-        assert resid[b].std() == pytest.approx(cutout_noise(4.0)[b], rel=0.05), BANDS[b]
+        assert resid[b].std() == pytest.approx(cutout_noise(4.0, cond)[b], rel=0.05), BANDS[b]
 
 
 def test_field_sky_is_the_same_whichever_region_asks():
@@ -132,3 +134,36 @@ def test_missing_redshift_with_a_physical_aperture_is_a_clear_error():
         MockSource(seed=0).cutouts(rows, CutoutGrid())
     ok = MockSource(seed=0).cutouts(rows, CutoutGrid(aperture_mpc=None, aperture_arcsec=200.0))[0]
     assert ok.meta["halo_id"] is None and np.isfinite(ok.data).all()
+
+
+def test_fields_have_their_own_seeing_and_sky_shared_by_cutouts_and_frames(tmp_path):
+    """Seeing and sky vary from field to field (deterministically); the direct cutout uses its field's."""
+    from astropy.io import fits
+
+    from clustermass.mock.frames import fields_covering, write_window_flist
+    from clustermass.mock.instrument import SKY_MU
+
+    specs = fields_covering(200.0, 5.0, 1.0)
+    cond = [s.conditions(3) for s in specs]
+    fwhm = np.array([c.psf_fwhm for c in cond])
+    assert len(specs) > 10 and fwhm[:, 2].std() > 0.05 and np.ptp([c.sky_mu[2] for c in cond]) > 0.2
+    assert np.array_equal(specs[0].conditions(3).psf_fwhm, cond[0].psf_fwhm)  # deterministic
+    assert not np.array_equal(specs[0].conditions(4).psf_fwhm, cond[0].psf_fwhm)
+    assert np.all(fwhm[:, 0] > fwhm[:, 3])  # u is the worst band
+    with fits.open(write_window_flist(specs, tmp_path, 3)) as hdul:
+        t = hdul[1].data
+        assert np.allclose(t["PSF_FWHM"], fwhm) and np.allclose(-2.5 * np.log10(t["SKYFLUX"]) + 22.5, [c.sky_mu for c in cond])
+        assert 0.05 <= t["SCORE"].min() < t["SCORE"].max() <= 1.0
+    assert abs(np.median([c.sky_mu[2] for c in cond]) - SKY_MU[2]) < 0.2
+    # the direct cutout is drawn with the seeing of the field holding its centre
+    from clustermass.mock.instrument import PSF_FWHM
+    from clustermass.mock.render import render_cutout
+
+    grid = CutoutGrid(size=32, aperture_mpc=None, aperture_arcsec=40.0)
+    rows = pd.DataFrame({"id": [1], "ra": [200.0], "dec": [5.0], "z": [np.nan], "richness": [0.0]})  # sky only
+    src = MockSource(seed=3, noise=False)
+    img = src.cutouts(rows, grid, "r")[0].data[0]
+    sky = src.scene.sources(200.0, 5.0, 40.0 / 3600.0 / 2 + 10.0 / 3600.0)
+    for psf, same in ((field_at(200.0, 5.0).conditions(3).psf_fwhm, True), (PSF_FWHM * 1.3, False)):
+        ref = render_cutout(sky.ra, sky.dec, sky.r_e, sky.flux, 200.0, 5.0, 32, 40.0 / 32, [2], psf)[0]
+        assert np.allclose(img, ref, rtol=1e-5, atol=1e-7) == same

@@ -109,7 +109,7 @@ def frames(
                 write_frame(scene, field, bands, out)
                 written += 1
             bar.advance(task)
-    flist = write_window_flist(specs, out)
+    flist = write_window_flist(specs, out, seed)
     summary = {"clusters": int(len(clusters)), "fields_planned": planned, "fields": len(specs),
                "fields_written": written, "fields_skipped": skipped, "bands": bands,
                "frames": len(specs) * len(bands), "window_flist": str(flist), "out": str(out)}

@@ -5,7 +5,9 @@ A row that lies within MATCH_ARCSEC of a cluster of the universe (`universe_dir`
 other row (e.g. a real redMaPPer position, or every row when universe_dir is None) gets a cluster
 synthesised from its richness and redshift, deterministic in (seed, position). Field galaxies
 and stars come from the same per-cell sky as `cmcat mock frames` (mock/scene.py), so both
-paths draw the same galaxies. Noise is drawn per cutout from (seed, position).
+paths draw the same galaxies. Seeing and sky noise are those of the mock field whose frame holds
+the cutout's centre (mock/instrument.py), as on its frames. Noise is drawn per cutout from (seed,
+position).
 
 Its store name is `mock-v{MOCK_VERSION}` (mock/version.py), so cutouts rendered by another mock
 version are never mixed with these; a universe of another version is refused.
@@ -22,6 +24,7 @@ import pandas as pd
 from clustermass.errors import ImageError
 from clustermass.images.base import BANDS, Cutout, CutoutGrid
 from clustermass.mock import relations as rel
+from clustermass.mock.frames import field_at
 from clustermass.mock.instrument import cutout_noise
 from clustermass.mock.population import faint_member_ratio
 from clustermass.mock.render import render_cutout
@@ -102,10 +105,12 @@ class MockSource:
         idx = [BANDS.index(b) for b in bands]
         half_deg = grid.size * scale / 3600.0 / 2 + 10.0 / 3600.0
         src = self.scene.sources(ra, dec, half_deg, extra)
-        img = render_cutout(src.ra, src.dec, src.r_e, src.flux, ra, dec, grid.size, scale, idx)
+        cond = field_at(ra, dec).conditions(self.seed)  # the seeing and sky of the frame holding the centre
+        img = render_cutout(src.ra, src.dec, src.r_e, src.flux, ra, dec, grid.size, scale, idx, cond.psf_fwhm)
         if self.noise:
             rng = np.random.default_rng([self.seed, 4, position_key(ra, dec)])
-            img += rng.standard_normal(img.shape, dtype=np.float32) * cutout_noise(scale)[idx][:, None, None].astype(np.float32)
+            sigma = cutout_noise(scale, cond)[idx][:, None, None].astype(np.float32)
+            img += rng.standard_normal(img.shape, dtype=np.float32) * sigma
         meta = {"source": SOURCE_NAME, "mock_version": MOCK_VERSION, "seed": self.seed, "halo_id": None if halo is None else int(halo["halo_id"])}
         return Cutout(cluster_id, float(ra), float(dec), scale, img.astype(np.float32), 1.0, meta)
 

@@ -20,17 +20,26 @@ from clustermass.mock import relations as rel
 from clustermass.mock.sed import kcorr, star_colours
 
 CELL_DEG = 0.05
-#: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (Yasuda+2001 counts).
-GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 30000.0, 0.36, (14.0, 23.5)
-GAL_RED_FRACTION = 0.35
+#: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (slope of the Yasuda+2001 counts;
+#: normalisation tuned to the real photoObj field, 4,560 +- 300 deg^-2 at 18 < r < 21.5).
+GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 26000.0, 0.36, (14.0, 23.5)
+#: Share of passive (red-SED) field galaxies, tuned so the 18 < r < 21.5 medians of g-r and r-i match
+#: the real photoObj field (median redshift at r: 0.04 + 0.055 (r - 15)).
+GAL_RED_FRACTION = 0.43
 #: Stars per deg^2 with 14 < r < 22.8 and their count slope (tuned to the real photoObj field).
-STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 3500.0, 0.12, (14.0, 22.8)
-#: Star temperatures (K): faint high-latitude stars are mostly K and M dwarfs.
-STAR_T_MIN, STAR_T_MAX, STAR_T_BETA = 2900.0, 7000.0, (1.0, 3.0)
+STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 4200.0, 0.12, (14.0, 22.8)
+#: Faint high-latitude stars on the stellar locus (sed.star_colours): a share of halo turn-off stars
+#: (r-i ~ N(0.12, 0.06)), the rest disk K and M dwarfs spread evenly over 0.25 < r-i < 1.65 (the real
+#: photoObj field at 18 < r < 21.5: r-i percentiles 10/25/50/75/90 = 0.14/0.36/0.74/1.11/1.41);
+#: colours scatter by STAR_COLOUR_SCATTER mag about the locus.
+STAR_TURNOFF_FRACTION, STAR_TURNOFF_RI, STAR_DWARF_RI = 0.22, (0.12, 0.06), (0.25, 1.65)
+STAR_COLOUR_SCATTER = 0.04
 NFW_C500 = 3.0
 #: Intrinsic red-sequence scatter in g-r (mag; Hao+2009 ~0.05) and how it spreads over ugriz.
 RED_SEQUENCE_SCATTER = 0.04
 _COLOUR_SCATTER_SHAPE = np.array([2.0, 1.0, 0.0, -0.3, -0.5])
+#: Independent colour scatter per band about r (r itself exact).
+_COLOUR_NOISE_SHAPE = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
 
 
 @dataclass
@@ -166,16 +175,23 @@ def _cell_draws(seed: int, idec: int, ira: int, n_ra: int) -> dict[str, np.ndarr
                                      0.02, 1.2), np.zeros(n_star)]),
         "kind": np.concatenate([np.where(rng.random(n_gal) < GAL_RED_FRACTION, 1, 2), np.zeros(n_star, int)]),
         "ln_size": np.concatenate([rng.normal(0.0, 0.25, n_gal), np.zeros(n_star)]),
-        "temp": np.concatenate([np.zeros(n_gal), STAR_T_MIN + (STAR_T_MAX - STAR_T_MIN) * rng.beta(*STAR_T_BETA, n_star)]),
+        "ri": np.concatenate([np.zeros(n_gal), _star_ri(rng, n_star)]),
+        "colour_noise": rng.normal(0.0, STAR_COLOUR_SCATTER, (n, 5)),
     }
 
 
+def _star_ri(rng: np.random.Generator, n: int) -> np.ndarray:
+    """r-i of n faint high-latitude stars: halo turn-off stars and disk K/M dwarfs (see STAR_* above)."""
+    turnoff = rng.random(n) < STAR_TURNOFF_FRACTION
+    return np.where(turnoff, rng.normal(*STAR_TURNOFF_RI, n), rng.uniform(*STAR_DWARF_RI, n))
+
+
 def _colourise(d: dict[str, np.ndarray]) -> Sources:
-    """Sources from cell draws: colours from the red/blue SEDs (galaxies) or black bodies (stars)."""
+    """Sources from cell draws: colours from the red/blue SEDs (galaxies) or the stellar locus (stars)."""
     k_red, k_blue = kcorr("red", d["z"]), kcorr("blue", d["z"])
     k = np.where((d["kind"] == 1)[:, None], k_red - k_red[:, 2:3], k_blue - k_blue[:, 2:3])
     star = d["kind"] == 0
-    k[star] = star_colours(d["temp"][star])
+    k[star] = star_colours(d["ri"][star]) + d["colour_noise"][star] * _COLOUR_NOISE_SHAPE
     r_e = np.where(star, 0.0, 1.5 * 10 ** (-0.12 * (d["m_r"] - 18.0)) * np.exp(d["ln_size"]))
     return Sources(d["ra"], d["dec"], d["m_r"][:, None] + k, r_e)
 
