@@ -90,8 +90,11 @@ def test_mock_source_is_deterministic_and_matches_universe(universe_dir):
 
 def test_mock_source_flux_and_noise():
     """The synthetic cluster's light is where it should be and the noise has the configured level."""
+    from clustermass.images.mock import synthetic_halo
+
+    assert synthetic_halo(3, 200.03, 5.0, 0.2, 120.0)["off_x_mpc"] == 0.0  # a well-centred one
     grid = CutoutGrid(size=64, aperture_mpc=None, aperture_arcsec=256.0)
-    rows = pd.DataFrame({"id": [1, 2], "ra": [200.0, 200.0], "dec": [5.0, 5.0], "z": [0.2, 0.2],
+    rows = pd.DataFrame({"id": [1, 2], "ra": [200.03, 200.03], "dec": [5.0, 5.0], "z": [0.2, 0.2],
                          "richness": [120.0, 0.0]})
     noisy = MockSource(seed=3).cutouts(rows, grid)
     clean = MockSource(seed=3, noise=False).cutouts(rows, grid)
@@ -101,10 +104,13 @@ def test_mock_source_flux_and_noise():
     ring = np.ones((64, 64), bool)
     ring[8:56, 8:56] = False
     assert centre > 5 * cluster_light[ring].mean() > 0  # members concentrate towards the centre (NFW)
-    peak = np.unravel_index(np.argmax(cluster_light), cluster_light.shape)
-    assert abs(peak[0] - 31.5) < 2 and abs(peak[1] - 31.5) < 2  # the BCG sits at the centre
+    from clustermass.mock.scene import halo_sources
+
+    bcg = halo_sources(3, synthetic_halo(3, 200.03, 5.0, 0.2, 120.0))  # the BCG comes first
+    assert 3600 * np.hypot((bcg.ra[0] - 200.03) * np.cos(np.radians(5.0)), bcg.dec[0] - 5.0) < 10.0  # at the centre (10 kpc jitter)
+    assert cluster_light[28:36, 28:36].sum() > 0.5 * bcg.flux[0, 2]
     resid = noisy[1].data - empty
-    cond = field_at(200.0, 5.0).conditions(3)  # the seeing and sky of the field holding the cutout
+    cond = field_at(200.03, 5.0).conditions(3)  # the seeing and sky of the field holding the cutout
     for b in range(5):
         assert resid[b].std() == pytest.approx(cutout_noise(4.0, cond)[b], rel=0.05), BANDS[b]
 
@@ -167,3 +173,40 @@ def test_fields_have_their_own_seeing_and_sky_shared_by_cutouts_and_frames(tmp_p
     for psf, same in ((field_at(200.0, 5.0).conditions(3).psf_fwhm, True), (PSF_FWHM * 1.3, False)):
         ref = render_cutout(sky.ra, sky.dec, sky.r_e, sky.flux, 200.0, 5.0, 32, 40.0 / 32, [2], psf)[0]
         assert np.allclose(img, ref, rtol=1e-5, atol=1e-7) == same
+
+
+def test_miscentred_clusters_are_centred_on_a_bright_satellite(universe_dir):
+    """A quarter of the catalogue is miscentred: its centre is a bright member's, the BCG lies off it,
+    and lambda counts fewer members."""
+    from clustermass.mock.scene import halo_sources
+
+    truth = read_truth(universe_dir)
+    rm = truth[truth.rm_id > 0]
+    mis = rm[rm.miscentred]
+    assert 0.1 < len(mis) / len(rm) < 0.45
+    assert (rm.n_red_counted <= rm.n_red).all() and (mis.n_red_counted < mis.n_red).any()
+    assert (rm[~rm.miscentred].n_red_counted == rm[~rm.miscentred].n_red).all()
+    src = MockSource(universe_dir)
+    h = src.scene.match(mis.ra.iloc[0], mis.dec.iloc[0], 2.0)
+    assert h is not None and h["halo_id"] == mis.halo_id.iloc[0]
+    members = halo_sources(src.seed, h)
+    sep = 3600 * np.hypot((members.ra - h["ra"]) * np.cos(np.radians(h["dec"])), members.dec - h["dec"])
+    k = int(np.argmin(sep))
+    assert sep[k] < 0.5 and k > 0  # a satellite sits on the catalogue centre, not the BCG (first)
+    assert members.mag[k, 2] <= np.min(members.mag[1:, 2]) + 1e-9  # the brightest satellite
+    assert sep[0] > 5.0
+
+
+def test_rendered_members_carry_the_assembly_history(universe_dir):
+    """The brightest satellite is gap12 mag fainter than the BCG; the gap and concentration follow the latent."""
+    from clustermass.mock.scene import halo_sources
+
+    truth = read_truth(universe_dir)
+    rm = truth[truth.rm_id > 0]
+    src = MockSource(universe_dir)
+    for h in rm.head(5).to_dict("records"):
+        members = halo_sources(src.seed, h)
+        r_abs = members.mag[:, 2] - members.mag[0, 2]  # same K-correction for all: the gap in r
+        assert np.min(r_abs[1:]) == pytest.approx(h["gap12"], abs=0.2)  # red-sequence scatter aside
+    assert np.corrcoef(rm.assembly, np.log(rm.gap12))[0, 1] > 0.6
+    assert np.corrcoef(rm.assembly, np.log(rm.c500))[0, 1] > 0.99

@@ -25,6 +25,7 @@ from clustermass.errors import ImageError
 from clustermass.images.base import BANDS, Cutout, CutoutGrid
 from clustermass.mock import relations as rel
 from clustermass.mock.frames import field_at
+from clustermass.mock.galaxies import deproject
 from clustermass.mock.instrument import cutout_noise
 from clustermass.mock.population import faint_member_ratio
 from clustermass.mock.render import render_cutout
@@ -47,11 +48,21 @@ def synthetic_halo(seed: int, ra: float, dec: float, z: float, richness: float) 
     lam = float(richness) if np.isfinite(richness) and richness > 0 else 0.0
     n_red = int(max(0, round(lam + rng.normal(0.0, np.sqrt(0.1 * lam + 2.0))))) if lam > 0 else 0
     logm = float(np.log10(rel.m500_of_lambda(max(lam, 5.0)))) + rng.normal(0.0, 0.1)
+    # miscentred like the universe's clusters: the halo lies off the catalogue position, a bright satellite on it
+    off = rng.gamma(2.0, rel.MISCENTRING_TAU) * float(rel.r_lambda_mpc(max(lam, 1.0)))
+    off *= float(rng.random() < rel.MISCENTRED_FRACTION)
+    phi = rng.uniform(0.0, 2 * np.pi)
+    off_x, off_y = off * np.cos(phi), off * np.sin(phi)
+    deg = float(rel.deg_per_mpc(z)) if np.isfinite(z) and z > 0 else 0.0
+    halo_ra, halo_dec = deproject(np.array([-off_x * deg]), np.array([-off_y * deg]), ra, dec) if off else ([ra], [dec])
     return {
-        "halo_id": 0, "key": key, "ra": ra, "dec": dec, "z": z, "log10_m500": logm, "n_red": n_red,
+        "halo_id": 0, "key": key, "ra": ra, "dec": dec, "halo_ra": float(halo_ra[0]), "halo_dec": float(halo_dec[0]),
+        "off_x_mpc": off_x if off else 0.0, "off_y_mpc": off_y if off else 0.0, "z": z, "log10_m500": logm, "n_red": n_red,
         "n_faint": int(rng.poisson(n_red * faint_member_ratio())),
-        "bcg_mr": float(rel.bcg_mr_mean(10**logm, z)) + rng.normal(0.0, rel.BCG_MAG_SCATTER),
         "lambda_true": max(lam, 1.0),
+        # assembly history as in the universe (mock/relations.py); its link to richness is not imposed here
+        **dict(zip(("bcg_mr", "gap12", "c500"),
+                   (float(v) for v in rel.assembly_observables(*rng.standard_normal(3), 10**logm, z)))),
     }
 
 

@@ -166,3 +166,30 @@ def conditions_comparison(real_dir: Path, seed: int = 0, n_fields: int = 2000) -
     return {"real_fwhm_r": pct(np.asarray(t["PSF_WIDTH"], float)[:, 2]), "mock_fwhm_r": pct([c.psf_fwhm[2] for c in cond]),
             "real_sky_r": pct(real_sky), "mock_sky_r": pct([c.sky_mu[2] for c in cond]),
             "real_score": pct(np.asarray(t["SCORE"], float)), "mock_score": pct([c.score for c in cond])}
+
+
+def _rms_of_fit(y: np.ndarray, *columns: np.ndarray) -> float:
+    """rms residual of a least-squares fit of y on the columns and a constant."""
+    x = np.column_stack([*columns, np.ones(len(y))])
+    return float(np.std(y - x @ np.linalg.lstsq(x, y, rcond=None)[0]))
+
+
+def assembly_effects(universe_dir: Path) -> dict:
+    """Miscentring and magnitude-gap figures of the catalogue (lambda >= 20 in the z range), on true masses.
+
+    miscentred_fraction, mean offset of the miscentred (R_lambda), their lambda bias (members counted /
+    members); sigma(log10 M | lambda, z) without and with the magnitude gap and its fractional reduction
+    (Hearin+2013's measure).
+    """
+    t = read_truth(universe_dir)
+    rm = t[(t.rm_id > 0) & (t.lambda_obs >= 20) & t.z_phot.between(Z_MIN, Z_MAX)]
+    mis = rm[rm.miscentred]
+    y, lam, z = rm.log10_m500.to_numpy(), np.log10(rm.lambda_obs.to_numpy()), np.log10(1 + rm.z_phot.to_numpy())
+    without, with_gap = _rms_of_fit(y, lam, z), _rms_of_fit(y, lam, z, rm.gap12.to_numpy())
+    return {
+        "clusters": len(rm), "miscentred_fraction": float(rm.miscentred.mean()),
+        "miscentred_offset_rlambda": float(mis.offset_rlambda.mean()),
+        "miscentred_lambda_ratio": float((mis.n_red_counted / mis.n_red.clip(lower=1)).mean()),
+        "sigma_logm_lambda": without, "sigma_logm_lambda_gap": with_gap, "gap_scatter_reduction": 1 - with_gap / without,
+        "gap12_median": float(rm.gap12.median()), "c500_ln_scatter": float(np.log(rm.c500).std()),
+    }

@@ -1,9 +1,10 @@
 """The galaxies and stars of the mock sky, as plain arrays (`Sources`).
 
-- Cluster members (`cluster_sources`): a BCG near the centre plus `n_red` red-sequence members
-  brighter than 0.2 L* and `n_faint` between 0.05 and 0.2 L*, on a projected NFW profile
-  (c500 = 3) truncated at R_lambda, luminosities from a Schechter function, colours of the
-  passive SED at the cluster redshift. One Generator per cluster: seeded with (seed, halo key).
+- Cluster members (`cluster_sources`): a BCG near the halo centre plus `n_red` red-sequence members
+  brighter than 0.2 L* and `n_faint` between 0.05 and 0.2 L*, on a projected NFW profile (the
+  halo's c500) truncated at R_lambda, luminosities from a Schechter function with the brightest
+  satellite at the halo's magnitude gap, colours of the passive SED at the cluster redshift. One
+  Generator per cluster: seeded with (seed, halo key).
 - Field galaxies and stars (`field_sources`): drawn per sky cell of CELL_DEG with one
   Generator per (seed, cell), so any region of sky, whether a cutout or a frame, sees exactly
   the same objects.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -34,7 +36,6 @@ STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 4200.0, 0.12, (14.0, 22.8)
 #: colours scatter by STAR_COLOUR_SCATTER mag about the locus.
 STAR_TURNOFF_FRACTION, STAR_TURNOFF_RI, STAR_DWARF_RI = 0.22, (0.12, 0.06), (0.25, 1.65)
 STAR_COLOUR_SCATTER = 0.04
-NFW_C500 = 3.0
 #: Intrinsic red-sequence scatter in g-r (mag; Hao+2009 ~0.05) and how it spreads over ugriz.
 RED_SEQUENCE_SCATTER = 0.04
 _COLOUR_SCATTER_SHAPE = np.array([2.0, 1.0, 0.0, -0.3, -0.5])
@@ -66,8 +67,9 @@ class Sources:
         return Sources(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ra", "dec", "mag", "r_e")))
 
 
-def deproject(xi: np.ndarray, eta: np.ndarray, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse gnomonic projection: standard coordinates (deg, xi east) about (ra0, dec0) -> ra, dec (deg)."""
+def deproject(xi: np.ndarray, eta: np.ndarray, ra0, dec0) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse gnomonic projection: standard coordinates (deg, xi east) about (ra0, dec0) -> ra, dec (deg);
+    ra0, dec0 are one centre or one per position."""
     x, y = np.radians(xi), np.radians(eta)
     d0 = np.radians(dec0)
     rho = np.hypot(x, y)
@@ -109,15 +111,44 @@ def nfw_radii(rng: np.random.Generator, n: int, rs: float, r_max: float) -> np.n
     return rs * np.interp(rng.random(n) * m_max, m, s)
 
 
-def cluster_sources(seed: int, key: tuple[int, ...], ra: float, dec: float, z: float, log10_m500: float, n_red: int,
-                    n_faint: int, bcg_mr: float, lambda_true: float) -> Sources:
-    """The BCG and red members of one cluster (deterministic in seed and the non-negative ints of key)."""
+#: R_lambda / r_s of the member profile for the miscentring aperture table (R_lambda ~ 1.5 R500, c500 ~ 3).
+C_LAMBDA = 4.5
+
+
+@lru_cache(maxsize=1)
+def _aperture_table() -> tuple[np.ndarray, np.ndarray]:
+    """(offset / R_lambda, share of the members inside a circle of R_lambda about that offset centre)."""
+    rng = np.random.default_rng(0)  # a fixed table, independent of any universe's seed
+    n = 200_000
+    r3 = nfw_radii(rng, n, 1.0 / C_LAMBDA, 1.0)
+    rp = r3 * np.sqrt(1.0 - rng.uniform(-1.0, 1.0, n) ** 2)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    x, y = rp * np.cos(phi), rp * np.sin(phi)
+    grid = np.linspace(0.0, 3.0, 61)
+    return grid, np.array([np.mean((x - d) ** 2 + y**2 <= 1.0) for d in grid])
+
+
+def aperture_fraction(offset: np.ndarray) -> np.ndarray:
+    """Share of a cluster's members within R_lambda of a centre `offset` R_lambda from the halo centre."""
+    grid, frac = _aperture_table()
+    return np.interp(offset, grid, frac)
+
+
+def cluster_sources(seed: int, key: tuple[int, ...], h: Mapping[str, Any]) -> Sources:
+    """The BCG (first) and red members of one halo, deterministic in seed and the non-negative ints of key.
+
+    h: the halo's truth (scene.HALO_COLUMNS): members about (halo_ra, halo_dec) on an NFW profile of
+    concentration c500 truncated at R_lambda; the brightest satellite is gap12 mag fainter than the BCG
+    (brighter satellites are dimmed to just below it); a miscentred halo (off_x_mpc, off_y_mpc != 0: the
+    catalogue centre's offset east and north, Mpc) has that satellite at the catalogue centre.
+    """
     rng = np.random.default_rng([seed, 1, *(int(k) for k in key)])
-    r500 = float(rel.r500_mpc(10**log10_m500, z))
-    r_max = float(rel.r_lambda_mpc(max(lambda_true, 1.0)))
-    x = np.concatenate([schechter_draw(rng, int(n_red), True), schechter_draw(rng, int(n_faint), False)])
+    z, bcg_mr = float(h["z"]), float(h["bcg_mr"])
+    r500 = float(rel.r500_mpc(10 ** float(h["log10_m500"]), z))
+    r_max = float(rel.r_lambda_mpc(max(float(h["lambda_true"]), 1.0)))
+    x = np.concatenate([schechter_draw(rng, int(h["n_red"]), True), schechter_draw(rng, int(h["n_faint"]), False)])
     n = x.size
-    r3 = nfw_radii(rng, n, r500 / NFW_C500, r_max)
+    r3 = nfw_radii(rng, n, r500 / float(h["c500"]), r_max)
     cos_t = rng.uniform(-1.0, 1.0, n)
     phi = rng.uniform(0.0, 2 * np.pi, n)
     rp = r3 * np.sqrt(1.0 - cos_t**2)
@@ -125,8 +156,15 @@ def cluster_sources(seed: int, key: tuple[int, ...], ra: float, dec: float, z: f
     deg_per_mpc = float(rel.deg_per_mpc(z))
     xi = np.concatenate([bcg_off[:1], rp * np.cos(phi)]) * deg_per_mpc
     eta = np.concatenate([bcg_off[1:], rp * np.sin(phi)]) * deg_per_mpc
-    ra_s, dec_s = deproject(xi, eta, ra, dec)
-    abs_r = np.concatenate([[bcg_mr], rel.mstar_r(z) - 2.5 * np.log10(x)])
+    sat_r = rel.mstar_r(z) - 2.5 * np.log10(x)
+    if n:
+        j = int(np.argmax(x))  # the brightest satellite sets the magnitude gap
+        sat_r = np.maximum(sat_r, bcg_mr + float(h["gap12"]) + 0.1)
+        sat_r[j] = bcg_mr + float(h["gap12"])
+        if h["off_x_mpc"] or h["off_y_mpc"]:  # the catalogue centred on it
+            xi[j + 1], eta[j + 1] = float(h["off_x_mpc"]) * deg_per_mpc, float(h["off_y_mpc"]) * deg_per_mpc
+    ra_s, dec_s = deproject(xi, eta, float(h["halo_ra"]), float(h["halo_dec"]))
+    abs_r = np.concatenate([[bcg_mr], sat_r])
     dm = float(rel.distmod(z))
     mag = abs_r[:, None] + dm + kcorr("red", np.full(n + 1, z))
     mag += rng.normal(0.0, RED_SEQUENCE_SCATTER, n + 1)[:, None] * _COLOUR_SCATTER_SHAPE

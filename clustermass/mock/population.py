@@ -19,6 +19,7 @@ from scipy.special import erf
 
 from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
+from clustermass.mock.galaxies import aperture_fraction, deproject
 
 #: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
 REAL_DENSITY_DEG2 = 26350 / 10400.0
@@ -110,15 +111,22 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
     """Member counts, richness, photo-z, BCG magnitude and X-ray/SZ observables of haloes."""
     n = z.size
     m500 = 10**logm
-    lam_true = rel.lambda_mean(m500) * np.exp(rng.normal(0.0, rel.LAMBDA_LN_SCATTER, n))
+    a = rng.standard_normal(n)  # assembly history (formation time), see relations.py
+    rho = rel.ASSEMBLY_LAMBDA_CORR
+    lam_true = rel.lambda_mean(m500) * np.exp(rel.LAMBDA_LN_SCATTER * (rho * a + np.sqrt(1 - rho**2) * rng.standard_normal(n)))
     n_red = rng.poisson(lam_true)
     faint_ratio = faint_member_ratio()
     n_faint = rng.poisson(lam_true * faint_ratio)
     background = 0.1 * lam_true + 2.0  # red-sequence interlopers inside R_lambda (expected number)
-    lam_obs = n_red + rng.normal(0.0, np.sqrt(background))
+    miscentred = rng.random(n) < rel.MISCENTRED_FRACTION
+    offset = np.where(miscentred, rng.gamma(2.0, rel.MISCENTRING_TAU, n), 0.0)  # in R_lambda
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    off_mpc = offset * rel.r_lambda_mpc(lam_true)
+    n_counted = np.where(miscentred, rng.binomial(n_red, aperture_fraction(offset)), n_red)
+    lam_obs = n_counted + rng.normal(0.0, np.sqrt(background))
     zerr = z_lambda_err(z)
     z_phot = z + rng.normal(0.0, 1.0, n) * zerr
-    bcg_mr = rel.bcg_mr_mean(m500, z) + rng.normal(0.0, rel.BCG_MAG_SCATTER, n)
+    bcg_mr, gap12, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, z)
     lx = rel.lx500(m500, z) * np.exp(rng.normal(0.0, rel.LX_LN_SCATTER, n))
     ysz = rel.ysz500(m500, z) * np.exp(rng.normal(0.0, rel.YSZ_LN_SCATTER, n))
     return pd.DataFrame(
@@ -128,12 +136,20 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
             "r500_mpc": rel.r500_mpc(m500, z),
             "lambda_true": lam_true,
             "n_red": n_red,
+            "n_red_counted": n_counted,
+            "miscentred": miscentred,
+            "offset_rlambda": offset,
+            "off_x_mpc": off_mpc * np.cos(phi),
+            "off_y_mpc": off_mpc * np.sin(phi),
             "n_faint": n_faint,
             "lambda_obs": lam_obs,
             "lambda_err": np.sqrt(np.maximum(lam_obs, 1.0) + background),
             "z_phot": z_phot,
             "z_phot_err": zerr,
             "bcg_mr": bcg_mr,
+            "assembly": a,
+            "c500": c500,
+            "gap12": gap12,
             "lx500": lx,
             "y500": ysz,
             "u_complete": rng.random(n),
@@ -170,9 +186,20 @@ def sky_positions(rng: np.random.Generator, n: int, area_deg2: float | None) -> 
     return ra, dec
 
 
+def catalogue_centres(h: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(ra, dec) the optical catalogue lists: the halo centre, or the miscentred clusters' offset centre."""
+    deg = rel.deg_per_mpc(h.z.to_numpy())
+    ra0, dec0, m = h.halo_ra.to_numpy(), h.halo_dec.to_numpy(), h.miscentred.to_numpy()
+    ra, dec = deproject(h.off_x_mpc.to_numpy() * deg, h.off_y_mpc.to_numpy() * deg, ra0, dec0)
+    return np.where(m, ra, ra0), np.where(m, dec, dec0)
+
+
 @dataclass
 class Universe:
     """All haloes that enter a catalogue, with their truth and observables (one row per halo).
+
+    `ra, dec` are the optical catalogue's centre, `halo_ra, halo_dec` the halo's (the members'
+    centre, where the X-ray and SZ catalogues point); they differ for the `miscentred` ones.
 
     `rm_id` is the redMaPPer MEM_MATCH_ID (0 when not in the optical catalogue); `in_mcxc` and
     `in_psz2` flag the X-ray and SZ detections; `psz2_has_z` whether PSZ2 lists its redshift.
@@ -203,7 +230,8 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None) -> Univers
         batches.append(obs)
         selected = min(cum[-1], n)
     haloes = pd.concat(batches, ignore_index=True)
-    haloes["ra"], haloes["dec"] = sky_positions(rng, len(haloes), area_deg2)
+    haloes["halo_ra"], haloes["halo_dec"] = sky_positions(rng, len(haloes), area_deg2)
+    haloes["ra"], haloes["dec"] = catalogue_centres(haloes)
     xray, sz, sz_has_z = _label_selection(rng, haloes)
     # the universe is the haloes that enter at least one catalogue
     keep = haloes.rm.to_numpy() | xray | sz

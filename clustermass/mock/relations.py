@@ -31,6 +31,23 @@ BCG_MR_PIVOT = -24.0
 BCG_MASS_SLOPE = 0.3
 BCG_MAG_SCATTER = 0.25
 
+# Miscentring (Zhang+2019, MNRAS 487, 2578): a share of haloes is catalogued on a bright satellite,
+# offset by x R_lambda with x ~ Gamma(2, tau) (mean 2 tau); the richness is then counted about that centre.
+MISCENTRED_FRACTION = 0.29  # intrinsic; the selected catalogue's share comes out ~0.25 (lambda is biased low)
+MISCENTRING_TAU = 0.18
+
+# Assembly history: one latent a ~ N(0, 1) per halo (a > 0: formed early). It sets the members'
+# concentration c500 = C500_MEDIAN exp(C500_LN_SCATTER a) (sigma_ln c ~ 0.3: Bullock+2001, Neto+2007),
+# takes a share ASSEMBLY_LAMBDA_CORR of the richness scatter (early-formed haloes have fewer satellites:
+# Zentner+2005, Wechsler+2006), brightens the BCG by BCG_ASSEMBLY_MAG a and widens the magnitude gap
+# between the BCG and the brightest satellite: ln gap12 = ln GAP_MEDIAN + GAP_LN_SCATTER (rho a + ...).
+# Tuned so adding the gap to the richness relation lowers the mass scatter at fixed lambda by ~15-20%
+# (Hearin+2013); see docs/mock.md.
+C500_MEDIAN, C500_LN_SCATTER = 3.0, 0.3
+ASSEMBLY_LAMBDA_CORR = -0.85
+BCG_ASSEMBLY_MAG = 0.15
+GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.9
+
 # X-ray: L500 (0.1-2.4 keV) - M500 (Pratt+2009 / Arnaud+2010 form); ln-scatter 0.6 (Pratt+2009, total L).
 LX_NORM = 0.8e44  # erg/s at M500 = 2e14 Msun, z = 0
 LX_SLOPE = 1.64
@@ -98,6 +115,17 @@ def mstar_r(z: np.ndarray) -> np.ndarray:
 def bcg_mr_mean(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Mean rest-frame r absolute magnitude of the BCG."""
     return BCG_MR_PIVOT - 2.5 * BCG_MASS_SLOPE * (np.log10(m500) - 14.5) - EVOLUTION_Q * np.asarray(z)
+
+
+def assembly_observables(a: np.ndarray, e_bcg: np.ndarray, e_gap: np.ndarray, m500: np.ndarray,
+                         z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(BCG rest-frame M_r, magnitude gap gap12, member concentration c500) of haloes of assembly latent a,
+    given unit-normal draws e_bcg and e_gap (the parts a does not set)."""
+    bcg_extra = np.sqrt(BCG_MAG_SCATTER**2 - BCG_ASSEMBLY_MAG**2)
+    bcg = bcg_mr_mean(m500, z) - BCG_ASSEMBLY_MAG * a + bcg_extra * e_bcg
+    rg = GAP_ASSEMBLY_CORR
+    gap = GAP_MEDIAN * np.exp(GAP_LN_SCATTER * (rg * a + np.sqrt(1 - rg**2) * e_gap))
+    return bcg, gap, C500_MEDIAN * np.exp(C500_LN_SCATTER * np.asarray(a))
 
 
 def lx500(m500: np.ndarray, z: np.ndarray) -> np.ndarray:

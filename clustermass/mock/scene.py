@@ -13,7 +13,8 @@ from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import Sources, cluster_sources, field_sources
 
 #: Truth-table columns a rendered cluster needs.
-HALO_COLUMNS = ["halo_id", "ra", "dec", "z", "log10_m500", "n_red", "n_faint", "bcg_mr", "lambda_true"]
+HALO_COLUMNS = ["halo_id", "ra", "dec", "halo_ra", "halo_dec", "off_x_mpc", "off_y_mpc", "z", "log10_m500", "n_red",
+                "n_faint", "bcg_mr", "gap12", "c500", "lambda_true"]
 
 
 def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -29,8 +30,7 @@ def chord(deg: float | np.ndarray) -> np.ndarray:
 def halo_sources(seed: int, halo: dict) -> Sources:
     """Members of a halo: a universe cluster (halo_id > 0) or a synthetic one (halo_id 0, `key`)."""
     key = (0, int(halo["halo_id"])) if halo["halo_id"] > 0 else (1, int(halo["key"]))
-    return cluster_sources(seed, key, halo["ra"], halo["dec"], halo["z"], halo["log10_m500"],
-                           int(halo["n_red"]), int(halo["n_faint"]), halo["bcg_mr"], halo["lambda_true"])
+    return cluster_sources(seed, key, halo)
 
 
 class Scene:
@@ -46,14 +46,15 @@ class Scene:
         self._rows = h.to_dict("records")
         self._reach = (rel.r_lambda_mpc(np.maximum(h.lambda_true.to_numpy(float), 1.0))
                        * rel.deg_per_mpc(h.z.to_numpy(float))) if len(h) else np.zeros(0)
-        self._xyz = unit_vectors(h.ra.to_numpy(float), h.dec.to_numpy(float))
+        self._xyz = unit_vectors(h.halo_ra.to_numpy(float), h.halo_dec.to_numpy(float))
         self._tree = cKDTree(self._xyz) if len(h) else None
+        self._cat_tree = cKDTree(unit_vectors(h.ra.to_numpy(float), h.dec.to_numpy(float))) if len(h) else None
 
     def match(self, ra: float, dec: float, arcsec: float) -> dict | None:
-        """The universe cluster within `arcsec` of (ra, dec), or None."""
-        if self._tree is None:
+        """The universe cluster whose catalogue centre is within `arcsec` of (ra, dec), or None."""
+        if self._cat_tree is None:
             return None
-        dist, i = self._tree.query(unit_vectors(np.array(ra), np.array(dec)))
+        dist, i = self._cat_tree.query(unit_vectors(np.array(ra), np.array(dec)))
         return dict(self._rows[int(i)]) if dist <= chord(arcsec / 3600.0) else None
 
     def nearby(self, ra: float, dec: float, radius_deg: float) -> list[dict]:

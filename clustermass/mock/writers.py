@@ -103,13 +103,13 @@ def _short_redmapper(t: pd.DataFrame) -> pd.DataFrame:
 
 def mcxc_table(u: Universe) -> pd.DataFrame:
     """X-ray catalogue in the real MCXC columns; M500 inferred from L500 (1e14 Msun)."""
-    h = u.haloes[u.haloes.in_mcxc].sort_values("ra")
+    h = u.haloes[u.haloes.in_mcxc].sort_values("halo_ra")
     rng = np.random.default_rng([u.seed, 10])
     z = h.z.to_numpy()
     kpc_per_arcsec = 1000.0 / arcsec_per_mpc(z)
     off = rng.normal(0.0, 0.05, (2, len(h))) * 1000.0 / kpc_per_arcsec / 3600.0  # 50 kpc centroid offsets
-    dec = h.dec.to_numpy() + off[1]
-    ra = np.mod(h.ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
+    dec = h.halo_dec.to_numpy() + off[1]  # X-ray centres: the halo's, not the optical catalogue's
+    ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
     lx = h.lx500.to_numpy() * np.exp(rng.normal(0.0, 0.05, len(h)))  # 5% flux measurement error
     m500 = rel.m500_of_lx(lx, z)
     r500 = rel.r500_mpc(m500, z)
@@ -137,13 +137,13 @@ def psz2_table(u: Universe) -> tuple[Table, dict[str, str]]:
     """SZ catalogue in the real PSZ2 union columns (REDSHIFT=-1 and MSZ=0 where unknown), and its units."""
     from clustermass.mock.population import SZ_NOISE_5ARCMIN, SZ_NOISE_SLOPE
 
-    h = u.haloes[u.haloes.in_psz2].sort_values("ra")
+    h = u.haloes[u.haloes.in_psz2].sort_values("halo_ra")
     rng = np.random.default_rng([u.seed, 11])
     n = len(h)
     z = h.z.to_numpy()
     off = rng.normal(0.0, 0.7 / 60.0, (2, n))  # Planck positions: ~1 arcmin errors
-    dec = np.clip(h.dec.to_numpy() + off[1], -90, 90)
-    ra = np.mod(h.ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
+    dec = np.clip(h.halo_dec.to_numpy() + off[1], -90, 90)
+    ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
     theta = np.degrees(h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(z).to_value("Mpc")) * 60.0
     y_err = SZ_NOISE_5ARCMIN * (theta / 5.0) ** SZ_NOISE_SLOPE
     y_obs = h.y500.to_numpy() + rng.normal(0.0, 1.0, n) * y_err
