@@ -98,7 +98,7 @@ def frames(
     planned = len(specs)
     if max_frames is not None:
         specs = specs[:max_frames]
-    scene = Scene(seed, truth[truth.rm_id > 0])
+    scene = Scene(seed, truth)
     written = skipped = 0
     with progress() as bar:
         task = bar.add_task("rendering fields", total=len(specs))

@@ -94,8 +94,7 @@ class MockSource:
         if universe_dir is not None:
             from clustermass.mock.writers import read_truth
 
-            truth = read_truth(Path(universe_dir))
-            haloes = truth[truth.rm_id > 0]
+            haloes = read_truth(Path(universe_dir))
             if seed is None:
                 seed = universe_seed(Path(universe_dir))
         self.seed = int(seed or 0)

@@ -177,8 +177,8 @@ def _rms_of_fit(y: np.ndarray, *columns: np.ndarray) -> float:
 def assembly_effects(universe_dir: Path) -> dict:
     """Miscentring and magnitude-gap figures of the catalogue (lambda >= 20 in the z range), on true masses.
 
-    miscentred_fraction, mean offset of the miscentred (R_lambda), their lambda bias (members counted /
-    members); sigma(log10 M | lambda, z) without and with the magnitude gap and its fractional reduction
+    miscentred_fraction, mean offset of the miscentred (R_lambda), their lambda bias (own members counted
+    per member, relative to the well-centred ones); sigma(log10 M | lambda, z) without and with the magnitude gap and its fractional reduction
     (Hearin+2013's measure).
     """
     t = read_truth(universe_dir)
@@ -189,7 +189,22 @@ def assembly_effects(universe_dir: Path) -> dict:
     return {
         "clusters": len(rm), "miscentred_fraction": float(rm.miscentred.mean()),
         "miscentred_offset_rlambda": float(mis.offset_rlambda.mean()),
-        "miscentred_lambda_ratio": float((mis.n_red_counted / mis.n_red.clip(lower=1)).mean()),
+        "miscentred_lambda_ratio": float((mis.lambda_members / (mis.n_red + 1)).mean()
+                                         / (rm[~rm.miscentred].lambda_members / (rm[~rm.miscentred].n_red + 1)).mean()),
         "sigma_logm_lambda": without, "sigma_logm_lambda_gap": with_gap, "gap_scatter_reduction": 1 - with_gap / without,
         "gap12_median": float(rm.gap12.median()), "c500_ln_scatter": float(np.log(rm.c500).std()),
     }
+
+
+LAMBDA_BINS = (20, 30, 50, 100, 1000)
+
+
+def projection_shares(universe_dir: Path, bins: tuple = LAMBDA_BINS) -> dict:
+    """Mean share of lambda from line-of-sight neighbours (lambda_proj / counted members) per lambda bin,
+    and sigma(ln lambda | M) of the catalogue (least-squares on log10 M500)."""
+    t = read_truth(universe_dir)
+    rm = t[(t.rm_id > 0) & (t.lambda_obs >= 20) & t.z_phot.between(Z_MIN, Z_MAX)]
+    share = rm.lambda_proj / (rm.lambda_members + rm.lambda_proj).clip(lower=1)
+    out = {f"{lo}-{hi}": float(share[(rm.lambda_obs >= lo) & (rm.lambda_obs < hi)].mean()) for lo, hi in zip(bins[:-1], bins[1:])}
+    y, x = rm.log10_m500.to_numpy(), np.log(rm.lambda_obs.to_numpy())
+    return {"share": out, "all": float(share.mean()), "sigma_lnlambda_at_m": _rms_of_fit(x, y)}

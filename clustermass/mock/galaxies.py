@@ -111,29 +111,6 @@ def nfw_radii(rng: np.random.Generator, n: int, rs: float, r_max: float) -> np.n
     return rs * np.interp(rng.random(n) * m_max, m, s)
 
 
-#: R_lambda / r_s of the member profile for the miscentring aperture table (R_lambda ~ 1.5 R500, c500 ~ 3).
-C_LAMBDA = 4.5
-
-
-@lru_cache(maxsize=1)
-def _aperture_table() -> tuple[np.ndarray, np.ndarray]:
-    """(offset / R_lambda, share of the members inside a circle of R_lambda about that offset centre)."""
-    rng = np.random.default_rng(0)  # a fixed table, independent of any universe's seed
-    n = 200_000
-    r3 = nfw_radii(rng, n, 1.0 / C_LAMBDA, 1.0)
-    rp = r3 * np.sqrt(1.0 - rng.uniform(-1.0, 1.0, n) ** 2)
-    phi = rng.uniform(0.0, 2 * np.pi, n)
-    x, y = rp * np.cos(phi), rp * np.sin(phi)
-    grid = np.linspace(0.0, 3.0, 61)
-    return grid, np.array([np.mean((x - d) ** 2 + y**2 <= 1.0) for d in grid])
-
-
-def aperture_fraction(offset: np.ndarray) -> np.ndarray:
-    """Share of a cluster's members within R_lambda of a centre `offset` R_lambda from the halo centre."""
-    grid, frac = _aperture_table()
-    return np.interp(offset, grid, frac)
-
-
 def cluster_sources(seed: int, key: tuple[int, ...], h: Mapping[str, Any]) -> Sources:
     """The BCG (first) and red members of one halo, deterministic in seed and the non-negative ints of key.
 

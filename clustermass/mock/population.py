@@ -19,7 +19,8 @@ from scipy.special import erf
 
 from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
-from clustermass.mock.galaxies import aperture_fraction, deproject
+from clustermass.mock.galaxies import deproject
+from clustermass.mock.projection import KEY_HALO, draw_interlopers, measure_lambda
 
 #: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
 REAL_DENSITY_DEG2 = 26350 / 10400.0
@@ -117,13 +118,12 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
     n_red = rng.poisson(lam_true)
     faint_ratio = faint_member_ratio()
     n_faint = rng.poisson(lam_true * faint_ratio)
-    background = 0.1 * lam_true + 2.0  # red-sequence interlopers inside R_lambda (expected number)
+    background = rel.FIELD_BACKGROUND[0] * lam_true + rel.FIELD_BACKGROUND[1]  # smooth field inside R_lambda
     miscentred = rng.random(n) < rel.MISCENTRED_FRACTION
     offset = np.where(miscentred, rng.gamma(2.0, rel.MISCENTRING_TAU, n), 0.0)  # in R_lambda
     phi = rng.uniform(0.0, 2 * np.pi, n)
     off_mpc = offset * rel.r_lambda_mpc(lam_true)
-    n_counted = np.where(miscentred, rng.binomial(n_red, aperture_fraction(offset)), n_red)
-    lam_obs = n_counted + rng.normal(0.0, np.sqrt(background))
+    bg_noise = rng.normal(0.0, np.sqrt(background))
     zerr = z_lambda_err(z)
     z_phot = z + rng.normal(0.0, 1.0, n) * zerr
     bcg_mr, gap12, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, z)
@@ -136,14 +136,13 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
             "r500_mpc": rel.r500_mpc(m500, z),
             "lambda_true": lam_true,
             "n_red": n_red,
-            "n_red_counted": n_counted,
             "miscentred": miscentred,
             "offset_rlambda": offset,
             "off_x_mpc": off_mpc * np.cos(phi),
             "off_y_mpc": off_mpc * np.sin(phi),
             "n_faint": n_faint,
-            "lambda_obs": lam_obs,
-            "lambda_err": np.sqrt(np.maximum(lam_obs, 1.0) + background),
+            "background": background,
+            "background_noise": bg_noise,
             "z_phot": z_phot,
             "z_phot_err": zerr,
             "bcg_mr": bcg_mr,
@@ -155,6 +154,25 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
             "u_complete": rng.random(n),
         }
     )
+
+
+def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.DataFrame:
+    """obs with lambda_members, lambda_proj, lambda_obs and lambda_err measured on the rendered members
+    (projection.measure_lambda) for the haloes that can enter the catalogue; NaN for the others (their
+    count plus every neighbour member cannot reach the threshold, or the completeness draw rejects them)."""
+    z_phot = obs.z_phot.to_numpy()
+    reach = obs.n_red.to_numpy() + np.bincount(inter.host, weights=inter.n_red, minlength=len(obs))
+    candidate = ((reach + obs.background_noise.to_numpy() >= lambda_min(z_phot))
+                 & (obs.u_complete.to_numpy() < completeness(z_phot)))
+    own = np.full(len(obs), np.nan)
+    proj = np.full(len(obs), np.nan)
+    rows = obs.to_dict("records")
+    by_host = {h: g.to_dict("records") for h, g in inter[np.isin(inter.host, np.flatnonzero(candidate))].groupby("host")}
+    for i in np.flatnonzero(candidate):
+        own[i], proj[i] = measure_lambda(seed, rows[i], by_host.get(i, []))
+    lam_obs = own + proj + obs.background_noise.to_numpy()
+    return obs.assign(lambda_members=own, lambda_proj=proj, lambda_obs=lam_obs,
+                      lambda_err=np.sqrt(np.maximum(lam_obs, 1.0) + obs.background.to_numpy()))
 
 
 def faint_member_ratio() -> float:
@@ -219,23 +237,33 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None) -> Univers
     if n < 1:
         raise ValueError("a universe needs at least one cluster (n >= 1)")
     rng = np.random.default_rng(seed)
-    batches, selected = [], 0
-    while selected < n:
+    batches, neighbours, selected, done = [], [], 0, 0
+    for batch in range(10**6):
+        if selected >= n:
+            break
         z, logm = sample_haloes(rng, max(8 * (n - selected), 2000))
         obs = observe_haloes(rng, z, logm)
-        obs["rm"] = (obs.lambda_obs >= lambda_min(obs.z_phot.to_numpy())) & (obs.u_complete < completeness(obs.z_phot.to_numpy()))
+        obs["key_kind"], obs["key_id"] = KEY_HALO, batch * 10**8 + np.arange(len(obs), dtype=np.int64)
+        inter = draw_interlopers(rng, z, obs.lambda_true.to_numpy(), obs.key_id.to_numpy())
+        obs = measured_richness(seed, obs, inter)
+        obs["rm"] = (obs.lambda_obs >= lambda_min(obs.z_phot.to_numpy())).to_numpy()  # NaN: not a candidate
         cum = selected + np.cumsum(obs.rm.to_numpy())
         if cum[-1] >= n:
             obs = obs.iloc[: int(np.searchsorted(cum, n)) + 1]
+            inter = inter[inter.host < len(obs)]
         batches.append(obs)
+        neighbours.append(inter.assign(host=inter.host + done))
+        done += len(obs)
         selected = min(cum[-1], n)
     haloes = pd.concat(batches, ignore_index=True)
     haloes["halo_ra"], haloes["halo_dec"] = sky_positions(rng, len(haloes), area_deg2)
     haloes["ra"], haloes["dec"] = catalogue_centres(haloes)
     xray, sz, sz_has_z = _label_selection(rng, haloes)
-    # the universe is the haloes that enter at least one catalogue
+    # the universe is the haloes that enter at least one catalogue, and their line-of-sight neighbours
     keep = haloes.rm.to_numpy() | xray | sz
-    haloes = haloes.assign(in_mcxc=xray, in_psz2=sz, psz2_has_z=sz_has_z)[keep].reset_index(drop=True)
+    inter = pd.concat(neighbours, ignore_index=True)
+    inter = inter[keep[inter.host.to_numpy()]]
+    haloes = haloes.assign(in_mcxc=xray, in_psz2=sz, psz2_has_z=sz_has_z, host_id=0)[keep].reset_index(drop=True)
     order = np.lexsort((np.arange(len(haloes)), -haloes.lambda_obs.to_numpy()))
     rm_rank = np.empty(len(haloes), dtype=np.int64)
     rm_rows = order[haloes.rm.to_numpy()[order]]
@@ -243,9 +271,28 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None) -> Univers
     rm_rank[rm_rows] = np.arange(1, rm_rows.size + 1)
     haloes["rm_id"] = rm_rank
     haloes["halo_id"] = np.arange(1, len(haloes) + 1)
-    haloes = haloes.drop(columns=["rm", "u_complete"])
+    haloes = pd.concat([haloes, _neighbour_rows(inter, haloes, np.flatnonzero(keep))], ignore_index=True)
+    haloes["halo_id"] = np.arange(1, len(haloes) + 1)
+    haloes = haloes.drop(columns=["rm", "u_complete", "background_noise"])
     area = float(area_deg2) if area_deg2 is not None else n / REAL_DENSITY_DEG2
     return Universe(haloes=haloes, seed=seed, area_deg2=area)
+
+
+def _neighbour_rows(inter: pd.DataFrame, hosts: pd.DataFrame, kept_rows: np.ndarray) -> pd.DataFrame:
+    """Truth rows of the kept haloes' line-of-sight neighbours: positioned about their host's halo centre,
+    in no catalogue (`host_id` names the host)."""
+    pos = np.searchsorted(kept_rows, inter.host.to_numpy())  # host row in `hosts`
+    h = hosts.iloc[pos]
+    deg = rel.deg_per_mpc(h.z.to_numpy())
+    ra, dec = deproject(inter.dx_mpc.to_numpy() * deg, inter.dy_mpc.to_numpy() * deg, h.halo_ra.to_numpy(),
+                        h.halo_dec.to_numpy())
+    m500 = 10**inter.log10_m500.to_numpy()
+    z = inter.z.to_numpy()
+    return inter.drop(columns=["host", "dx_mpc", "dy_mpc"]).assign(
+        host_id=h.halo_id.to_numpy(), halo_ra=ra, halo_dec=dec, ra=ra, dec=dec, r500_mpc=rel.r500_mpc(m500, z),
+        miscentred=False, offset_rlambda=0.0, off_x_mpc=0.0, off_y_mpc=0.0, rm_id=0,
+        in_mcxc=False, in_psz2=False, psz2_has_z=False,
+    ).reset_index(drop=True)
 
 
 def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,9 +12,9 @@ import numpy as np
 from clustermass.cosmology import COSMO
 
 # Richness: mean number of red members brighter than 0.2 L* inside R_lambda.
-LAMBDA_PIVOT_M = 1.4e14  # Msun (M500c); tuned so the mock baseline intercept matches the real one
+LAMBDA_PIVOT_M = 1.6e14  # Msun (M500c); tuned so the mock baseline intercept matches the real one
 LAMBDA_PIVOT = 40.0
-LAMBDA_SLOPE = 0.75  # <lambda|M> ~ M^0.75 (Saro+2015: 0.8-0.9; tuned to the real lambda distribution)
+LAMBDA_SLOPE = 0.82  # <lambda|M> ~ M^0.82 (Saro+2015: 0.8-0.9; tuned to the real lambda distribution and baseline slope)
 LAMBDA_LN_SCATTER = 0.3  # intrinsic ln-scatter of the member count at fixed mass (Rozo & Rykoff 2014; Saro+2015)
 LAMBDA_MIN = 20.0
 Z_MIN, Z_MAX = 0.08, 0.55  # the redMaPPer v5.10 catalogue's z_lambda range
@@ -31,6 +31,11 @@ BCG_MR_PIVOT = -24.0
 BCG_MASS_SLOPE = 0.3
 BCG_MAG_SCATTER = 0.25
 
+# The smooth field's red-sequence-coloured galaxies inside R_lambda (expected number a lambda + b): redMaPPer
+# subtracts them statistically; their Poisson noise stays in lambda (the structures along the line of sight
+# are explicit haloes, projection.py).
+FIELD_BACKGROUND = (0.1, 2.0)
+
 # Miscentring (Zhang+2019, MNRAS 487, 2578): a share of haloes is catalogued on a bright satellite,
 # offset by x R_lambda with x ~ Gamma(2, tau) (mean 2 tau); the richness is then counted about that centre.
 MISCENTRED_FRACTION = 0.29  # intrinsic; the selected catalogue's share comes out ~0.25 (lambda is biased low)
@@ -44,9 +49,9 @@ MISCENTRING_TAU = 0.18
 # Tuned so adding the gap to the richness relation lowers the mass scatter at fixed lambda by ~15-20%
 # (Hearin+2013); see docs/mock.md.
 C500_MEDIAN, C500_LN_SCATTER = 3.0, 0.3
-ASSEMBLY_LAMBDA_CORR = -0.85
+ASSEMBLY_LAMBDA_CORR = -0.95
 BCG_ASSEMBLY_MAG = 0.15
-GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.9
+GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.95
 
 # X-ray: L500 (0.1-2.4 keV) - M500 (Pratt+2009 / Arnaud+2010 form); ln-scatter 0.6 (Pratt+2009, total L).
 LX_NORM = 0.8e44  # erg/s at M500 = 2e14 Msun, z = 0

@@ -13,8 +13,8 @@ from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import Sources, cluster_sources, field_sources
 
 #: Truth-table columns a rendered cluster needs.
-HALO_COLUMNS = ["halo_id", "ra", "dec", "halo_ra", "halo_dec", "off_x_mpc", "off_y_mpc", "z", "log10_m500", "n_red",
-                "n_faint", "bcg_mr", "gap12", "c500", "lambda_true"]
+HALO_COLUMNS = ["halo_id", "rm_id", "key_kind", "key_id", "ra", "dec", "halo_ra", "halo_dec", "off_x_mpc", "off_y_mpc",
+                "z", "log10_m500", "n_red", "n_faint", "bcg_mr", "gap12", "c500", "lambda_true"]
 
 
 def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -28,13 +28,15 @@ def chord(deg: float | np.ndarray) -> np.ndarray:
 
 
 def halo_sources(seed: int, halo: dict) -> Sources:
-    """Members of a halo: a universe cluster (halo_id > 0) or a synthetic one (halo_id 0, `key`)."""
-    key = (0, int(halo["halo_id"])) if halo["halo_id"] > 0 else (1, int(halo["key"]))
+    """Members of a halo: a universe halo (halo_id > 0; its member key, the one its richness was measured
+    with) or a synthetic one (halo_id 0, `key`)."""
+    key = (int(halo["key_kind"]), int(halo["key_id"])) if halo["halo_id"] > 0 else (1, int(halo["key"]))
     return cluster_sources(seed, key, halo)
 
 
 class Scene:
-    """Sources of the mock sky for a render seed and (optionally) a universe's clusters."""
+    """Sources of the mock sky for a render seed and (optionally) a universe's haloes (its whole truth
+    table: clusters, X-ray/SZ-only haloes and line-of-sight neighbours are all drawn)."""
 
     def __init__(self, seed: int, haloes: pd.DataFrame | None = None) -> None:
         from scipy.spatial import cKDTree
@@ -48,14 +50,16 @@ class Scene:
                        * rel.deg_per_mpc(h.z.to_numpy(float))) if len(h) else np.zeros(0)
         self._xyz = unit_vectors(h.halo_ra.to_numpy(float), h.halo_dec.to_numpy(float))
         self._tree = cKDTree(self._xyz) if len(h) else None
-        self._cat_tree = cKDTree(unit_vectors(h.ra.to_numpy(float), h.dec.to_numpy(float))) if len(h) else None
+        self._clusters = np.flatnonzero(h.rm_id.to_numpy() > 0) if len(h) else np.zeros(0, int)
+        self._cat_tree = (cKDTree(unit_vectors(h.ra.to_numpy(float)[self._clusters], h.dec.to_numpy(float)[self._clusters]))
+                          if self._clusters.size else None)
 
     def match(self, ra: float, dec: float, arcsec: float) -> dict | None:
-        """The universe cluster whose catalogue centre is within `arcsec` of (ra, dec), or None."""
+        """The catalogue cluster (rm_id > 0) whose catalogue centre is within `arcsec` of (ra, dec), or None."""
         if self._cat_tree is None:
             return None
         dist, i = self._cat_tree.query(unit_vectors(np.array(ra), np.array(dec)))
-        return dict(self._rows[int(i)]) if dist <= chord(arcsec / 3600.0) else None
+        return dict(self._rows[int(self._clusters[int(i)])]) if dist <= chord(arcsec / 3600.0) else None
 
     def nearby(self, ra: float, dec: float, radius_deg: float) -> list[dict]:
         """Clusters whose members (out to R_lambda) may fall within radius_deg of (ra, dec)."""

@@ -47,6 +47,8 @@ def match_truth(clusters: pd.DataFrame, truth: pd.DataFrame, radius_arcsec: floa
 def read_truth(engine: Engine, path: Path) -> pd.DataFrame:
     """True log10 M500 of the database's clusters from a mock truth table (folder, CSV or Parquet)."""
     truth = _read_table(Path(path))
+    if "rm_id" in truth:  # a mock truth table: only its catalogue clusters (not X-ray-only haloes or neighbours)
+        truth = truth[truth["rm_id"] > 0]
     missing = {"ra", "dec", "log10_m500"} - set(truth.columns)
     if missing:
         raise InputError(f"truth table {path} lacks column(s) {', '.join(sorted(missing))}")
