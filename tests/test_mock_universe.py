@@ -230,3 +230,27 @@ def test_rendered_members_carry_the_assembly_history(universe_dir):
         assert np.min(r_abs[1:]) == pytest.approx(h["gap12"], abs=0.2)  # red-sequence scatter aside
     assert np.corrcoef(rm.assembly, np.log(rm.gap12))[0, 1] > 0.6
     assert np.corrcoef(rm.assembly, np.log(rm.c500))[0, 1] > 0.99
+
+
+def test_blue_members_rise_with_redshift_and_resolved_galaxies_are_sersic_mixtures():
+    from clustermass.mock.galaxies import Sources, blue_fraction, cluster_sources, expand_profiles, sersic_mixture
+
+    f = blue_fraction(np.array([0.1, 0.3, 0.5, 0.3]), np.array([40.0, 40.0, 40.0, 150.0]))
+    assert f[0] < f[1] < f[2] and f[3] < f[1]  # Butcher-Oemler; fewer in rich clusters
+    h = {"z": 0.45, "bcg_mr": -24.0, "gap12": 0.8, "log10_m500": 14.5, "lambda_true": 40.0, "n_red": 40, "n_faint": 60,
+         "c500": 3.0, "halo_ra": 10.0, "halo_dec": 0.0, "off_x_mpc": 0.0, "off_y_mpc": 0.0}
+    m = cluster_sources(0, (1, 5), h)
+    blue = m.sersic == 1
+    assert 0.1 < blue.mean() < 0.4
+    gr = m.mag[:, 1] - m.mag[:, 2]
+    assert np.median(gr[blue]) < np.median(gr[~blue]) - 0.3
+    assert np.min(m.mag[1:, 2]) - m.mag[0, 2] == pytest.approx(0.8, abs=0.15)  # blue members keep the gap
+    for n in (1, 4):
+        w, s = sersic_mixture(n)
+        r = np.linspace(0.0, 10.0, 20001)
+        cum = sum(wk * (1 - np.exp(-r**2 / (2 * sk**2))) for wk, sk in zip(w, s))
+        assert w.sum() == pytest.approx(1.0) and r[np.searchsorted(cum, 0.5)] == pytest.approx(1.0, abs=0.08)
+    big = Sources(np.array([1.0, 2.0]), np.array([0.0, 0.0]), np.full((2, 5), 18.0), np.array([3.0, 0.5]), np.array([4.0, 4.0]))
+    e = expand_profiles(big)
+    assert len(e) == sersic_mixture(4)[0].size + 1  # only the resolved one is split
+    assert e.flux.sum(axis=0) == pytest.approx(big.flux.sum(axis=0))

@@ -45,12 +45,18 @@ _COLOUR_NOISE_SHAPE = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
 
 @dataclass
 class Sources:
-    """Point-like galaxies/stars: positions (deg), ugriz magnitudes (AB) and half-light radii (arcsec)."""
+    """Galaxies/stars: positions (deg), ugriz magnitudes (AB), half-light radii (arcsec) and Sersic index
+    (0: a Gaussian of that half-light radius, e.g. stars and field galaxies; see `expand_profiles`)."""
 
     ra: np.ndarray
     dec: np.ndarray
     mag: np.ndarray  # (N, 5)
     r_e: np.ndarray
+    sersic: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.sersic is None:
+            self.sersic = np.zeros(self.ra.size)
 
     def __len__(self) -> int:
         return int(self.ra.size)
@@ -64,7 +70,49 @@ class Sources:
     def concat(parts: list["Sources"]) -> "Sources":
         if not parts:
             return Sources(np.zeros(0), np.zeros(0), np.zeros((0, 5)), np.zeros(0))
-        return Sources(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ra", "dec", "mag", "r_e")))
+        return Sources(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ra", "dec", "mag", "r_e", "sersic")))
+
+
+#: Galaxies with a Sersic index and a half-light radius above this (arcsec) are drawn as a mixture of
+#: Gaussians (resolved on frames; a BCG's envelope on cutouts); smaller ones stay one Gaussian.
+MOG_MIN_RE = 1.0
+#: Component widths (sigma / r_e) of the Gaussian mixtures of Sersic n = 1 and n = 4 profiles.
+_MOG_WIDTHS = {1: np.array([0.15, 0.35, 0.6, 0.9, 1.3]), 4: np.array([0.02, 0.06, 0.15, 0.35, 0.8, 1.8, 4.0])}
+
+
+@lru_cache(maxsize=4)
+def sersic_mixture(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flux weights, sigma / r_e) of a mixture of circular Gaussians fitting a Sersic profile of index n
+    (non-negative least squares on the surface brightness, flux-weighted, out to 8 r_e; cf. Hogg & Lang 2013)."""
+    from scipy.optimize import nnls
+
+    r = np.logspace(-2.5, np.log10(8.0), 300)  # in r_e
+    b = 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n)
+    prof = np.exp(-b * (r ** (1.0 / n) - 1.0))
+    prof /= np.trapezoid(2 * np.pi * r * prof, r)
+    s = _MOG_WIDTHS[n]
+    comp = np.exp(-(r[:, None] ** 2) / (2 * s**2)) / (2 * np.pi * s**2)
+    w, _ = nnls(comp * r[:, None], prof * r)
+    keep = w > 0
+    return w[keep] / w[keep].sum(), s[keep]
+
+
+def expand_profiles(src: Sources) -> Sources:
+    """Sources with every resolved Sersic galaxy replaced by its Gaussian components (same centre, flux split)."""
+    big = (src.sersic > 0) & (src.r_e > MOG_MIN_RE)
+    if not big.any():
+        return src
+    parts = [Sources(src.ra[~big], src.dec[~big], src.mag[~big], src.r_e[~big])]
+    from clustermass.mock.render import GAUSS_RE_TO_SIGMA
+
+    for n in np.unique(src.sersic[big]).astype(int):
+        sel = np.flatnonzero(big & (src.sersic == n))
+        w, ratio = sersic_mixture(int(n))
+        k = w.size
+        parts.append(Sources(np.repeat(src.ra[sel], k), np.repeat(src.dec[sel], k),
+                             (src.mag[sel][:, None, :] - 2.5 * np.log10(w)[None, :, None]).reshape(-1, 5),
+                             (src.r_e[sel][:, None] * ratio[None, :] / GAUSS_RE_TO_SIGMA).reshape(-1)))
+    return Sources.concat(parts)
 
 
 def deproject(xi: np.ndarray, eta: np.ndarray, ra0, dec0) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +195,37 @@ def cluster_sources(seed: int, key: tuple[int, ...], h: Mapping[str, Any]) -> So
     mag += rng.normal(0.0, RED_SEQUENCE_SCATTER, n + 1)[:, None] * _COLOUR_SCATTER_SHAPE
     kpc = np.concatenate([[12.0 * 10 ** (0.24 * (rel.BCG_MR_PIVOT - bcg_mr))], 4.0 * x**0.6])
     r_e = kpc * np.exp(rng.normal(0.0, 0.2, n + 1)) * deg_per_mpc * 3.6  # arcsec (deg/Mpc * 3600 / 1000)
-    return Sources(ra_s, dec_s, mag, r_e)
+    red = Sources(ra_s, dec_s, mag, r_e, np.full(n + 1, 4.0))
+    return Sources.concat([red, _blue_members(rng, h, r500, r_max)])  # drawn last: the red draws stay as they were
+
+
+def blue_fraction(z: np.ndarray, lambda_true: np.ndarray) -> np.ndarray:
+    """Share of blue (star-forming) members among those brighter than 0.2 L*: rising with z (Butcher & Oemler
+    1984), lower in rich clusters (Hansen+2009)."""
+    f = (rel.BLUE_FRACTION_Z0 + rel.BLUE_FRACTION_DZ * np.asarray(z)) * (np.maximum(lambda_true, 1.0) / 40.0) ** rel.BLUE_FRACTION_LAMBDA_SLOPE
+    return np.clip(f, 0.0, 0.6)
+
+
+def _blue_members(rng: np.random.Generator, h: Mapping[str, Any], r500: float, r_max: float) -> Sources:
+    """Blue members of a halo (blue SED, exponential discs, half the concentration of the red ones)."""
+    z = float(h["z"])
+    f = float(blue_fraction(z, float(h["lambda_true"])))
+    ratio = f / (1.0 - f)
+    x = np.concatenate([schechter_draw(rng, int(rng.poisson(ratio * int(h["n_red"]))), True),
+                        schechter_draw(rng, int(rng.poisson(ratio * int(h["n_faint"]))), False)])
+    n = x.size
+    r3 = nfw_radii(rng, n, 2.0 * r500 / float(h["c500"]), r_max)
+    rp = r3 * np.sqrt(1.0 - rng.uniform(-1.0, 1.0, n) ** 2)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    deg_per_mpc = float(rel.deg_per_mpc(z))
+    ra, dec = deproject(rp * np.cos(phi) * deg_per_mpc, rp * np.sin(phi) * deg_per_mpc, float(h["halo_ra"]),
+                        float(h["halo_dec"]))
+    k_blue, k_red = kcorr("blue", np.full(n, z)), kcorr("red", np.array([z]))
+    floor = float(h["bcg_mr"]) + float(h["gap12"]) + 0.1 + k_red[0, 2] - (k_blue[0, 2] if n else 0.0)  # keep the r gap
+    abs_r = np.maximum(rel.mstar_r(z) - 2.5 * np.log10(x), floor)
+    mag = abs_r[:, None] + float(rel.distmod(z)) + k_blue
+    r_e = 5.0 * x**0.5 * np.exp(rng.normal(0.0, 0.25, n)) * deg_per_mpc * 3.6
+    return Sources(ra, dec, mag, r_e, np.ones(n))
 
 
 def _power_law_mags(rng: np.random.Generator, n: int, slope: float, lo: float, hi: float) -> np.ndarray:

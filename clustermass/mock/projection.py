@@ -24,7 +24,7 @@ from clustermass.mock.galaxies import RED_SEQUENCE_SCATTER, _COLOUR_SCATTER_SHAP
 from clustermass.mock.render import gnomonic
 from clustermass.mock.sed import kcorr
 
-PROJ_RATE = 0.8
+PROJ_RATE = 0.65
 PROJ_AREA_SLOPE = 0.0
 PROJ_DZ = 0.03
 PROJ_LOGM = (13.0, 13.7)  # up to 5e13 Msun: richer neighbours are clusters of their own (percolation)

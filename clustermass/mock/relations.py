@@ -26,6 +26,10 @@ EVOLUTION_Q = 1.0  # mag per unit redshift brighter in the past
 L_CUT_LAMBDA = 0.2  # lambda counts members above 0.2 L*
 L_CUT_FAINT = 0.05  # faint members rendered down to 0.05 L*
 
+# Blue members: share among members above 0.2 L* = (Z0 + DZ z) (lambda/40)^slope (Butcher & Oemler 1984: ~0.03
+# at z ~ 0 to ~0.2 at z ~ 0.4 in rich clusters; lower in richer clusters, e.g. Hansen+2009; approximate).
+BLUE_FRACTION_Z0, BLUE_FRACTION_DZ, BLUE_FRACTION_LAMBDA_SLOPE = 0.05, 0.45, -0.2
+
 # BCG: L_BCG ~ M^0.3 (Lin & Mohr 2004) with 0.25 mag scatter; zero point tuned to the SPIDERS BCGs.
 BCG_MR_PIVOT = -24.0
 BCG_MASS_SLOPE = 0.3

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from clustermass.mock import relations as rel
-from clustermass.mock.galaxies import Sources, cluster_sources, field_sources
+from clustermass.mock.galaxies import Sources, cluster_sources, expand_profiles, field_sources
 
 #: Truth-table columns a rendered cluster needs.
 HALO_COLUMNS = ["halo_id", "rm_id", "key_kind", "key_id", "ra", "dec", "halo_ra", "halo_dec", "off_x_mpc", "off_y_mpc",
@@ -75,8 +75,9 @@ class Scene:
         return [dict(self._rows[i]) for i in idx[sep <= radius_deg + self._reach[idx]]]
 
     def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = ()) -> Sources:
-        """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`."""
+        """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`
+        (resolved Sersic galaxies as their Gaussian components)."""
         parts = [field_sources(self.seed, ra, dec, radius_deg)]
         parts += [halo_sources(self.seed, h) for h in self.nearby(ra, dec, radius_deg * np.sqrt(2))]
         parts += [halo_sources(self.seed, h) for h in extra]
-        return Sources.concat(parts)
+        return expand_profiles(Sources.concat(parts))
