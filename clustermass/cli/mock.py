@@ -1,4 +1,4 @@
-"""`cmcat mock ...`: the simulated universe, its SDSS-format frames and calibration plots."""
+"""`cmcat mock ...`: the simulated universe, its SDSS-format frames, calibration plots and oracles."""
 
 from __future__ import annotations
 
@@ -23,25 +23,32 @@ def universe(
     area: Optional[float] = typer.Option(
         None, "--area", help="Sky area (deg^2) of a patch around RA=180, Dec=25; default: the SDSS footprint."
     ),
+    variant: str = typer.Option("default", "--variant", help="default (calibrated) or control (a positive control: "
+                                "the richness scatter has a strong visible cause; docs/mock.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Draw a cluster population and write redMaPPer/MCXC/PSZ2-format catalogues plus the truth table.
 
     The files go through `cmcat ingest` like the real ones; truth.parquet is for evaluation only.
     """
+    from clustermass.errors import InputError
     from clustermass.mock.population import build_universe
+    from clustermass.mock.relations import VARIANTS
     from clustermass.mock.version import MOCK_VERSION
     from clustermass.mock.writers import write_universe
 
+    if variant not in VARIANTS:
+        raise InputError(f"--variant {variant!r}: use one of {', '.join(VARIANTS)}")
+
     with progress(transient=True) as bar:
         task = bar.add_task("drawing haloes", total=None)
-        u = build_universe(n, seed, area)
+        u = build_universe(n, seed, area, variant)
         bar.update(task, description="writing catalogues")
-        paths = write_universe(u, out, {"n": n, "seed": seed, "area_deg2": area})
+        paths = write_universe(u, out, {"n": n, "seed": seed, "area_deg2": area, "variant": variant})
     h = u.haloes
     rm = h[h.rm_id > 0]
     summary = {
-        "out": str(out), "mock_version": MOCK_VERSION, "clusters": int(len(rm)), "haloes": int(len(h)), "area_deg2": round(u.area_deg2, 3),
+        "out": str(out), "mock_version": MOCK_VERSION, "variant": variant, "clusters": int(len(rm)), "haloes": int(len(h)), "area_deg2": round(u.area_deg2, 3),
         "mcxc_rows": int(h.in_mcxc.sum()), "psz2_rows": int(h.in_psz2.sum()),
         "mcxc_in_redmapper": int((rm.in_mcxc).sum()), "psz2_only_in_redmapper": int((rm.in_psz2 & ~rm.in_mcxc).sum()),
         "files": {k: str(v) for k, v in paths.items()},
@@ -168,3 +175,93 @@ def plot(
     console.print(table("mock vs real", ["", "value"], rows))
     for p in paths.values():
         console.print(f"wrote {p}")
+
+
+@mock_app.command("oracle")
+def oracle(
+    universe_dir: Path = typer.Option(..., "--universe", help="Universe folder, ingested and cross-matched in this database."),
+    grid: str = typer.Option("64:1.5", "--grid", help="Cutout SIZE:APERTURE (pixels : physical side in Mpc) whose contents the oracle may use."),
+    model: Optional[str] = typer.Option(None, "--model", help="A trained cnn/hybrid model: use its grid, folds and clusters, and register the oracles in its group."),
+    seed: int = typer.Option(0, "--seed", help="Fold seed (as `cmcat baseline --seed`) when no --model is given."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+) -> None:
+    """How well an ideal image model could do: out-of-fold fits of noise-free cutout quantities + z.
+
+    Scores the richness baseline, the CNN oracle (image quantities + z) and the hybrid oracle (+ observed
+    lambda), by least squares and gradient boosting, against the labels and the true masses, and
+    registers the best CNN / hybrid oracle's per-cluster out-of-fold predictions as models of kind
+    oracle-cnn / oracle-hybrid (`cmcat evaluate` shows them; with --model, next to that model).
+    """
+    import hashlib
+    import json as _json
+
+    import pandas as pd
+
+    from clustermass.errors import InputError
+    from clustermass.images.mock import MATCH_ARCSEC
+    from clustermass.mock.oracle import FEATURES, features_table, oracle_table
+    from clustermass.mock.scene import Scene
+    from clustermass.mock.version import provenance
+    from clustermass.mock.writers import read_truth
+    from clustermass.model import registry
+    from clustermass.model.data import labelled_clusters
+    from clustermass.model.folds import fold_of
+    from clustermass.model.metrics import mass_metrics
+
+    engine, settings = STATE.engine(), STATE.settings
+    prov = provenance(universe_dir, 0)
+    truth = read_truth(universe_dir)
+    scene = Scene(int(prov["universe"]["seed"]), truth)
+    labels = labelled_clusters(engine)
+    if model:
+        rec = registry.get_model(engine, model)
+        if "oof" not in rec.training or rec.kind.startswith("oracle-"):
+            raise InputError(f"--model {rec.name!r} ({rec.kind}) has no out-of-fold predictions of a trained model")
+        oof = pd.DataFrame(rec.training["oof"])
+        labels = labels.set_index("id").loc[oof["cluster_id"]].reset_index()
+        fold, group, fold_seed = oof["fold"].to_numpy(), rec.training["group"], int(rec.config["seed"])
+        aperture = rec.config["grid"].get("aperture_mpc")
+        if aperture is None:
+            raise InputError(f"--model {rec.name!r} uses a fixed angular aperture; the oracle needs a physical one (--grid)")
+    else:
+        try:
+            _, aperture = (float(v) for v in grid.split(":"))
+        except ValueError:
+            raise InputError(f"--grid {grid!r}: give SIZE:APERTURE_MPC, e.g. 64:1.5") from None
+        fold_seed = seed
+        fold = fold_of(labels["id"].to_numpy(), 5, seed)
+        digest = hashlib.sha256(_json.dumps([prov, grid, seed, labels["id"].tolist()], sort_keys=True).encode()).hexdigest()[:10]
+        group = f"mock-{grid.replace(':', 'px-')}mpc-s{seed}-{digest}"
+    halo = [scene.match(r.ra, r.dec, MATCH_ARCSEC) for r in labels.itertuples()]
+    ok = np.array([h is not None for h in halo])
+    if ok.sum() < 10:
+        raise InputError(f"only {int(ok.sum())} labelled clusters match {universe_dir}; ingest that universe and run `cmcat crossmatch`")
+    labels, fold = labels[ok].reset_index(drop=True), fold[ok]
+    halo_rows = pd.DataFrame([h for h in halo if h is not None])
+    clusters = labels[["ra", "dec", "z"]].assign(halo_id=halo_rows.halo_id.to_numpy())
+    with progress(transient=True) as bar:
+        bar.add_task(f"oracle features of {len(labels)} clusters", total=None)
+        feats = features_table(scene, clusters, float(aperture) / 2)
+        y, y_true = labels["log10_m500"].to_numpy(float), halo_rows.log10_m500.to_numpy(float)
+        tab, best = oracle_table(feats, y, y_true, labels["richness"].to_numpy(float), fold, fold_seed)
+    registered = []
+    for kind, pred in best.items():
+        name = f"{kind}-{group}"
+        if registry.find_model(engine, name) is None:
+            registry.save_model(
+                engine, settings, name=name, kind=kind,
+                config={"features": FEATURES + (["log10_lambda"] if kind == "oracle-hybrid" else []),
+                        "aperture_mpc": float(aperture), "seed": fold_seed},
+                metrics={"cv": mass_metrics(pred, y), "cv_truth": mass_metrics(pred, y_true)},
+                training={"group": group, "source": "mock", "mock": prov, "n_labels": len(y),
+                          "oof": {"cluster_id": labels["id"].tolist(), "pred": pred.tolist(), "fold": fold.tolist()}},
+            )
+        registered.append(name)
+    if json_out:
+        emit_json({"clusters": len(y), "group": group, "models": registered, "rows": tab.to_dict(orient="records")})
+        return
+    rows = [(r.estimator, f"{r.mae_label:.4f}", f"{r.ratio_label:.3f}x", f"{r.mae_truth:.4f}", f"{r.ratio_truth:.3f}x")
+            for r in tab.itertuples()]
+    console.print(table(f"oracles on {len(y)} labelled clusters (5 folds, seed {fold_seed}; MAE in dex)",
+                        ["estimator", "vs label", "ratio", "vs truth", "ratio"], rows))
+    console.print(f"registered {', '.join(registered)}: compare with `cmcat evaluate {registered[-1]}`")

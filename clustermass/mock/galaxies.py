@@ -159,12 +159,17 @@ def nfw_radii(rng: np.random.Generator, n: int, rs: float, r_max: float) -> np.n
     return rs * np.interp(rng.random(n) * m_max, m, s)
 
 
+#: The satellite that sets the magnitude gap is the brightest within this projected radius (Mpc) of the halo
+#: centre when there is one (gaps are measured within ~0.5 R200: Hearin+2013, Golden-Marx & Miller 2018).
+GAP_RADIUS_MPC = 0.5
+
+
 def cluster_sources(seed: int, key: tuple[int, ...], h: Mapping[str, Any]) -> Sources:
     """The BCG (first) and red members of one halo, deterministic in seed and the non-negative ints of key.
 
     h: the halo's truth (scene.HALO_COLUMNS): members about (halo_ra, halo_dec) on an NFW profile of
-    concentration c500 truncated at R_lambda; the brightest satellite is gap12 mag fainter than the BCG
-    (brighter satellites are dimmed to just below it); a miscentred halo (off_x_mpc, off_y_mpc != 0: the
+    concentration c500 truncated at R_lambda; the brightest satellite (within GAP_RADIUS_MPC) is gap12 mag
+    fainter than the BCG (brighter satellites are dimmed to just below it); a miscentred halo (off_x_mpc, off_y_mpc != 0: the
     catalogue centre's offset east and north, Mpc) has that satellite at the catalogue centre.
     """
     rng = np.random.default_rng([seed, 1, *(int(k) for k in key)])
@@ -183,7 +188,8 @@ def cluster_sources(seed: int, key: tuple[int, ...], h: Mapping[str, Any]) -> So
     eta = np.concatenate([bcg_off[1:], rp * np.sin(phi)]) * deg_per_mpc
     sat_r = rel.mstar_r(z) - 2.5 * np.log10(x)
     if n:
-        j = int(np.argmax(x))  # the brightest satellite sets the magnitude gap
+        inner = rp < GAP_RADIUS_MPC
+        j = int(np.argmax(np.where(inner, x, -1.0)) if inner.any() else np.argmax(x))  # it sets the magnitude gap
         sat_r = np.maximum(sat_r, bcg_mr + float(h["gap12"]) + 0.1)
         sat_r[j] = bcg_mr + float(h["gap12"])
         if h["off_x_mpc"] or h["off_y_mpc"]:  # the catalogue centred on it

@@ -108,13 +108,14 @@ def z_lambda_err(z: np.ndarray) -> np.ndarray:
     return 0.005 + 0.03 * np.asarray(z) ** 2
 
 
-def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) -> pd.DataFrame:
-    """Member counts, richness, photo-z, BCG magnitude and X-ray/SZ observables of haloes."""
+def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
+                   physics: rel.Physics = rel.VARIANTS["default"]) -> pd.DataFrame:
+    """Member counts, photo-z, BCG magnitude, assembly history and X-ray/SZ observables of haloes."""
     n = z.size
     m500 = 10**logm
     a = rng.standard_normal(n)  # assembly history (formation time), see relations.py
-    rho = rel.ASSEMBLY_LAMBDA_CORR
-    lam_true = rel.lambda_mean(m500) * np.exp(rel.LAMBDA_LN_SCATTER * (rho * a + np.sqrt(1 - rho**2) * rng.standard_normal(n)))
+    rho = physics.lambda_assembly_corr
+    lam_true = rel.lambda_mean(m500) * np.exp(physics.lambda_ln_scatter * (rho * a + np.sqrt(1 - rho**2) * rng.standard_normal(n)))
     n_red = rng.poisson(lam_true)
     faint_ratio = faint_member_ratio()
     n_faint = rng.poisson(lam_true * faint_ratio)
@@ -126,7 +127,8 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
     bg_noise = rng.normal(0.0, np.sqrt(background))
     zerr = z_lambda_err(z)
     z_phot = z + rng.normal(0.0, 1.0, n) * zerr
-    bcg_mr, gap12, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, z)
+    bcg_mr, gap12, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, z,
+                                                   physics.gap_assembly_corr, physics.bcg_assembly_mag)
     lx = rel.lx500(m500, z) * np.exp(rng.normal(0.0, rel.LX_LN_SCATTER, n))
     ysz = rel.ysz500(m500, z) * np.exp(rng.normal(0.0, rel.YSZ_LN_SCATTER, n))
     return pd.DataFrame(
@@ -232,17 +234,21 @@ class Universe:
         return self.haloes[self.haloes.rm_id > 0].sort_values("rm_id")
 
 
-def build_universe(n: int, seed: int, area_deg2: float | None = None) -> Universe:
-    """Draw haloes until `n` pass the redMaPPer-like selection; see the module docstring."""
+def build_universe(n: int, seed: int, area_deg2: float | None = None, variant: str = "default") -> Universe:
+    """Draw haloes until `n` pass the redMaPPer-like selection; see the module docstring.
+
+    variant: a key of relations.VARIANTS (`control`: the positive control, see docs/mock.md)."""
     if n < 1:
         raise ValueError("a universe needs at least one cluster (n >= 1)")
+    if variant not in rel.VARIANTS:
+        raise ValueError(f"unknown universe variant {variant!r}; use one of {', '.join(rel.VARIANTS)}")
     rng = np.random.default_rng(seed)
     batches, neighbours, selected, done = [], [], 0, 0
     for batch in range(10**6):
         if selected >= n:
             break
         z, logm = sample_haloes(rng, max(8 * (n - selected), 2000))
-        obs = observe_haloes(rng, z, logm)
+        obs = observe_haloes(rng, z, logm, rel.VARIANTS[variant])
         obs["key_kind"], obs["key_id"] = KEY_HALO, batch * 10**8 + np.arange(len(obs), dtype=np.int64)
         inter = draw_interlopers(rng, z, obs.lambda_true.to_numpy(), obs.key_id.to_numpy())
         obs = measured_richness(seed, obs, inter)

@@ -64,10 +64,16 @@ def draw_interlopers(rng: np.random.Generator, z: np.ndarray, lam_true: np.ndarr
     })
 
 
+def magnitude_limit(z: float) -> float:
+    """Apparent r of a 0.2 L* red-sequence galaxy at redshift z (richness counts brighter ones)."""
+    k = kcorr("red", np.array([z]))[0]
+    return float(rel.mstar_r(z) + 2.5 * np.log10(1 / rel.L_CUT_LAMBDA) + rel.distmod(z) + k[2])
+
+
 def red_sequence_window(mag: np.ndarray, z: float) -> np.ndarray:
     """(N,) bool: r brighter than 0.2 L* at z and g-r, r-i within the red-sequence window at z."""
     k = kcorr("red", np.array([z]))[0]
-    m_lim = float(rel.mstar_r(z) + 2.5 * np.log10(1 / rel.L_CUT_LAMBDA) + rel.distmod(z) + k[2])
+    m_lim = magnitude_limit(z)
     sig = np.sqrt((RED_SEQUENCE_SCATTER * np.abs(np.diff(_COLOUR_SCATTER_SHAPE)[1:3])) ** 2 + RS_PHOT_ERR**2)
     dgr = (mag[:, 1] - mag[:, 2]) - (k[1] - k[2])
     dri = (mag[:, 2] - mag[:, 3]) - (k[2] - k[3])

@@ -5,6 +5,7 @@ References are in docs/mock.md; every constant that was tuned against the real d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -126,13 +127,32 @@ def bcg_mr_mean(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
     return BCG_MR_PIVOT - 2.5 * BCG_MASS_SLOPE * (np.log10(m500) - 14.5) - EVOLUTION_Q * np.asarray(z)
 
 
-def assembly_observables(a: np.ndarray, e_bcg: np.ndarray, e_gap: np.ndarray, m500: np.ndarray,
-                         z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Physics:
+    """The knobs a universe variant sets: richness scatter at fixed mass, the assembly latent's share of
+    it and how tightly the magnitude gap follows the latent."""
+
+    lambda_ln_scatter: float = LAMBDA_LN_SCATTER
+    lambda_assembly_corr: float = ASSEMBLY_LAMBDA_CORR
+    gap_assembly_corr: float = GAP_ASSEMBLY_CORR
+    bcg_assembly_mag: float = BCG_ASSEMBLY_MAG
+
+
+#: `cmcat mock universe --variant`: the calibrated default, and a positive control whose richness scatter
+#: (0.5 in ln) is all assembly history, which the gap and the BCG (0.5 mag per sigma of it) show in the images.
+VARIANTS = {"default": Physics(), "control": Physics(lambda_ln_scatter=0.5, lambda_assembly_corr=-1.0,
+                                                     gap_assembly_corr=1.0, bcg_assembly_mag=0.5)}
+
+
+def assembly_observables(a: np.ndarray, e_bcg: np.ndarray, e_gap: np.ndarray, m500: np.ndarray, z: np.ndarray,
+                         gap_corr: float = GAP_ASSEMBLY_CORR,
+                         bcg_mag: float = BCG_ASSEMBLY_MAG) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(BCG rest-frame M_r, magnitude gap gap12, member concentration c500) of haloes of assembly latent a,
-    given unit-normal draws e_bcg and e_gap (the parts a does not set)."""
-    bcg_extra = np.sqrt(BCG_MAG_SCATTER**2 - BCG_ASSEMBLY_MAG**2)
-    bcg = bcg_mr_mean(m500, z) - BCG_ASSEMBLY_MAG * a + bcg_extra * e_bcg
-    rg = GAP_ASSEMBLY_CORR
+    given unit-normal draws e_bcg and e_gap (the parts a does not set); gap_corr and bcg_mag: how much a
+    sets the gap and the BCG (mag per sigma), the BCG keeping at least 0.2 mag of its own scatter."""
+    bcg_extra = np.sqrt(max(BCG_MAG_SCATTER**2 - bcg_mag**2, 0.04))
+    bcg = bcg_mr_mean(m500, z) - bcg_mag * a + bcg_extra * e_bcg
+    rg = gap_corr
     gap = GAP_MEDIAN * np.exp(GAP_LN_SCATTER * (rg * a + np.sqrt(1 - rg**2) * e_gap))
     return bcg, gap, C500_MEDIAN * np.exp(C500_LN_SCATTER * np.asarray(a))
 

@@ -14,7 +14,7 @@ from clustermass.mock.galaxies import Sources, cluster_sources, expand_profiles,
 
 #: Truth-table columns a rendered cluster needs.
 HALO_COLUMNS = ["halo_id", "rm_id", "key_kind", "key_id", "ra", "dec", "halo_ra", "halo_dec", "off_x_mpc", "off_y_mpc",
-                "z", "log10_m500", "n_red", "n_faint", "bcg_mr", "gap12", "c500", "lambda_true"]
+                "z", "log10_m500", "n_red", "n_faint", "bcg_mr", "gap12", "c500", "lambda_true", "host_id"]
 
 
 def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -74,10 +74,11 @@ class Scene:
                                                       axis=-1) / 2))
         return [dict(self._rows[i]) for i in idx[sep <= radius_deg + self._reach[idx]]]
 
-    def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = ()) -> Sources:
+    def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = (), expand: bool = True) -> Sources:
         """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`
-        (resolved Sersic galaxies as their Gaussian components)."""
+        (resolved Sersic galaxies as their Gaussian components unless expand is False: one row a galaxy)."""
         parts = [field_sources(self.seed, ra, dec, radius_deg)]
         parts += [halo_sources(self.seed, h) for h in self.nearby(ra, dec, radius_deg * np.sqrt(2))]
         parts += [halo_sources(self.seed, h) for h in extra]
-        return expand_profiles(Sources.concat(parts))
+        src = Sources.concat(parts)
+        return expand_profiles(src) if expand else src

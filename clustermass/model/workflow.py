@@ -231,7 +231,7 @@ def evaluate_model(
     Returns {"table": DataFrame, "plots": [paths], "models": [names]}.
     """
     record = registry.get_model(engine, ref)
-    if record.kind not in MASS_KINDS or "oof" not in record.training:
+    if (record.kind not in MASS_KINDS and not record.kind.startswith("oracle-")) or "oof" not in record.training:
         raise ModelError(f"model {record.name!r} ({record.kind}) has no cross-validated predictions to evaluate")
     models = group_models(engine, record)
     oof = pd.DataFrame(record.training["oof"])
