@@ -38,7 +38,7 @@ def test_labels_and_baseline_like_the_real_sample(mid, real_data):
 
 def test_miscentring_and_magnitude_gap_effects(mid):
     """Zhang+2019: 75 +- 8% well centred, offsets ~0.3 R_lambda, lambda biased low. The gap lowers
-    sigma(M|lambda); by ~6% on this mock, below Hearin+2013's 15-20% (docs/mock.md says why)."""
+    sigma(M|lambda); by ~8% on this mock, below Hearin+2013's 15-20% (docs/mock.md says why)."""
     e = calibrate.assembly_effects(mid)
     assert 0.17 <= e["miscentred_fraction"] <= 0.33, e
     assert 0.2 < e["miscentred_offset_rlambda"] < 0.5 and 0.85 < e["miscentred_lambda_ratio"] < 1.0, e
