@@ -88,7 +88,10 @@ def test_full_size_universe_calibration(tmp_path_factory, real_data):
     ks = calibrate.ks_statistics(big, real_data)
     assert ks["lambda"] < 0.05 and ks["z"] < 0.05
     s = calibrate.baseline_summary(big)
-    assert 300 < s["labelled"] < 620 and 0.13 <= s["mae"] <= 0.22, s
+    assert 0.015 <= s["fraction"] <= 0.020 and 0.14 <= s["mae"] <= 0.18 and 0.72 <= s["coef"][1] <= 0.9, s
+    p, e = calibrate.projection_shares(big), calibrate.assembly_effects(big)
+    assert 0.13 <= p["share"]["20-30"] <= 0.20 and p["share"]["100-1000"] < 0.1, p
+    assert 0.2 <= e["miscentred_fraction"] <= 0.3 and 0.05 <= e["gap_scatter_reduction"] <= 0.2, e
 
 
 def test_cli_plot_writes_the_comparison_pngs(cli, mid, real_data, tmp_path):
@@ -96,7 +99,8 @@ def test_cli_plot_writes_the_comparison_pngs(cli, mid, real_data, tmp_path):
 
     res = json.loads(cli("mock", "plot", "--universe", str(mid), "--real", str(real_data), "--out",
                          str(tmp_path / "png"), "--json").stdout)
-    assert set(res["files"]) == {"redmapper", "labels", "bcg", "field", "gallery"}
+    assert set(res["files"]) == {"redmapper", "labels", "bcg", "field", "effects", "gallery"}
+    assert 0.1 < res["projection"]["share"]["20-30"] < 0.25 and 0.15 < res["assembly"]["miscentred_fraction"] < 0.35
     for path in res["files"].values():
         with open(path, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
