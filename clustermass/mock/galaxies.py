@@ -39,6 +39,8 @@ STAR_COLOUR_SCATTER = 0.04
 #: Intrinsic red-sequence scatter in g-r (mag; Hao+2009 ~0.05) and how it spreads over ugriz.
 RED_SEQUENCE_SCATTER = 0.04
 _COLOUR_SCATTER_SHAPE = np.array([2.0, 1.0, 0.0, -0.3, -0.5])
+#: Intrinsic red-sequence scatter of g-r and r-i (mag).
+RED_SEQUENCE_COLOUR_SCATTER = RED_SEQUENCE_SCATTER * np.abs(np.diff(_COLOUR_SCATTER_SHAPE)[1:3])
 #: Independent colour scatter per band about r (r itself exact).
 _COLOUR_NOISE_SHAPE = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
 

@@ -1,11 +1,13 @@
 """The mock cluster population: haloes from a mass function, observed richness, selections.
 
-`build_universe(n, seed, area_deg2)` draws haloes (M500c, z) from the Tinker et al. (2008)
-mass function (colossus, flat LCDM H0=70, Om0=0.3) times the comoving volume, gives each a
-red-member count, observed richness and photometric redshift, keeps the first `n` that pass
-the redMaPPer-like selection (lambda >= 20, 0.08 <= z_lambda <= 0.55, completeness C(z)),
-places them in the SDSS footprint (or a patch of `area_deg2`) and applies the X-ray and SZ
-selections. Everything comes from one numpy Generator seeded with `seed`.
+`build_universe(n, seed, area_deg2, variant)` draws haloes (M500c, z) from the Tinker et al.
+(2008) mass function (colossus, flat LCDM H0=70, Om0=0.3) times the comoving volume, gives each
+an assembly history, member counts, miscentring, line-of-sight neighbours (projection.py) and a
+photometric redshift, measures the richness on the members the images draw, keeps the first `n`
+that pass the redMaPPer-like selection (lambda >= 20, 0.08 <= z_lambda <= 0.55, completeness
+C(z)), places them in the SDSS footprint (or a patch of `area_deg2`) and applies the X-ray and SZ
+selections. The population comes from one numpy Generator seeded with `seed`; members from one
+Generator per halo (galaxies.cluster_sources), keyed by (batch, index) so the images redraw them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from clustermass.mock import relations as rel
-from clustermass.mock.galaxies import RED_SEQUENCE_SCATTER, _COLOUR_SCATTER_SHAPE, cluster_sources
+from clustermass.mock.galaxies import RED_SEQUENCE_COLOUR_SCATTER, cluster_sources
 from clustermass.mock.render import gnomonic
 from clustermass.mock.sed import kcorr
 
@@ -74,7 +74,7 @@ def red_sequence_window(mag: np.ndarray, z: float) -> np.ndarray:
     """(N,) bool: r brighter than 0.2 L* at z and g-r, r-i within the red-sequence window at z."""
     k = kcorr("red", np.array([z]))[0]
     m_lim = magnitude_limit(z)
-    sig = np.sqrt((RED_SEQUENCE_SCATTER * np.abs(np.diff(_COLOUR_SCATTER_SHAPE)[1:3])) ** 2 + RS_PHOT_ERR**2)
+    sig = np.sqrt(RED_SEQUENCE_COLOUR_SCATTER**2 + RS_PHOT_ERR**2)
     dgr = (mag[:, 1] - mag[:, 2]) - (k[1] - k[2])
     dri = (mag[:, 2] - mag[:, 3]) - (k[2] - k[3])
     return (mag[:, 2] <= m_lim + 1e-6) & ((dgr / sig[0]) ** 2 + (dri / sig[1]) ** 2 < RS_CHI2)
