@@ -70,3 +70,24 @@ def test_the_control_lets_the_cnn_oracle_beat_richness(cli, tmp_path):
     _ingest(cli, out)
     rows = {r["estimator"]: r for r in json.loads(cli("mock", "oracle", "--universe", str(out), "--json").stdout)["rows"]}
     assert min(rows["cnn oracle, least squares"]["ratio_truth"], rows["cnn oracle, gradient boosting"]["ratio_truth"]) <= 0.85
+
+
+@pytest.mark.slow
+def test_oracle_joins_a_trained_models_group(cli, db, universe, tmp_path):
+    """With --model, the oracles use that model's clusters and folds and `cmcat evaluate` lists them beside it."""
+    import torch
+
+    from clustermass.model import registry
+    from model_helpers import tiny_config
+
+    torch.set_num_threads(1)
+    _ingest(cli, universe)
+    cli("train", "--config", str(tiny_config(tmp_path)), "--universe", str(universe), "--json")
+    hybrid = registry.get_model(db, "hybrid")
+    res = json.loads(cli("mock", "oracle", "--universe", str(universe), "--model", "hybrid", "--json").stdout)
+    assert res["group"] == hybrid.training["group"] and res["clusters"] == len(hybrid.training["oof"]["pred"])
+    ev = json.loads(cli("evaluate", "hybrid", "--json", "--out", str(tmp_path)).stdout)
+    assert {"cnn", "hybrid", "richness", "oracle-cnn", "oracle-hybrid"} <= {r["model"] for r in ev["rows"]}
+    rows = {r["estimator"]: r for r in res["rows"]}
+    richness = next(r for r in ev["rows"] if r["model"] == "richness" and r["subset"] == "all" and r["reference"] == "label")
+    assert rows["richness (lambda, z; the baseline)"]["mae_label"] == pytest.approx(richness["mae"], abs=1e-6)
