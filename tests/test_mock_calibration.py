@@ -67,7 +67,7 @@ def test_field_counts_colours_and_psf_resemble_photoobj(real_data):
     for kind in ("galaxies", "stars"):
         d = f[kind]
         assert abs(d["mock_per_deg2"] - d["real_per_deg2"]) < 2.5 * d["real_per_deg2_err"], (kind, d)
-        for col in ("gr", "ri"):
+        for col in ("gr", "ri", "iz"):
             assert abs(d[f"mock_{col}"] - d[f"real_{col}"]) < 2.5 * d[f"real_{col}_err"] + 0.02, (kind, col, d)
     real_psf, mock_psf = np.array(f["psf_fwhm"]["real"]), np.array(f["psf_fwhm"]["mock"])
     assert np.all(np.abs(mock_psf - real_psf) < 0.3 * real_psf)

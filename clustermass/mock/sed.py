@@ -3,7 +3,8 @@
 Three toy SEDs, each a black body modulated by a smooth 4000 A break and a UV drop:
 - `red`: a passive early-type population (red sequence, BCGs), break depth tuned so its
   observed g-r and r-i against redshift follow the SPIDERS BCGs (see docs/mock.md);
-- `blue`: a star-forming galaxy (weak break, hotter continuum) for field galaxies;
+- `blue`: a star-forming galaxy (weak break, hotter continuum, a redder red end) for field galaxies and
+  blue members;
 Stars are not SEDs but the SDSS stellar locus (`star_colours`), F/G turn-off stars to late M dwarfs.
 The galaxy tables are computed once (cached) on a redshift grid.
 """
@@ -19,8 +20,11 @@ Z_GRID = np.linspace(0.0, 1.2, 49)
 _WAVE = np.linspace(900.0, 12000.0, 4000)  # rest-frame Angstrom
 _H_C_K = 1.4388e8  # h c / k in Angstrom K
 
-#: (continuum temperature K, 4000 A break depth, UV drop depth) of the galaxy SEDs.
-SED_PARAMS = {"red": (4700.0, 0.25, 0.75), "blue": (7000.0, 0.25, 0.4)}
+#: (continuum temperature K, 4000 A break depth, UV drop depth, red-end slope) of the galaxy SEDs: beyond
+#: RED_END_A (rest) f_lambda is tilted by (lambda / RED_END_A)^slope (the blue SED's older stars; tuned to the
+#: real photoObj field's galaxy i-z).
+SED_PARAMS = {"red": (4700.0, 0.25, 0.75, 0.0), "blue": (7000.0, 0.25, 0.4, 2.0)}
+RED_END_A = 6000.0
 
 
 def _planck(wave: np.ndarray, temp: float) -> np.ndarray:
@@ -30,10 +34,11 @@ def _planck(wave: np.ndarray, temp: float) -> np.ndarray:
 
 def galaxy_sed(kind: str, wave: np.ndarray = _WAVE) -> np.ndarray:
     """Rest-frame f_lambda shape of a 'red' or 'blue' galaxy."""
-    temp, brk, uv = SED_PARAMS[kind]
+    temp, brk, uv, slope = SED_PARAMS[kind]
     step = 1.0 / (1.0 + np.exp((wave - 4000.0) / 60.0))  # 1 blueward of the break
     uvstep = 1.0 / (1.0 + np.exp((wave - 2800.0) / 150.0))
-    return _planck(wave, temp) * (1.0 - brk * step) * (1.0 - uv * uvstep)
+    tilt = np.where(wave > RED_END_A, (wave / RED_END_A) ** slope, 1.0)
+    return _planck(wave, temp) * (1.0 - brk * step) * (1.0 - uv * uvstep) * tilt
 
 
 @lru_cache(maxsize=1)
