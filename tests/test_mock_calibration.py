@@ -36,6 +36,24 @@ def test_labels_and_baseline_like_the_real_sample(mid, real_data):
     assert 0.15 < np.median(s["label_z"]) < 0.35  # real labelled median z: 0.25
 
 
+def test_miscentring_and_magnitude_gap_effects(mid):
+    """Zhang+2019: 75 +- 8% well centred, offsets ~0.3 R_lambda, lambda biased low. The gap lowers
+    sigma(M|lambda); by ~8% on this mock, below Hearin+2013's 15-20% (docs/mock.md says why)."""
+    e = calibrate.assembly_effects(mid)
+    assert 0.17 <= e["miscentred_fraction"] <= 0.33, e
+    assert 0.2 < e["miscentred_offset_rlambda"] < 0.5 and 0.85 < e["miscentred_lambda_ratio"] < 1.0, e
+    assert 0.03 <= e["gap_scatter_reduction"] <= 0.22, e
+    assert 0.25 < e["c500_ln_scatter"] < 0.35, e
+
+
+def test_projected_share_of_lambda(mid):
+    """Myles+2021 / Costanzi+2019: ~16% of lambda projected at low richness, less at high."""
+    p = calibrate.projection_shares(mid)
+    assert 0.12 <= p["share"]["20-30"] <= 0.24, p
+    assert p["share"]["100-1000"] < p["share"]["20-30"], p
+    assert 0.2 < p["sigma_lnlambda_at_m"] < 0.5, p
+
+
 def test_bcg_colours_follow_spiders(mid, real_data):
     off = calibrate.bcg_offsets(mid, real_data, bins=np.arange(0.05, 0.31, 0.05))
     assert len(off) == 5
@@ -44,13 +62,23 @@ def test_bcg_colours_follow_spiders(mid, real_data):
 
 
 def test_field_counts_colours_and_psf_resemble_photoobj(real_data):
+    """Within the real field's errors: Poisson for counts, bootstrap for median colours (both < 2.5 sigma)."""
     f = calibrate.field_comparison(real_data)
     for kind in ("galaxies", "stars"):
         d = f[kind]
-        assert 0.6 < d["mock_per_deg2"] / d["real_per_deg2"] < 1.6, (kind, d)
-        assert abs(d["mock_gr"] - d["real_gr"]) < 0.25 and abs(d["mock_ri"] - d["real_ri"]) < 0.25, (kind, d)
+        assert abs(d["mock_per_deg2"] - d["real_per_deg2"]) < 2.5 * d["real_per_deg2_err"], (kind, d)
+        for col in ("gr", "ri", "iz"):
+            assert abs(d[f"mock_{col}"] - d[f"real_{col}"]) < 2.5 * d[f"real_{col}_err"] + 0.02, (kind, col, d)
     real_psf, mock_psf = np.array(f["psf_fwhm"]["real"]), np.array(f["psf_fwhm"]["mock"])
     assert np.all(np.abs(mock_psf - real_psf) < 0.3 * real_psf)
+
+
+def test_field_seeing_and_sky_spread_like_sdss(real_data):
+    """5/50/95th percentiles of the fields' r seeing and sky against a real run's 815 fields."""
+    c = calibrate.conditions_comparison(real_data)
+    assert np.allclose(c["mock_fwhm_r"], c["real_fwhm_r"], atol=0.1), c
+    assert np.allclose(c["mock_sky_r"], c["real_sky_r"], atol=0.2), c
+    assert abs(c["mock_score"][1] - c["real_score"][1]) < 0.05, c
 
 
 @pytest.mark.slow
@@ -60,7 +88,10 @@ def test_full_size_universe_calibration(tmp_path_factory, real_data):
     ks = calibrate.ks_statistics(big, real_data)
     assert ks["lambda"] < 0.05 and ks["z"] < 0.05
     s = calibrate.baseline_summary(big)
-    assert 300 < s["labelled"] < 620 and 0.13 <= s["mae"] <= 0.22, s
+    assert 0.015 <= s["fraction"] <= 0.020 and 0.14 <= s["mae"] <= 0.18 and 0.72 <= s["coef"][1] <= 0.9, s
+    p, e = calibrate.projection_shares(big), calibrate.assembly_effects(big)
+    assert 0.13 <= p["share"]["20-30"] <= 0.20 and p["share"]["100-1000"] < 0.1, p
+    assert 0.2 <= e["miscentred_fraction"] <= 0.3 and 0.05 <= e["gap_scatter_reduction"] <= 0.2, e
 
 
 def test_cli_plot_writes_the_comparison_pngs(cli, mid, real_data, tmp_path):
@@ -68,7 +99,8 @@ def test_cli_plot_writes_the_comparison_pngs(cli, mid, real_data, tmp_path):
 
     res = json.loads(cli("mock", "plot", "--universe", str(mid), "--real", str(real_data), "--out",
                          str(tmp_path / "png"), "--json").stdout)
-    assert set(res["files"]) == {"redmapper", "labels", "bcg", "field", "gallery"}
+    assert set(res["files"]) == {"redmapper", "labels", "bcg", "field", "effects", "gallery"}
+    assert 0.1 < res["projection"]["share"]["20-30"] < 0.25 and 0.15 < res["assembly"]["miscentred_fraction"] < 0.35
     for path in res["files"].values():
         with open(path, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

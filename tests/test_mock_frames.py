@@ -16,7 +16,7 @@ from clustermass.images.base import CutoutGrid, cutout_wcs
 from clustermass.images.builder import project_frame
 from clustermass.images.local import LocalFrames
 from clustermass.images.mock import MockSource
-from clustermass.mock.frames import NX, NY, fields_covering, pixel_coords, write_frame
+from clustermass.mock.frames import NX, NY, field_at, pixel_coords, write_frame
 from clustermass.mock.instrument import cutout_noise, frame_noise
 from clustermass.mock.population import build_universe
 from clustermass.mock.scene import Scene
@@ -33,9 +33,8 @@ def tiny(tmp_path_factory):
     write_universe(u, root / "u", {"n": 1, "seed": 11, "area_deg2": 0.05})
     truth = read_truth(root / "u")
     cl = truth[truth.rm_id > 0].iloc[0]
-    spec = next(s for s in fields_covering(cl.ra, cl.dec, 0.0)
-                if 0 <= pixel_coords(s, np.array([cl.ra]), np.array([cl.dec]))[1][0] < NY)
-    scene = Scene(11, truth[truth.rm_id > 0])
+    spec = field_at(cl.ra, cl.dec)  # the field whose seeing and sky the direct cutout takes
+    scene = Scene(11, truth)
     paths = write_frame(scene, spec, "r", root / "sas")
     return {"root": root, "cluster": cl, "spec": spec, "paths": paths}
 
@@ -72,7 +71,7 @@ def test_frame_wcs_puts_the_cluster_where_the_bcg_is(tiny):
     assert x == pytest.approx(xs[0], abs=1e-3) and y == pytest.approx(ys[0], abs=1e-3)
     ix, iy = int(round(float(x))), int(round(float(y)))
     box = img[max(iy - 8, 0): iy + 9, max(ix - 8, 0): ix + 9]
-    assert box.sum() > 20 * frame_noise()[2] * np.sqrt(box.size)  # the BCG is there
+    assert box.sum() > 20 * frame_noise(tiny["spec"].conditions(11))[2] * np.sqrt(box.size)  # the BCG is there
 
 
 def test_frames_match_the_direct_render_within_noise(tiny):
@@ -85,13 +84,15 @@ def test_frames_match_the_direct_render_within_noise(tiny):
     ok = np.isfinite(projected)
     assert ok.mean() > 0.3
     resid = projected[ok] - direct.data[0][ok]
-    noise = cutout_noise(direct.pixel_scale)[2]
+    noise = cutout_noise(direct.pixel_scale, tiny["spec"].conditions(11))[2]
     assert abs(np.median(resid)) < 0.2 * noise
-    assert np.std(resid) < 2.0 * noise
+    robust_sd = lambda r: 1.4826 * np.median(np.abs(r - np.median(r)))  # noqa: E731 (a bright star's
+    # resampled core may differ by more than the noise in a pixel or two; its flux agrees)
+    assert robust_sd(resid) < 2.0 * noise
     assert projected[ok].sum() == pytest.approx(direct.data[0][ok].sum(), rel=0.05)
     # a different sky (seed) would not match
     other = MockSource(seed=99, noise=False).render(cl.ra, cl.dec, cl.z_phot, cl.lambda_obs, grid, "r")
-    assert np.std(projected[ok] - other.data[0][ok]) > 3 * np.std(resid)
+    assert np.std(projected[ok] - other.data[0][ok]) > 3 * robust_sd(resid)
 
 
 def test_frame_noise_resembles_the_real_frames(tiny, real_data):
@@ -99,8 +100,8 @@ def test_frame_noise_resembles_the_real_frames(tiny, real_data):
     with _open(tiny["paths"][0]) as mock, _open(real_data / REAL_FRAME) as real:
         _, _, mock_sd = sigma_clipped_stats(mock[0].data[::4, ::4])
         _, _, real_sd = sigma_clipped_stats(real[0].data[::4, ::4])
-    assert mock_sd == pytest.approx(frame_noise()[2], rel=0.1)
-    assert frame_noise()[1] == pytest.approx(real_sd, rel=0.3)
+    assert mock_sd == pytest.approx(frame_noise(tiny["spec"].conditions(11))[2], rel=0.1)
+    assert frame_noise()[1] == pytest.approx(real_sd, rel=0.3)  # at the median sky
 
 
 def test_cli_frames_and_window_flist(cli, tmp_path, tiny):
@@ -131,7 +132,7 @@ def test_local_source_round_trip_through_the_fields_table(cli, db, tiny):
     from clustermass.images.local import LocalSource
     from clustermass.mock.frames import write_window_flist
 
-    flist = write_window_flist([tiny["spec"]], tiny["root"] / "sas")
+    flist = write_window_flist([tiny["spec"]], tiny["root"] / "sas", 11)
     cli("ingest", "fields", str(flist))
     cl = tiny["cluster"]
     rows = pd.DataFrame({"id": [1], "ra": [cl.ra], "dec": [cl.dec], "z": [cl.z_phot], "richness": [cl.lambda_obs]})
@@ -141,11 +142,13 @@ def test_local_source_round_trip_through_the_fields_table(cli, db, tiny):
     ok = np.isfinite(local.data[0])
     assert local.covered_fraction > 0.3 and ok.mean() == pytest.approx(local.covered_fraction, abs=0.05)
     resid = local.data[0][ok] - direct.data[0][ok]
-    assert np.std(resid) < 2.0 * cutout_noise(direct.pixel_scale)[2]
+    robust_sd = 1.4826 * np.median(np.abs(resid - np.median(resid)))  # bright stars' resampled cores aside
+    assert robust_sd < 2.0 * cutout_noise(direct.pixel_scale, tiny["spec"].conditions(11))[2]
+    assert local.data[0][ok].sum() == pytest.approx(direct.data[0][ok].sum(), rel=0.05)
 
 
 @pytest.mark.slow
 def test_frames_are_deterministic(tiny, tmp_path):
-    scene = Scene(11, read_truth(tiny["root"] / "u").query("rm_id > 0"))
+    scene = Scene(11, read_truth(tiny["root"] / "u"))
     again = write_frame(scene, tiny["spec"], "r", tmp_path)
     assert again[0].read_bytes() == tiny["paths"][0].read_bytes()

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from clustermass import sky
 from clustermass.images.base import Cutout, CutoutGrid
+from clustermass.mock.version import SOURCE_NAME
 from clustermass.model import baseline
 from clustermass.model.registry import save_model
 from clustermass.pipeline import predict as predict_mod
@@ -255,6 +256,6 @@ def test_predict_tile_with_the_mock_renderer(db, settings):
     assert sum(r["n_done"] for r in res) == 12
     with db.connect() as conn:
         rows = conn.execute(text("SELECT source, size, status, path FROM cutouts")).all()
-    assert len(rows) == 12 and {(r.source, r.size, r.status) for r in rows} == {("mock", 16, "ok")}
+    assert len(rows) == 12 and {(r.source, r.size, r.status) for r in rows} == {(SOURCE_NAME, 16, "ok")}  # the mock version is in the store entry
     assert all(Path(r.path).is_file() for r in rows)
     assert len(_predictions(db)) == 12

@@ -1,4 +1,4 @@
-"""`cmcat mock ...`: the simulated universe, its SDSS-format frames and calibration plots."""
+"""`cmcat mock ...`: the simulated universe, its SDSS-format frames, calibration plots and oracles."""
 
 from __future__ import annotations
 
@@ -24,24 +24,32 @@ def universe(
         None, "--area", min=0.01, max=16900.0,
         help="Sky area (deg^2, at most 16,900: below the pole) of a square patch around RA=180, Dec=25; default: the SDSS footprint."
     ),
+    variant: str = typer.Option("default", "--variant", help="default (calibrated) or control (a positive control: "
+                                "the richness scatter has a strong visible cause; docs/mock.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Draw a cluster population and write redMaPPer/MCXC/PSZ2-format catalogues plus the truth table.
 
     The files go through `cmcat ingest` like the real ones; truth.parquet is for evaluation only.
     """
+    from clustermass.errors import InputError
     from clustermass.mock.population import build_universe
+    from clustermass.mock.relations import VARIANTS
+    from clustermass.mock.version import MOCK_VERSION
     from clustermass.mock.writers import write_universe
+
+    if variant not in VARIANTS:
+        raise InputError(f"--variant {variant!r}: use one of {', '.join(VARIANTS)}")
 
     with progress(transient=True) as bar:
         task = bar.add_task("drawing haloes", total=None)
-        u = build_universe(n, seed, area)
+        u = build_universe(n, seed, area, variant)
         bar.update(task, description="writing catalogues")
-        paths = write_universe(u, out, {"n": n, "seed": seed, "area_deg2": area})
+        paths = write_universe(u, out, {"n": n, "seed": seed, "area_deg2": area, "variant": variant})
     h = u.haloes
     rm = h[h.rm_id > 0]
     summary = {
-        "out": str(out), "clusters": int(len(rm)), "haloes": int(len(h)), "area_deg2": round(u.area_deg2, 3),
+        "out": str(out), "mock_version": MOCK_VERSION, "variant": variant, "clusters": int(len(rm)), "haloes": int(len(h)), "area_deg2": round(u.area_deg2, 3),
         "mcxc_rows": int(h.in_mcxc.sum()), "psz2_rows": int(h.in_psz2.sum()),
         "mcxc_in_redmapper": int((rm.in_mcxc).sum()), "psz2_only_in_redmapper": int((rm.in_psz2 & ~rm.in_mcxc).sum()),
         "files": {k: str(v) for k, v in paths.items()},
@@ -50,7 +58,7 @@ def universe(
         emit_json(summary)
         return
     rows = [(k, v) for k, v in summary.items() if k != "files"]
-    console.print(table(f"mock universe (seed {seed})", ["", "value"], rows))
+    console.print(table(f"mock universe v{MOCK_VERSION} (seed {seed})", ["", "value"], rows))
     console.print(f"files in [bold]{out}[/bold]: " + ", ".join(p.name for p in paths.values()))
 
 
@@ -98,7 +106,7 @@ def frames(
     planned = len(specs)
     if max_frames is not None:
         specs = specs[:max_frames]
-    scene = Scene(seed, truth[truth.rm_id > 0])
+    scene = Scene(seed, truth)
     written = skipped = 0
     with progress() as bar:
         task = bar.add_task("rendering fields", total=len(specs))
@@ -109,7 +117,7 @@ def frames(
                 write_frame(scene, field, bands, out)
                 written += 1
             bar.advance(task)
-    flist = write_window_flist(specs, out)
+    flist = write_window_flist(specs, out, seed)
     summary = {"clusters": int(len(clusters)), "fields_planned": planned, "fields": len(specs),
                "fields_written": written, "fields_skipped": skipped, "bands": bands,
                "frames": len(specs) * len(bands), "window_flist": str(flist), "out": str(out)}
@@ -131,7 +139,8 @@ def plot(
     """PNGs comparing the mock with the real data side by side.
 
     Lambda and z distributions (KS), labels and the richness baseline, BCG colours vs SPIDERS,
-    field counts/colours vs photoObj, and a gallery of mock cutouts.
+    field counts/colours vs photoObj, projection / miscentring / magnitude-gap effects against the
+    literature, and a gallery of mock cutouts.
     """
     import pandas as pd
 
@@ -164,7 +173,100 @@ def plot(
     b = numbers["baseline"]
     rows = [("KS lambda / z", f"{numbers['ks']['lambda']:.3f} / {numbers['ks']['z']:.3f}"),
             ("labelled", f"{b['labelled']} of {b['clusters']} ({100 * b['fraction']:.2f}%): {b['xray']} X-ray, {b['sz']} SZ"),
-            ("baseline MAE", f"{b['mae']:.3f} dex (real 0.156)")]
+            ("baseline MAE", f"{b['mae']:.3f} dex (real 0.156)"),
+            ("projected share, lambda 20-30", f"{numbers['projection']['share']['20-30']:.3f} (literature ~0.16)"),
+            ("miscentred", f"{numbers['assembly']['miscentred_fraction']:.3f} (Zhang+2019: 0.25 +- 0.08)"),
+            ("gap effect on sigma(M|lambda)", f"{100 * numbers['assembly']['gap_scatter_reduction']:.0f}% (Hearin+2013: 15-20%)")]
     console.print(table("mock vs real", ["", "value"], rows))
     for p in paths.values():
         console.print(f"wrote {p}")
+
+
+@mock_app.command("oracle")
+def oracle(
+    universe_dir: Path = typer.Option(..., "--universe", help="Universe folder, ingested and cross-matched in this database."),
+    grid: str = typer.Option("64:1.5", "--grid", help="Cutout SIZE:APERTURE (pixels : physical side in Mpc) whose contents the oracle may use."),
+    model: Optional[str] = typer.Option(None, "--model", help="A trained cnn/hybrid model: use its grid, folds and clusters, and register the oracles in its group."),
+    seed: int = typer.Option(0, "--seed", help="Fold seed (as `cmcat baseline --seed`) when no --model is given."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+) -> None:
+    """How well an ideal image model could do: out-of-fold fits of noise-free cutout quantities + z.
+
+    Scores the richness baseline, the CNN oracle (image quantities + z) and the hybrid oracle (+ observed
+    lambda), by least squares and gradient boosting, against the labels and the true masses, and
+    registers the best CNN / hybrid oracle's per-cluster out-of-fold predictions as models of kind
+    oracle-cnn / oracle-hybrid (`cmcat evaluate` shows them; with --model, next to that model).
+    """
+    import hashlib
+    import json as _json
+
+    import pandas as pd
+
+    from clustermass.errors import InputError
+    from clustermass.images.mock import MATCH_ARCSEC
+    from clustermass.mock.oracle import FEATURES, features_table, oracle_table
+    from clustermass.mock.scene import Scene
+    from clustermass.mock.version import provenance
+    from clustermass.mock.writers import read_truth
+    from clustermass.model import registry
+    from clustermass.model.data import labelled_clusters
+    from clustermass.model.folds import fold_of
+    from clustermass.model.metrics import mass_metrics
+
+    engine, settings = STATE.engine(), STATE.settings
+    prov = provenance(universe_dir, 0)
+    truth = read_truth(universe_dir)
+    scene = Scene(int(prov["universe"]["seed"]), truth)
+    labels = labelled_clusters(engine)
+    if model:
+        rec = registry.get_model(engine, model)
+        if "oof" not in rec.training or rec.kind.startswith("oracle-"):
+            raise InputError(f"--model {rec.name!r} ({rec.kind}) has no out-of-fold predictions of a trained model")
+        oof = pd.DataFrame(rec.training["oof"])
+        labels = labels.set_index("id").loc[oof["cluster_id"]].reset_index()
+        fold, group, fold_seed = oof["fold"].to_numpy(), rec.training["group"], int(rec.config["seed"])
+        aperture = rec.config["grid"].get("aperture_mpc")
+        if aperture is None:
+            raise InputError(f"--model {rec.name!r} uses a fixed angular aperture; the oracle needs a physical one (--grid)")
+    else:
+        try:
+            _, aperture = (float(v) for v in grid.split(":"))
+        except ValueError:
+            raise InputError(f"--grid {grid!r}: give SIZE:APERTURE_MPC, e.g. 64:1.5") from None
+        fold_seed = seed
+        fold = fold_of(labels["id"].to_numpy(), 5, seed)
+        digest = hashlib.sha256(_json.dumps([prov, grid, seed, labels["id"].tolist()], sort_keys=True).encode()).hexdigest()[:10]
+        group = f"mock-{grid.replace(':', 'px-')}mpc-s{seed}-{digest}"
+    halo = [scene.match(r.ra, r.dec, MATCH_ARCSEC) for r in labels.itertuples()]
+    ok = np.array([h is not None for h in halo])
+    if ok.sum() < 10:
+        raise InputError(f"only {int(ok.sum())} labelled clusters match {universe_dir}; ingest that universe and run `cmcat crossmatch`")
+    labels, fold = labels[ok].reset_index(drop=True), fold[ok]
+    halo_rows = pd.DataFrame([h for h in halo if h is not None])
+    clusters = labels[["ra", "dec", "z"]].assign(halo_id=halo_rows.halo_id.to_numpy())
+    with progress(transient=True) as bar:
+        bar.add_task(f"oracle features of {len(labels)} clusters", total=None)
+        feats = features_table(scene, clusters, float(aperture) / 2)
+        y, y_true = labels["log10_m500"].to_numpy(float), halo_rows.log10_m500.to_numpy(float)
+        tab, best = oracle_table(feats, y, y_true, labels["richness"].to_numpy(float), fold, fold_seed)
+    registered = []
+    for kind, pred in best.items():
+        name = f"{kind}-{group}"
+        if registry.find_model(engine, name) is None:
+            registry.save_model(
+                engine, settings, name=name, kind=kind,
+                config={"features": FEATURES + (["log10_lambda"] if kind == "oracle-hybrid" else []),
+                        "aperture_mpc": float(aperture), "seed": fold_seed},
+                metrics={"cv": mass_metrics(pred, y), "cv_truth": mass_metrics(pred, y_true)},
+                training={"group": group, "source": "mock", "mock": prov, "n_labels": len(y),
+                          "oof": {"cluster_id": labels["id"].tolist(), "pred": pred.tolist(), "fold": fold.tolist()}},
+            )
+        registered.append(name)
+    if json_out:
+        emit_json({"clusters": len(y), "group": group, "models": registered, "rows": tab.to_dict(orient="records")})
+        return
+    rows = [(r.estimator, f"{r.mae_label:.4f}", f"{r.ratio_label:.3f}x", f"{r.mae_truth:.4f}", f"{r.ratio_truth:.3f}x")
+            for r in tab.itertuples()]
+    console.print(table(f"oracles on {len(y)} labelled clusters (5 folds, seed {fold_seed}; MAE in dex)",
+                        ["estimator", "vs label", "ratio", "vs truth", "ratio"], rows))
+    console.print(f"registered {', '.join(registered)}: compare with `cmcat evaluate {registered[-1]}`")

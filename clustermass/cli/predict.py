@@ -37,7 +37,12 @@ def source_options(source: str, frames: str | None, universe: str | None, seed: 
             raise InputError("--source local needs --frames DIR (a folder in the SAS layout, e.g. from `cmcat mock frames`)")
         return {"root": os.path.abspath(frames)}
     if source == "mock":
-        return {"universe_dir": os.path.abspath(universe) if universe else None, "seed": seed}
+        from clustermass.mock.version import MOCK_VERSION, check_universe
+
+        if universe:
+            check_universe(universe)  # refuse a universe of another mock version before any work
+        return {"universe_dir": os.path.abspath(universe) if universe else None, "seed": seed,
+                "mock_version": MOCK_VERSION}
     return {}
 
 
@@ -101,9 +106,9 @@ def predict(
             spec = sky.parse_tiles(tiles)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        opts = source_options(source, frames, universe, seed)
         model_id = get_model(engine, model).id
         catalog_id = _catalog_id(engine, catalog)
-        opts = source_options(source, frames, universe, seed)
         check_frames_indexed(engine, source)
         ident = {"model_id": model_id, "source": source, "source_options": opts}
         args = {**exec_args, "model_id": model_id, "source": source, "source_options": opts}

@@ -67,6 +67,11 @@ def train(
         torch.set_num_threads(threads)
     cfg = load_train_config(config)
     opts = source_options(source, frames, universe, mock_seed)
+    provenance = None
+    if source == "mock":
+        from clustermass.mock.version import provenance as mock_provenance
+
+        provenance = mock_provenance(opts["universe_dir"], mock_seed)
     engine, settings = STATE.engine(), STATE.settings
     check_frames_indexed(engine, source)
     results: list[dict] = []
@@ -75,11 +80,13 @@ def train(
         images_fn = source_images_fn(engine, settings, workflow.grid_of(cfg), source, opts, on_progress)
         trunk_ref: str | int = trunk or "band-classifier"
         if stage in ("1", "all"):
-            rec, new = workflow.train_band_classifier(engine, settings, cfg, seed, images_fn, source, device, on_progress)
+            rec, new = workflow.train_band_classifier(engine, settings, cfg, seed, images_fn, source, device, on_progress,
+                                                     provenance)
             results.append({**rec.summary(), "trained": new})
             trunk_ref = rec.id
         if stage in ("2", "all"):
-            for rec, new in workflow.train_mass_models(engine, settings, cfg, seed, images_fn, source, trunk_ref, device, on_progress):
+            for rec, new in workflow.train_mass_models(engine, settings, cfg, seed, images_fn, source, trunk_ref, device,
+                                                       on_progress, provenance):
                 results.append({**rec.summary(), "trained": new})
     seconds = time.perf_counter() - t0
     if json_out:

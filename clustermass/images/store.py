@@ -10,6 +10,9 @@ is never used: its clusters are fetched again) and fetching the rest from an Ima
 Statuses: `ok` (fully covered), `partial` (some pixels NaN, covered_fraction < 1), `failed`
 (nothing usable: no frame covers it, a frame could not be fetched, or no redshift; `error` says
 which). Failed clusters are retried on the next call unless `retry_failed=False`.
+
+A versioned source (name `family-vN`, e.g. the mock's `mock-v2`) refuses clusters whose cutouts
+the store holds from another version of it (`mock`, `mock-v1`): they must be rendered again.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from clustermass.db.bulk import copy_upsert
 from clustermass.db.models import Cutout as CutoutRow
-from clustermass.errors import CmcatError
+from clustermass.errors import CmcatError, ImageError
 from clustermass.images.atomic import atomic_write
 from clustermass.images.base import BANDS, Cutout, CutoutGrid, ImageSource
 
@@ -124,6 +127,7 @@ def ensure_cutouts(
     """
     bands = "".join(bands)
     ids = clusters["id"].to_numpy(np.int64)
+    _refuse_other_versions(conn, ids, source.name)
     n, nb, size = len(ids), len(bands), grid.size
     expected = _expected_scales(clusters, grid)
     rows = _load_rows(conn, ids, source.name)
@@ -255,6 +259,26 @@ def _current_entries(conn: Connection, path: Path, source: str) -> dict[int, tup
         conn.execute(select(CutoutRow.cluster_id).where(CutoutRow.path == str(path), CutoutRow.source == source)).scalars()
     )
     return {cid: e for cid, e in entries.items() if cid in listed}
+
+
+def _refuse_other_versions(conn: Connection, ids: np.ndarray, source: str) -> None:
+    """ImageError if the store holds cutouts of these clusters from another version of a versioned source."""
+    family, sep, _ = source.rpartition("-v")
+    if not sep or len(ids) == 0:
+        return
+    table = CutoutRow.__table__
+    other = conn.execute(
+        select(table.c.source, func.count(), func.min(table.c.cluster_id))
+        .where(table.c.cluster_id.in_([int(i) for i in ids]), table.c.source != source,
+               or_(table.c.source == family, table.c.source.like(f"{family}-v%")))
+        .group_by(table.c.source).order_by(table.c.source)
+    ).first()
+    if other is not None:
+        name, n, first = other
+        raise ImageError(
+            f"cluster {first} (and {n - 1} more): the cutout store holds its cutout from {name!r}, this cmcat renders "
+            f"{source!r}; delete the old entries (psql \"$(cmcat db url --libpq)\" -c \"DELETE FROM cutouts WHERE source = "
+            f"'{name}'\") or use a new --data-dir, then run again to render them with {source!r}")
 
 
 def _load_rows(conn: Connection, ids: np.ndarray, source: str) -> dict[int, Any]:

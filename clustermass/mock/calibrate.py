@@ -18,13 +18,14 @@ from scipy.stats import ks_2samp
 from clustermass.cosmology import COSMO
 from clustermass.mock.galaxies import field_sources
 from clustermass.mock.relations import Z_MAX, Z_MIN
-from clustermass.mock.render import PSF_FWHM
+from clustermass.mock.instrument import PSF_FWHM, field_conditions
 from clustermass.mock.sed import kcorr
 from clustermass.mock.writers import FILES, read_truth
 
 REAL_REDMAPPER = "clusterdb/sdss_redmapper.csv.gz"
 REAL_SPIDERS_BCG = "crossmatch/SpidersXclusterBCGs-v2.0.fits"
 REAL_PHOTOOBJ = "sdss_frames/celeste/photoObj-003900-6-0269.fits"
+REAL_PHOTOFIELD = "sdss_frames/celeste/photoField-003900-6.fits"
 Z_BINS = np.arange(0.05, 0.45, 0.05)
 
 
@@ -140,13 +141,70 @@ def field_comparison(real_dir: Path, seed: int = 0) -> dict:
     mm = mock.mag[m_box]
     star_m = mock.r_e[m_box] == 0
     out = {}
+    rng = np.random.default_rng(0)
     for name, sel_real, mag_real, sel_mock in (("galaxies", kind == 3, mag, ~star_m), ("stars", kind == 6, mag, star_m)):
         rr = sel_real & (mag_real[:, 2] > 18) & (mag_real[:, 2] < 21.5)
         mk = sel_mock & (mm[:, 2] > 18) & (mm[:, 2] < 21.5)
-        out[name] = {
-            "real_per_deg2": float(rr.sum() / area), "mock_per_deg2": float(mk.sum() / m_area),
-            "real_gr": float(np.median(mag_real[rr, 1] - mag_real[rr, 2])), "mock_gr": float(np.median(mm[mk, 1] - mm[mk, 2])),
-            "real_ri": float(np.median(mag_real[rr, 2] - mag_real[rr, 3])), "mock_ri": float(np.median(mm[mk, 2] - mm[mk, 3])),
-        }
+        out[name] = {"real_per_deg2": float(rr.sum() / area), "mock_per_deg2": float(mk.sum() / m_area),
+                     "real_per_deg2_err": float(np.sqrt(rr.sum()) / area)}
+        for col, (a, b) in (("gr", (1, 2)), ("ri", (2, 3)), ("iz", (3, 4))):
+            real_c = mag_real[rr, a] - mag_real[rr, b]
+            boot = [np.median(real_c[rng.integers(0, real_c.size, real_c.size)]) for _ in range(500)]
+            out[name] |= {f"real_{col}": float(np.median(real_c)), f"real_{col}_err": float(np.std(boot)),
+                          f"mock_{col}": float(np.median(mm[mk, a] - mm[mk, b]))}
     out["psf_fwhm"] = {"real": np.median(np.asarray(p["PSF_FWHM"], float), axis=0).tolist(), "mock": PSF_FWHM.tolist()}
     return out
+
+
+def conditions_comparison(real_dir: Path, seed: int = 0, n_fields: int = 2000) -> dict:
+    """Percentiles (5, 50, 95) of r-band seeing FWHM (arcsec) and sky (mag/arcsec^2): mock fields vs the
+    real photoField of run 3900 camcol 6 (815 fields)."""
+    t = Table.read(Path(real_dir) / REAL_PHOTOFIELD)
+    real_sky = 22.5 - 2.5 * np.log10(np.asarray(t["SKY"], float)[:, 2])
+    cond = [field_conditions(seed, 4000 + k // 6, k % 6 + 1, 11 + k) for k in range(n_fields)]
+    pct = lambda a: np.percentile(a, [5, 50, 95]).round(3).tolist()  # noqa: E731
+    return {"real_fwhm_r": pct(np.asarray(t["PSF_WIDTH"], float)[:, 2]), "mock_fwhm_r": pct([c.psf_fwhm[2] for c in cond]),
+            "real_sky_r": pct(real_sky), "mock_sky_r": pct([c.sky_mu[2] for c in cond]),
+            "real_score": pct(np.asarray(t["SCORE"], float)), "mock_score": pct([c.score for c in cond])}
+
+
+def _rms_of_fit(y: np.ndarray, *columns: np.ndarray) -> float:
+    """rms residual of a least-squares fit of y on the columns and a constant."""
+    x = np.column_stack([*columns, np.ones(len(y))])
+    return float(np.std(y - x @ np.linalg.lstsq(x, y, rcond=None)[0]))
+
+
+def assembly_effects(universe_dir: Path) -> dict:
+    """Miscentring and magnitude-gap figures of the catalogue (lambda >= 20 in the z range), on true masses.
+
+    miscentred_fraction, mean offset of the miscentred (R_lambda), their lambda bias (own members counted
+    per member, relative to the well-centred ones); sigma(log10 M | lambda, z) without and with the magnitude gap and its fractional reduction
+    (Hearin+2013's measure).
+    """
+    t = read_truth(universe_dir)
+    rm = t[(t.rm_id > 0) & (t.lambda_obs >= 20) & t.z_phot.between(Z_MIN, Z_MAX)]
+    mis = rm[rm.miscentred]
+    y, lam, z = rm.log10_m500.to_numpy(), np.log10(rm.lambda_obs.to_numpy()), np.log10(1 + rm.z_phot.to_numpy())
+    without, with_gap = _rms_of_fit(y, lam, z), _rms_of_fit(y, lam, z, rm.gap12.to_numpy())
+    return {
+        "clusters": len(rm), "miscentred_fraction": float(rm.miscentred.mean()),
+        "miscentred_offset_rlambda": float(mis.offset_rlambda.mean()),
+        "miscentred_lambda_ratio": float((mis.lambda_members / (mis.n_red + 1)).mean()
+                                         / (rm[~rm.miscentred].lambda_members / (rm[~rm.miscentred].n_red + 1)).mean()),
+        "sigma_logm_lambda": without, "sigma_logm_lambda_gap": with_gap, "gap_scatter_reduction": 1 - with_gap / without,
+        "gap12_median": float(rm.gap12.median()), "c500_ln_scatter": float(np.log(rm.c500).std()),
+    }
+
+
+LAMBDA_BINS = (20, 30, 50, 100, 1000)
+
+
+def projection_shares(universe_dir: Path, bins: tuple = LAMBDA_BINS) -> dict:
+    """Mean share of lambda from line-of-sight neighbours (lambda_proj / counted members) per lambda bin,
+    and sigma(ln lambda | M) of the catalogue (least-squares on log10 M500)."""
+    t = read_truth(universe_dir)
+    rm = t[(t.rm_id > 0) & (t.lambda_obs >= 20) & t.z_phot.between(Z_MIN, Z_MAX)]
+    share = rm.lambda_proj / (rm.lambda_members + rm.lambda_proj).clip(lower=1)
+    out = {f"{lo}-{hi}": float(share[(rm.lambda_obs >= lo) & (rm.lambda_obs < hi)].mean()) for lo, hi in zip(bins[:-1], bins[1:])}
+    y, x = rm.log10_m500.to_numpy(), np.log(rm.lambda_obs.to_numpy())
+    return {"share": out, "all": float(share.mean()), "sigma_lnlambda_at_m": _rms_of_fit(x, y)}

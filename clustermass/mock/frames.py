@@ -28,7 +28,7 @@ from astropy.io import fits
 from clustermass.images.base import BANDS, SDSS_PIXEL_ARCSEC
 from clustermass.images.frames import frame_relpath
 from clustermass.mock.galaxies import Sources
-from clustermass.mock.instrument import NMGY_PER_COUNT, frame_noise, sky_nmgy_per_pixel
+from clustermass.mock.instrument import NMGY_PER_COUNT, Conditions, field_conditions, frame_noise, sky_nmgy_per_pixel
 from clustermass.mock.render import gnomonic, render_stamps, source_sigma
 
 NX, NY = 2048, 1489
@@ -57,6 +57,10 @@ class FieldSpec:
     def relpath(self, band: str) -> str:
         """The frame's path under a SAS root."""
         return frame_relpath(band, self.run, self.camcol, self.field, RERUN)
+
+    def conditions(self, seed: int) -> Conditions:
+        """This field's seeing and sky under render seed `seed`."""
+        return field_conditions(seed, self.run, self.camcol, self.field)
 
 
 def _strip_geometry(k: int) -> tuple[float, int]:
@@ -97,6 +101,19 @@ def fields_covering(ra: float, dec: float, radius_deg: float) -> list[FieldSpec]
             if -pad <= x[0] <= NX - 1 + pad and -pad <= y[0] <= NY - 1 + pad:
                 out.append(spec)
     return out
+
+
+def field_at(ra: float, dec: float) -> FieldSpec:
+    """The field whose frame holds (ra, dec); in an overlap, the one whose centre is nearest."""
+    best, best_d = None, np.inf
+    for spec in fields_covering(ra, dec, 0.0):
+        x, y = pixel_coords(spec, np.array([ra]), np.array([dec]))
+        d = float(np.hypot(x[0] - (NX - 1) / 2, y[0] - (NY - 1) / 2))
+        if 0 <= x[0] <= NX - 1 and 0 <= y[0] <= NY - 1 and d < best_d:
+            best, best_d = spec, d
+    if best is None:  # not reached for |dec| < 90: strips tile the sky
+        raise ValueError(f"no mock field holds ({ra}, {dec})")
+    return best
 
 
 def frame_header(spec: FieldSpec, band: str) -> fits.Header:
@@ -163,9 +180,9 @@ def _astrans(spec: FieldSpec, band: str) -> fits.BinTableHDU:
     return fits.BinTableHDU.from_columns(cols)
 
 
-def _sky_hdu(band: str) -> fits.BinTableHDU:
+def _sky_hdu(band: str, cond: Conditions) -> fits.BinTableHDU:
     b = BANDS.index(band)
-    allsky = np.full((1, 192, 256), sky_nmgy_per_pixel()[b] / NMGY_PER_COUNT[b], np.float32)
+    allsky = np.full((1, 192, 256), sky_nmgy_per_pixel(cond)[b] / NMGY_PER_COUNT[b], np.float32)
     xi = ((np.arange(NX) + 0.5) / 8 - 0.5).astype(np.float32)[None]
     yi = ((np.arange(NY) + 0.5) / 8 - 0.5).astype(np.float32)[None]
     hdu = fits.BinTableHDU.from_columns([
@@ -185,22 +202,23 @@ def truncate_mantissa(img: np.ndarray, bits: int = MANTISSA_BITS) -> np.ndarray:
 def render_frame(spec: FieldSpec, band: str, sources: Sources, seed: int, noise: bool = True) -> np.ndarray:
     """(1489, 2048) float32 image of `sources` in nanomaggies (sky subtracted) with the band's noise."""
     b = BANDS.index(band)
+    cond = spec.conditions(seed)
     x, y = pixel_coords(spec, sources.ra, sources.dec)
-    sigma = source_sigma(sources.r_e, b) / SDSS_PIXEL_ARCSEC
+    sigma = source_sigma(sources.r_e, b, cond.psf_fwhm) / SDSS_PIXEL_ARCSEC
     keep = (x > -4 * sigma - 2) & (x < NX + 4 * sigma + 2) & (y > -4 * sigma - 2) & (y < NY + 4 * sigma + 2)
     img = render_stamps(x[keep], y[keep], sigma[keep], sources.flux[keep, b], (NY, NX))
     if noise:
         rng = np.random.default_rng([seed, 5, spec.run, spec.camcol, spec.field, b])
-        img += rng.standard_normal((NY, NX)) * frame_noise()[b]
+        img += rng.standard_normal((NY, NX)) * frame_noise(cond)[b]
     return truncate_mantissa(img)
 
 
-def frame_bytes(spec: FieldSpec, band: str, image: np.ndarray) -> bytes:
-    """The bz2-compressed FITS file of a frame."""
+def frame_bytes(spec: FieldSpec, band: str, image: np.ndarray, seed: int) -> bytes:
+    """The bz2-compressed FITS file of a frame (its sky HDU from the field's conditions under `seed`)."""
     b = BANDS.index(band)
     calib = np.full(NX, NMGY_PER_COUNT[b], np.float32)
     hdul = fits.HDUList([fits.PrimaryHDU(image, frame_header(spec, band)), fits.ImageHDU(calib),
-                         _sky_hdu(band), _astrans(spec, band)])
+                         _sky_hdu(band, spec.conditions(seed)), _astrans(spec, band)])
     buf = io.BytesIO()
     hdul.writeto(buf)
     return bz2.compress(buf.getvalue(), 9)
@@ -213,25 +231,29 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def window_flist(specs: list[FieldSpec]) -> fits.BinTableHDU:
-    """window_flist rows (RUN, RERUN, CAMCOL, FIELD, RA, DEC, SCORE, MU/NU bounds, INCL, NODE)."""
+def window_flist(specs: list[FieldSpec], seed: int) -> fits.BinTableHDU:
+    """window_flist rows (RUN, RERUN, CAMCOL, FIELD, RA, DEC, SCORE, MU/NU bounds, INCL, NODE, and per
+    band PSF_FWHM in arcsec and SKYFLUX in nanomaggies/arcsec^2) with the fields' conditions under `seed`."""
     n = len(specs)
     cos_d = np.cos(np.radians([s.dec for s in specs]))
     half_ra = (NY / 2) * SCALE_DEG / np.maximum(cos_d, 1e-3)
     half_dec = (NX / 2) * SCALE_DEG
     ra = np.array([s.ra for s in specs])
     dec = np.array([s.dec for s in specs])
+    cond = [s.conditions(seed) for s in specs]
     cols = [
         fits.Column("RUN", "J", array=[s.run for s in specs]),
         fits.Column("RERUN", "3A", array=[RERUN] * n),
         fits.Column("CAMCOL", "J", array=[s.camcol for s in specs]),
         fits.Column("FIELD", "J", array=[s.field for s in specs]),
         fits.Column("RA", "D", array=ra), fits.Column("DEC", "D", array=dec),
-        fits.Column("SCORE", "E", array=np.ones(n)),
+        fits.Column("SCORE", "E", array=np.array([c.score for c in cond])),
         fits.Column("MU_START", "D", array=np.mod(ra - half_ra, 360.0)),
         fits.Column("MU_END", "D", array=np.mod(ra + half_ra, 360.0)),
         fits.Column("NU_START", "D", array=dec - half_dec), fits.Column("NU_END", "D", array=dec + half_dec),
         fits.Column("INCL", "D", array=np.full(n, INCL)), fits.Column("NODE", "D", array=np.full(n, NODE)),
+        fits.Column("PSF_FWHM", "5E", array=np.array([c.psf_fwhm for c in cond]).reshape(n, 5)),
+        fits.Column("SKYFLUX", "5E", array=np.array([c.sky_flux for c in cond]).reshape(n, 5)),
     ]
     return fits.BinTableHDU.from_columns(cols, name="WINDOW_FLIST")
 
@@ -257,15 +279,15 @@ def write_frame(scene, spec: FieldSpec, bands: str, root: Path, noise: bool = Tr
     paths = []
     for band in bands:
         path = root / spec.relpath(band)
-        write_atomic(path, frame_bytes(spec, band, render_frame(spec, band, sources, scene.seed, noise)))
+        write_atomic(path, frame_bytes(spec, band, render_frame(spec, band, sources, scene.seed, noise), scene.seed))
         paths.append(path)
     return paths
 
 
-def write_window_flist(specs: list[FieldSpec], root: Path) -> Path:
-    """window_flist.fits at `root` listing `specs`."""
+def write_window_flist(specs: list[FieldSpec], root: Path, seed: int) -> Path:
+    """window_flist.fits at `root` listing `specs` (conditions under render seed `seed`)."""
     buf = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), window_flist(specs)]).writeto(buf)
+    fits.HDUList([fits.PrimaryHDU(), window_flist(specs, seed)]).writeto(buf)
     path = root / "window_flist.fits"
     write_atomic(path, buf.getvalue())
     return path

@@ -1,9 +1,10 @@
 """The galaxies and stars of the mock sky, as plain arrays (`Sources`).
 
-- Cluster members (`cluster_sources`): a BCG near the centre plus `n_red` red-sequence members
-  brighter than 0.2 L* and `n_faint` between 0.05 and 0.2 L*, on a projected NFW profile
-  (c500 = 3) truncated at R_lambda, luminosities from a Schechter function, colours of the
-  passive SED at the cluster redshift. One Generator per cluster: seeded with (seed, halo key).
+- Cluster members (`cluster_sources`): a BCG near the halo centre plus `n_red` red-sequence members
+  brighter than 0.2 L* and `n_faint` between 0.05 and 0.2 L*, on a projected NFW profile (the
+  halo's c500) truncated at R_lambda, luminosities from a Schechter function with the brightest
+  satellite at the halo's magnitude gap, colours of the passive SED at the cluster redshift. One
+  Generator per cluster: seeded with (seed, halo key).
 - Field galaxies and stars (`field_sources`): drawn per sky cell of CELL_DEG with one
   Generator per (seed, cell), so any region of sky, whether a cutout or a frame, sees exactly
   the same objects.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -20,27 +22,43 @@ from clustermass.mock import relations as rel
 from clustermass.mock.sed import kcorr, star_colours
 
 CELL_DEG = 0.05
-#: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (Yasuda+2001 counts).
-GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 30000.0, 0.36, (14.0, 23.5)
-GAL_RED_FRACTION = 0.35
+#: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (slope of the Yasuda+2001 counts;
+#: normalisation tuned to the real photoObj field, 4,560 +- 300 deg^-2 at 18 < r < 21.5).
+GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 26000.0, 0.36, (14.0, 23.5)
+#: Share of passive (red-SED) field galaxies, tuned so the 18 < r < 21.5 medians of g-r and r-i match
+#: the real photoObj field (median redshift at r: 0.04 + 0.055 (r - 15)).
+GAL_RED_FRACTION = 0.43
 #: Stars per deg^2 with 14 < r < 22.8 and their count slope (tuned to the real photoObj field).
-STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 3500.0, 0.12, (14.0, 22.8)
-#: Star temperatures (K): faint high-latitude stars are mostly K and M dwarfs.
-STAR_T_MIN, STAR_T_MAX, STAR_T_BETA = 2900.0, 7000.0, (1.0, 3.0)
-NFW_C500 = 3.0
+STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 4200.0, 0.12, (14.0, 22.8)
+#: Faint high-latitude stars on the stellar locus (sed.star_colours): a share of halo turn-off stars
+#: (r-i ~ N(0.12, 0.06)), the rest disk K and M dwarfs spread evenly over 0.25 < r-i < 1.65 (the real
+#: photoObj field at 18 < r < 21.5: r-i percentiles 10/25/50/75/90 = 0.14/0.36/0.74/1.11/1.41);
+#: colours scatter by STAR_COLOUR_SCATTER mag about the locus.
+STAR_TURNOFF_FRACTION, STAR_TURNOFF_RI, STAR_DWARF_RI = 0.22, (0.12, 0.06), (0.25, 1.65)
+STAR_COLOUR_SCATTER = 0.04
 #: Intrinsic red-sequence scatter in g-r (mag; Hao+2009 ~0.05) and how it spreads over ugriz.
 RED_SEQUENCE_SCATTER = 0.04
 _COLOUR_SCATTER_SHAPE = np.array([2.0, 1.0, 0.0, -0.3, -0.5])
+#: Intrinsic red-sequence scatter of g-r and r-i (mag).
+RED_SEQUENCE_COLOUR_SCATTER = RED_SEQUENCE_SCATTER * np.abs(np.diff(_COLOUR_SCATTER_SHAPE)[1:3])
+#: Independent colour scatter per band about r (r itself exact).
+_COLOUR_NOISE_SHAPE = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
 
 
 @dataclass
 class Sources:
-    """Point-like galaxies/stars: positions (deg), ugriz magnitudes (AB) and half-light radii (arcsec)."""
+    """Galaxies/stars: positions (deg), ugriz magnitudes (AB), half-light radii (arcsec) and Sersic index
+    (0: a Gaussian of that half-light radius, e.g. stars and field galaxies; see `expand_profiles`)."""
 
     ra: np.ndarray
     dec: np.ndarray
     mag: np.ndarray  # (N, 5)
     r_e: np.ndarray
+    sersic: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.sersic is None:
+            self.sersic = np.zeros(self.ra.size)
 
     def __len__(self) -> int:
         return int(self.ra.size)
@@ -54,11 +72,54 @@ class Sources:
     def concat(parts: list["Sources"]) -> "Sources":
         if not parts:
             return Sources(np.zeros(0), np.zeros(0), np.zeros((0, 5)), np.zeros(0))
-        return Sources(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ra", "dec", "mag", "r_e")))
+        return Sources(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ra", "dec", "mag", "r_e", "sersic")))
 
 
-def deproject(xi: np.ndarray, eta: np.ndarray, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse gnomonic projection: standard coordinates (deg, xi east) about (ra0, dec0) -> ra, dec (deg)."""
+#: Galaxies with a Sersic index and a half-light radius above this (arcsec) are drawn as a mixture of
+#: Gaussians (resolved on frames; a BCG's envelope on cutouts); smaller ones stay one Gaussian.
+MOG_MIN_RE = 1.0
+#: Component widths (sigma / r_e) of the Gaussian mixtures of Sersic n = 1 and n = 4 profiles.
+_MOG_WIDTHS = {1: np.array([0.15, 0.35, 0.6, 0.9, 1.3]), 4: np.array([0.02, 0.06, 0.15, 0.35, 0.8, 1.8, 4.0])}
+
+
+@lru_cache(maxsize=4)
+def sersic_mixture(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flux weights, sigma / r_e) of a mixture of circular Gaussians fitting a Sersic profile of index n
+    (non-negative least squares on the surface brightness, flux-weighted, out to 8 r_e; cf. Hogg & Lang 2013)."""
+    from scipy.optimize import nnls
+
+    r = np.logspace(-2.5, np.log10(8.0), 300)  # in r_e
+    b = 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n)
+    prof = np.exp(-b * (r ** (1.0 / n) - 1.0))
+    prof /= np.trapezoid(2 * np.pi * r * prof, r)
+    s = _MOG_WIDTHS[n]
+    comp = np.exp(-(r[:, None] ** 2) / (2 * s**2)) / (2 * np.pi * s**2)
+    w, _ = nnls(comp * r[:, None], prof * r)
+    keep = w > 0
+    return w[keep] / w[keep].sum(), s[keep]
+
+
+def expand_profiles(src: Sources) -> Sources:
+    """Sources with every resolved Sersic galaxy replaced by its Gaussian components (same centre, flux split)."""
+    big = (src.sersic > 0) & (src.r_e > MOG_MIN_RE)
+    if not big.any():
+        return src
+    parts = [Sources(src.ra[~big], src.dec[~big], src.mag[~big], src.r_e[~big])]
+    from clustermass.mock.render import GAUSS_RE_TO_SIGMA
+
+    for n in np.unique(src.sersic[big]).astype(int):
+        sel = np.flatnonzero(big & (src.sersic == n))
+        w, ratio = sersic_mixture(int(n))
+        k = w.size
+        parts.append(Sources(np.repeat(src.ra[sel], k), np.repeat(src.dec[sel], k),
+                             (src.mag[sel][:, None, :] - 2.5 * np.log10(w)[None, :, None]).reshape(-1, 5),
+                             (src.r_e[sel][:, None] * ratio[None, :] / GAUSS_RE_TO_SIGMA).reshape(-1)))
+    return Sources.concat(parts)
+
+
+def deproject(xi: np.ndarray, eta: np.ndarray, ra0, dec0) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse gnomonic projection: standard coordinates (deg, xi east) about (ra0, dec0) -> ra, dec (deg);
+    ra0, dec0 are one centre or one per position."""
     x, y = np.radians(xi), np.radians(eta)
     d0 = np.radians(dec0)
     rho = np.hypot(x, y)
@@ -100,15 +161,26 @@ def nfw_radii(rng: np.random.Generator, n: int, rs: float, r_max: float) -> np.n
     return rs * np.interp(rng.random(n) * m_max, m, s)
 
 
-def cluster_sources(seed: int, key: tuple[int, ...], ra: float, dec: float, z: float, log10_m500: float, n_red: int,
-                    n_faint: int, bcg_mr: float, lambda_true: float) -> Sources:
-    """The BCG and red members of one cluster (deterministic in seed and the non-negative ints of key)."""
+#: The satellite that sets the magnitude gap is the brightest within this projected radius (Mpc) of the halo
+#: centre when there is one (gaps are measured within ~0.5 R200: Hearin+2013, Golden-Marx & Miller 2018).
+GAP_RADIUS_MPC = 0.5
+
+
+def cluster_sources(seed: int, key: tuple[int, ...], h: Mapping[str, Any]) -> Sources:
+    """The BCG (first) and red members of one halo, deterministic in seed and the non-negative ints of key.
+
+    h: the halo's truth (scene.HALO_COLUMNS): members about (halo_ra, halo_dec) on an NFW profile of
+    concentration c500 truncated at R_lambda; the brightest satellite (within GAP_RADIUS_MPC) is gap12 mag
+    fainter than the BCG (brighter satellites are dimmed to just below it); a miscentred halo (off_x_mpc, off_y_mpc != 0: the
+    catalogue centre's offset east and north, Mpc) has that satellite at the catalogue centre.
+    """
     rng = np.random.default_rng([seed, 1, *(int(k) for k in key)])
-    r500 = float(rel.r500_mpc(10**log10_m500, z))
-    r_max = float(rel.r_lambda_mpc(max(lambda_true, 1.0)))
-    x = np.concatenate([schechter_draw(rng, int(n_red), True), schechter_draw(rng, int(n_faint), False)])
+    z, bcg_mr = float(h["z"]), float(h["bcg_mr"])
+    r500 = float(rel.r500_mpc(10 ** float(h["log10_m500"]), z))
+    r_max = float(rel.r_lambda_mpc(max(float(h["lambda_true"]), 1.0)))
+    x = np.concatenate([schechter_draw(rng, int(h["n_red"]), True), schechter_draw(rng, int(h["n_faint"]), False)])
     n = x.size
-    r3 = nfw_radii(rng, n, r500 / NFW_C500, r_max)
+    r3 = nfw_radii(rng, n, r500 / float(h["c500"]), r_max)
     cos_t = rng.uniform(-1.0, 1.0, n)
     phi = rng.uniform(0.0, 2 * np.pi, n)
     rp = r3 * np.sqrt(1.0 - cos_t**2)
@@ -116,14 +188,52 @@ def cluster_sources(seed: int, key: tuple[int, ...], ra: float, dec: float, z: f
     deg_per_mpc = float(rel.deg_per_mpc(z))
     xi = np.concatenate([bcg_off[:1], rp * np.cos(phi)]) * deg_per_mpc
     eta = np.concatenate([bcg_off[1:], rp * np.sin(phi)]) * deg_per_mpc
-    ra_s, dec_s = deproject(xi, eta, ra, dec)
-    abs_r = np.concatenate([[bcg_mr], rel.mstar_r(z) - 2.5 * np.log10(x)])
+    sat_r = rel.mstar_r(z) - 2.5 * np.log10(x)
+    if n:
+        inner = rp < GAP_RADIUS_MPC
+        j = int(np.argmax(np.where(inner, x, -1.0)) if inner.any() else np.argmax(x))  # it sets the magnitude gap
+        sat_r = np.maximum(sat_r, bcg_mr + float(h["gap12"]) + 0.1)
+        sat_r[j] = bcg_mr + float(h["gap12"])
+        if h["off_x_mpc"] or h["off_y_mpc"]:  # the catalogue centred on it
+            xi[j + 1], eta[j + 1] = float(h["off_x_mpc"]) * deg_per_mpc, float(h["off_y_mpc"]) * deg_per_mpc
+    ra_s, dec_s = deproject(xi, eta, float(h["halo_ra"]), float(h["halo_dec"]))
+    abs_r = np.concatenate([[bcg_mr], sat_r])
     dm = float(rel.distmod(z))
     mag = abs_r[:, None] + dm + kcorr("red", np.full(n + 1, z))
     mag += rng.normal(0.0, RED_SEQUENCE_SCATTER, n + 1)[:, None] * _COLOUR_SCATTER_SHAPE
     kpc = np.concatenate([[12.0 * 10 ** (0.24 * (rel.BCG_MR_PIVOT - bcg_mr))], 4.0 * x**0.6])
     r_e = kpc * np.exp(rng.normal(0.0, 0.2, n + 1)) * deg_per_mpc * 3.6  # arcsec (deg/Mpc * 3600 / 1000)
-    return Sources(ra_s, dec_s, mag, r_e)
+    red = Sources(ra_s, dec_s, mag, r_e, np.full(n + 1, 4.0))
+    return Sources.concat([red, _blue_members(rng, h, r500, r_max)])  # drawn last: the red draws stay as they were
+
+
+def blue_fraction(z: np.ndarray, lambda_true: np.ndarray) -> np.ndarray:
+    """Share of blue (star-forming) members among those brighter than 0.2 L*: rising with z (Butcher & Oemler
+    1984), lower in rich clusters (Hansen+2009)."""
+    f = (rel.BLUE_FRACTION_Z0 + rel.BLUE_FRACTION_DZ * np.asarray(z)) * (np.maximum(lambda_true, 1.0) / 40.0) ** rel.BLUE_FRACTION_LAMBDA_SLOPE
+    return np.clip(f, 0.0, 0.6)
+
+
+def _blue_members(rng: np.random.Generator, h: Mapping[str, Any], r500: float, r_max: float) -> Sources:
+    """Blue members of a halo (blue SED, exponential discs, half the concentration of the red ones)."""
+    z = float(h["z"])
+    f = float(blue_fraction(z, float(h["lambda_true"])))
+    ratio = f / (1.0 - f)
+    x = np.concatenate([schechter_draw(rng, int(rng.poisson(ratio * int(h["n_red"]))), True),
+                        schechter_draw(rng, int(rng.poisson(ratio * int(h["n_faint"]))), False)])
+    n = x.size
+    r3 = nfw_radii(rng, n, 2.0 * r500 / float(h["c500"]), r_max)
+    rp = r3 * np.sqrt(1.0 - rng.uniform(-1.0, 1.0, n) ** 2)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    deg_per_mpc = float(rel.deg_per_mpc(z))
+    ra, dec = deproject(rp * np.cos(phi) * deg_per_mpc, rp * np.sin(phi) * deg_per_mpc, float(h["halo_ra"]),
+                        float(h["halo_dec"]))
+    k_blue, k_red = kcorr("blue", np.full(n, z)), kcorr("red", np.array([z]))
+    floor = float(h["bcg_mr"]) + float(h["gap12"]) + 0.1 + k_red[0, 2] - (k_blue[0, 2] if n else 0.0)  # keep the r gap
+    abs_r = np.maximum(rel.mstar_r(z) - 2.5 * np.log10(x), floor)
+    mag = abs_r[:, None] + float(rel.distmod(z)) + k_blue
+    r_e = 5.0 * x**0.5 * np.exp(rng.normal(0.0, 0.25, n)) * deg_per_mpc * 3.6
+    return Sources(ra, dec, mag, r_e, np.ones(n))
 
 
 def _power_law_mags(rng: np.random.Generator, n: int, slope: float, lo: float, hi: float) -> np.ndarray:
@@ -166,16 +276,23 @@ def _cell_draws(seed: int, idec: int, ira: int, n_ra: int) -> dict[str, np.ndarr
                                      0.02, 1.2), np.zeros(n_star)]),
         "kind": np.concatenate([np.where(rng.random(n_gal) < GAL_RED_FRACTION, 1, 2), np.zeros(n_star, int)]),
         "ln_size": np.concatenate([rng.normal(0.0, 0.25, n_gal), np.zeros(n_star)]),
-        "temp": np.concatenate([np.zeros(n_gal), STAR_T_MIN + (STAR_T_MAX - STAR_T_MIN) * rng.beta(*STAR_T_BETA, n_star)]),
+        "ri": np.concatenate([np.zeros(n_gal), _star_ri(rng, n_star)]),
+        "colour_noise": rng.normal(0.0, STAR_COLOUR_SCATTER, (n, 5)),
     }
 
 
+def _star_ri(rng: np.random.Generator, n: int) -> np.ndarray:
+    """r-i of n faint high-latitude stars: halo turn-off stars and disk K/M dwarfs (see STAR_* above)."""
+    turnoff = rng.random(n) < STAR_TURNOFF_FRACTION
+    return np.where(turnoff, rng.normal(*STAR_TURNOFF_RI, n), rng.uniform(*STAR_DWARF_RI, n))
+
+
 def _colourise(d: dict[str, np.ndarray]) -> Sources:
-    """Sources from cell draws: colours from the red/blue SEDs (galaxies) or black bodies (stars)."""
+    """Sources from cell draws: colours from the red/blue SEDs (galaxies) or the stellar locus (stars)."""
     k_red, k_blue = kcorr("red", d["z"]), kcorr("blue", d["z"])
     k = np.where((d["kind"] == 1)[:, None], k_red - k_red[:, 2:3], k_blue - k_blue[:, 2:3])
     star = d["kind"] == 0
-    k[star] = star_colours(d["temp"][star])
+    k[star] = star_colours(d["ri"][star]) + d["colour_noise"][star] * _COLOUR_NOISE_SHAPE
     r_e = np.where(star, 0.0, 1.5 * 10 ** (-0.12 * (d["m_r"] - 18.0)) * np.exp(d["ln_size"]))
     return Sources(d["ra"], d["dec"], d["m_r"][:, None] + k, r_e)
 

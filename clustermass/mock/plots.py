@@ -78,6 +78,22 @@ def plot_all(universe_dir: Path, real_dir: Path, out: Path) -> tuple[dict[str, P
         ax[j].set(xticks=x, xticklabels=kinds, title=title)
     ax[0].legend()
     paths["field"] = _save(fig, out / "mock_vs_photoobj_field.png", plt)
+
+    proj, eff = calibrate.projection_shares(universe_dir), calibrate.assembly_effects(universe_dir)
+    numbers["projection"], numbers["assembly"] = proj, eff
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    ax[0].bar(range(len(proj["share"])), list(proj["share"].values()), tick_label=list(proj["share"]))
+    ax[0].axhline(0.16, color="k", ls="--", lw=0.8, label="~16% at low richness (Myles+2021)")
+    ax[0].set(xlabel="lambda", ylabel="projected share of lambda", title="projection")
+    ax[0].legend()
+    ax[1].bar([0, 1], [1 - eff["miscentred_fraction"], eff["miscentred_fraction"]], tick_label=["centred", "miscentred"])
+    ax[1].axhline(0.25, color="k", ls="--", lw=0.8, label="Zhang+2019: 0.25 +- 0.08")
+    ax[1].set(title=f"miscentring (offset {eff['miscentred_offset_rlambda']:.2f} R_lambda, lambda x{eff['miscentred_lambda_ratio']:.2f})")
+    ax[1].legend()
+    ax[2].bar([0, 1], [eff["sigma_logm_lambda"], eff["sigma_logm_lambda_gap"]], tick_label=["lambda, z", "+ gap m12"])
+    ax[2].set(ylabel="sigma(log10 M | ...) [dex]",
+              title=f"magnitude gap: {100 * eff['gap_scatter_reduction']:.0f}% lower (Hearin+2013: 15-20%)")
+    paths["effects"] = _save(fig, out / "mock_effects.png", plt)
     return paths, numbers
 
 

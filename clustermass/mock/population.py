@@ -1,11 +1,13 @@
 """The mock cluster population: haloes from a mass function, observed richness, selections.
 
-`build_universe(n, seed, area_deg2)` draws haloes (M500c, z) from the Tinker et al. (2008)
-mass function (colossus, flat LCDM H0=70, Om0=0.3) times the comoving volume, gives each a
-red-member count, observed richness and photometric redshift, keeps the first `n` that pass
-the redMaPPer-like selection (lambda >= 20, 0.08 <= z_lambda <= 0.55, completeness C(z)),
-places them in the SDSS footprint (or a patch of `area_deg2`) and applies the X-ray and SZ
-selections. Everything comes from one numpy Generator seeded with `seed`.
+`build_universe(n, seed, area_deg2, variant)` draws haloes (M500c, z) from the Tinker et al.
+(2008) mass function (colossus, flat LCDM H0=70, Om0=0.3) times the comoving volume, gives each
+an assembly history, member counts, miscentring, line-of-sight neighbours (projection.py) and a
+photometric redshift, measures the richness on the members the images draw, keeps the first `n`
+that pass the redMaPPer-like selection (lambda >= 20, 0.08 <= z_lambda <= 0.55, completeness
+C(z)), places them in the SDSS footprint (or a patch of `area_deg2`) and applies the X-ray and SZ
+selections. The population comes from one numpy Generator seeded with `seed`; members from one
+Generator per halo (galaxies.cluster_sources), keyed by (batch, index) so the images redraw them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from scipy.special import erf
 
 from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
+from clustermass.mock.galaxies import deproject
+from clustermass.mock.projection import KEY_HALO, draw_interlopers, measure_lambda
 
 #: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
 REAL_DENSITY_DEG2 = 26350 / 10400.0
@@ -35,7 +39,7 @@ COMPLETENESS_Z0, COMPLETENESS_DZ = 0.075, 0.025
 COMPLETENESS = np.array([0.323, 0.267, 0.221, 0.25, 0.258, 0.232, 0.277, 0.25, 0.203, 0.225, 0.333, 0.409, 0.394, 0.486, 0.574, 0.586, 0.658, 0.763, 1.0])
 
 # X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
-XRAY_FLUX_LIMIT = 3.7e-12
+XRAY_FLUX_LIMIT = 3.2e-12  # tuned with the richness relation so ~1.8% of the catalogue is labelled (real: 1.75%)
 XRAY_SOFTNESS = 0.3
 #: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper.
 XRAY_DEEP_FRACTION = 0.05
@@ -106,19 +110,27 @@ def z_lambda_err(z: np.ndarray) -> np.ndarray:
     return 0.005 + 0.03 * np.asarray(z) ** 2
 
 
-def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) -> pd.DataFrame:
-    """Member counts, richness, photo-z, BCG magnitude and X-ray/SZ observables of haloes."""
+def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
+                   physics: rel.Physics = rel.VARIANTS["default"]) -> pd.DataFrame:
+    """Member counts, photo-z, BCG magnitude, assembly history and X-ray/SZ observables of haloes."""
     n = z.size
     m500 = 10**logm
-    lam_true = rel.lambda_mean(m500) * np.exp(rng.normal(0.0, rel.LAMBDA_LN_SCATTER, n))
+    a = rng.standard_normal(n)  # assembly history (formation time), see relations.py
+    rho = physics.lambda_assembly_corr
+    lam_true = rel.lambda_mean(m500) * np.exp(physics.lambda_ln_scatter * (rho * a + np.sqrt(1 - rho**2) * rng.standard_normal(n)))
     n_red = rng.poisson(lam_true)
     faint_ratio = faint_member_ratio()
     n_faint = rng.poisson(lam_true * faint_ratio)
-    background = 0.1 * lam_true + 2.0  # red-sequence interlopers inside R_lambda (expected number)
-    lam_obs = n_red + rng.normal(0.0, np.sqrt(background))
+    background = rel.FIELD_BACKGROUND[0] * lam_true + rel.FIELD_BACKGROUND[1]  # smooth field inside R_lambda
+    miscentred = rng.random(n) < rel.MISCENTRED_FRACTION
+    offset = np.where(miscentred, rng.gamma(2.0, rel.MISCENTRING_TAU, n), 0.0)  # in R_lambda
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    off_mpc = offset * rel.r_lambda_mpc(lam_true)
+    bg_noise = rng.normal(0.0, np.sqrt(background))
     zerr = z_lambda_err(z)
     z_phot = z + rng.normal(0.0, 1.0, n) * zerr
-    bcg_mr = rel.bcg_mr_mean(m500, z) + rng.normal(0.0, rel.BCG_MAG_SCATTER, n)
+    bcg_mr, gap12, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, z,
+                                                   physics.gap_assembly_corr, physics.bcg_assembly_mag)
     lx = rel.lx500(m500, z) * np.exp(rng.normal(0.0, rel.LX_LN_SCATTER, n))
     ysz = rel.ysz500(m500, z) * np.exp(rng.normal(0.0, rel.YSZ_LN_SCATTER, n))
     return pd.DataFrame(
@@ -128,17 +140,43 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray) ->
             "r500_mpc": rel.r500_mpc(m500, z),
             "lambda_true": lam_true,
             "n_red": n_red,
+            "miscentred": miscentred,
+            "offset_rlambda": offset,
+            "off_x_mpc": off_mpc * np.cos(phi),
+            "off_y_mpc": off_mpc * np.sin(phi),
             "n_faint": n_faint,
-            "lambda_obs": lam_obs,
-            "lambda_err": np.sqrt(np.maximum(lam_obs, 1.0) + background),
+            "background": background,
+            "background_noise": bg_noise,
             "z_phot": z_phot,
             "z_phot_err": zerr,
             "bcg_mr": bcg_mr,
+            "assembly": a,
+            "c500": c500,
+            "gap12": gap12,
             "lx500": lx,
             "y500": ysz,
             "u_complete": rng.random(n),
         }
     )
+
+
+def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.DataFrame:
+    """obs with lambda_members, lambda_proj, lambda_obs and lambda_err measured on the rendered members
+    (projection.measure_lambda) for the haloes that can enter the catalogue; NaN for the others (their
+    count plus every neighbour member cannot reach the threshold, or the completeness draw rejects them)."""
+    z_phot = obs.z_phot.to_numpy()
+    reach = obs.n_red.to_numpy() + np.bincount(inter.host, weights=inter.n_red, minlength=len(obs))
+    candidate = ((reach + obs.background_noise.to_numpy() >= lambda_min(z_phot))
+                 & (obs.u_complete.to_numpy() < completeness(z_phot)))
+    own = np.full(len(obs), np.nan)
+    proj = np.full(len(obs), np.nan)
+    rows = obs.to_dict("records")
+    by_host = {h: g.to_dict("records") for h, g in inter[np.isin(inter.host, np.flatnonzero(candidate))].groupby("host")}
+    for i in np.flatnonzero(candidate):
+        own[i], proj[i] = measure_lambda(seed, rows[i], by_host.get(i, []))
+    lam_obs = own + proj + obs.background_noise.to_numpy()
+    return obs.assign(lambda_members=own, lambda_proj=proj, lambda_obs=lam_obs,
+                      lambda_err=np.sqrt(np.maximum(lam_obs, 1.0) + obs.background.to_numpy()))
 
 
 def faint_member_ratio() -> float:
@@ -170,9 +208,20 @@ def sky_positions(rng: np.random.Generator, n: int, area_deg2: float | None) -> 
     return ra, dec
 
 
+def catalogue_centres(h: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(ra, dec) the optical catalogue lists: the halo centre, or the miscentred clusters' offset centre."""
+    deg = rel.deg_per_mpc(h.z.to_numpy())
+    ra0, dec0, m = h.halo_ra.to_numpy(), h.halo_dec.to_numpy(), h.miscentred.to_numpy()
+    ra, dec = deproject(h.off_x_mpc.to_numpy() * deg, h.off_y_mpc.to_numpy() * deg, ra0, dec0)
+    return np.where(m, ra, ra0), np.where(m, dec, dec0)
+
+
 @dataclass
 class Universe:
     """All haloes that enter a catalogue, with their truth and observables (one row per halo).
+
+    `ra, dec` are the optical catalogue's centre, `halo_ra, halo_dec` the halo's (the members'
+    centre, where the X-ray and SZ catalogues point); they differ for the `miscentred` ones.
 
     `rm_id` is the redMaPPer MEM_MATCH_ID (0 when not in the optical catalogue); `in_mcxc` and
     `in_psz2` flag the X-ray and SZ detections; `psz2_has_z` whether PSZ2 lists its redshift.
@@ -187,27 +236,42 @@ class Universe:
         return self.haloes[self.haloes.rm_id > 0].sort_values("rm_id")
 
 
-def build_universe(n: int, seed: int, area_deg2: float | None = None) -> Universe:
-    """Draw haloes until `n` pass the redMaPPer-like selection; see the module docstring."""
+def build_universe(n: int, seed: int, area_deg2: float | None = None, variant: str = "default") -> Universe:
+    """Draw haloes until `n` pass the redMaPPer-like selection; see the module docstring.
+
+    variant: a key of relations.VARIANTS (`control`: the positive control, see docs/mock.md)."""
     if n < 1:
         raise ValueError("a universe needs at least one cluster (n >= 1)")
+    if variant not in rel.VARIANTS:
+        raise ValueError(f"unknown universe variant {variant!r}; use one of {', '.join(rel.VARIANTS)}")
     rng = np.random.default_rng(seed)
-    batches, selected = [], 0
-    while selected < n:
+    batches, neighbours, selected, done = [], [], 0, 0
+    for batch in range(10**6):
+        if selected >= n:
+            break
         z, logm = sample_haloes(rng, max(8 * (n - selected), 2000))
-        obs = observe_haloes(rng, z, logm)
-        obs["rm"] = (obs.lambda_obs >= lambda_min(obs.z_phot.to_numpy())) & (obs.u_complete < completeness(obs.z_phot.to_numpy()))
+        obs = observe_haloes(rng, z, logm, rel.VARIANTS[variant])
+        obs["key_kind"], obs["key_id"] = KEY_HALO, batch * 10**8 + np.arange(len(obs), dtype=np.int64)
+        inter = draw_interlopers(rng, z, obs.lambda_true.to_numpy(), obs.key_id.to_numpy())
+        obs = measured_richness(seed, obs, inter)
+        obs["rm"] = (obs.lambda_obs >= lambda_min(obs.z_phot.to_numpy())).to_numpy()  # NaN: not a candidate
         cum = selected + np.cumsum(obs.rm.to_numpy())
         if cum[-1] >= n:
             obs = obs.iloc[: int(np.searchsorted(cum, n)) + 1]
+            inter = inter[inter.host < len(obs)]
         batches.append(obs)
+        neighbours.append(inter.assign(host=inter.host + done))
+        done += len(obs)
         selected = min(cum[-1], n)
     haloes = pd.concat(batches, ignore_index=True)
-    haloes["ra"], haloes["dec"] = sky_positions(rng, len(haloes), area_deg2)
+    haloes["halo_ra"], haloes["halo_dec"] = sky_positions(rng, len(haloes), area_deg2)
+    haloes["ra"], haloes["dec"] = catalogue_centres(haloes)
     xray, sz, sz_has_z = _label_selection(rng, haloes)
-    # the universe is the haloes that enter at least one catalogue
+    # the universe is the haloes that enter at least one catalogue, and their line-of-sight neighbours
     keep = haloes.rm.to_numpy() | xray | sz
-    haloes = haloes.assign(in_mcxc=xray, in_psz2=sz, psz2_has_z=sz_has_z)[keep].reset_index(drop=True)
+    inter = pd.concat(neighbours, ignore_index=True)
+    inter = inter[keep[inter.host.to_numpy()]]
+    haloes = haloes.assign(in_mcxc=xray, in_psz2=sz, psz2_has_z=sz_has_z, host_id=0)[keep].reset_index(drop=True)
     order = np.lexsort((np.arange(len(haloes)), -haloes.lambda_obs.to_numpy()))
     rm_rank = np.empty(len(haloes), dtype=np.int64)
     rm_rows = order[haloes.rm.to_numpy()[order]]
@@ -215,9 +279,28 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None) -> Univers
     rm_rank[rm_rows] = np.arange(1, rm_rows.size + 1)
     haloes["rm_id"] = rm_rank
     haloes["halo_id"] = np.arange(1, len(haloes) + 1)
-    haloes = haloes.drop(columns=["rm", "u_complete"])
+    haloes = pd.concat([haloes, _neighbour_rows(inter, haloes, np.flatnonzero(keep))], ignore_index=True)
+    haloes["halo_id"] = np.arange(1, len(haloes) + 1)
+    haloes = haloes.drop(columns=["rm", "u_complete", "background_noise"])
     area = float(area_deg2) if area_deg2 is not None else n / REAL_DENSITY_DEG2
     return Universe(haloes=haloes, seed=seed, area_deg2=area)
+
+
+def _neighbour_rows(inter: pd.DataFrame, hosts: pd.DataFrame, kept_rows: np.ndarray) -> pd.DataFrame:
+    """Truth rows of the kept haloes' line-of-sight neighbours: positioned about their host's halo centre,
+    in no catalogue (`host_id` names the host)."""
+    pos = np.searchsorted(kept_rows, inter.host.to_numpy())  # host row in `hosts`
+    h = hosts.iloc[pos]
+    deg = rel.deg_per_mpc(h.z.to_numpy())
+    ra, dec = deproject(inter.dx_mpc.to_numpy() * deg, inter.dy_mpc.to_numpy() * deg, h.halo_ra.to_numpy(),
+                        h.halo_dec.to_numpy())
+    m500 = 10**inter.log10_m500.to_numpy()
+    z = inter.z.to_numpy()
+    return inter.drop(columns=["host", "dx_mpc", "dy_mpc"]).assign(
+        host_id=h.halo_id.to_numpy(), halo_ra=ra, halo_dec=dec, ra=ra, dec=dec, r500_mpc=rel.r500_mpc(m500, z),
+        miscentred=False, offset_rlambda=0.0, off_x_mpc=0.0, off_y_mpc=0.0, rm_id=0,
+        in_mcxc=False, in_psz2=False, psz2_has_z=False,
+    ).reset_index(drop=True)
 
 
 def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ References are in docs/mock.md; every constant that was tuned against the real d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -12,9 +13,9 @@ import numpy as np
 from clustermass.cosmology import COSMO
 
 # Richness: mean number of red members brighter than 0.2 L* inside R_lambda.
-LAMBDA_PIVOT_M = 1.4e14  # Msun (M500c); tuned so the mock baseline intercept matches the real one
+LAMBDA_PIVOT_M = 1.6e14  # Msun (M500c); tuned so the mock baseline intercept matches the real one
 LAMBDA_PIVOT = 40.0
-LAMBDA_SLOPE = 0.75  # <lambda|M> ~ M^0.75 (Saro+2015: 0.8-0.9; tuned to the real lambda distribution)
+LAMBDA_SLOPE = 0.82  # <lambda|M> ~ M^0.82 (Saro+2015: 0.8-0.9; tuned to the real lambda distribution and baseline slope)
 LAMBDA_LN_SCATTER = 0.3  # intrinsic ln-scatter of the member count at fixed mass (Rozo & Rykoff 2014; Saro+2015)
 LAMBDA_MIN = 20.0
 Z_MIN, Z_MAX = 0.08, 0.55  # the redMaPPer v5.10 catalogue's z_lambda range
@@ -26,10 +27,36 @@ EVOLUTION_Q = 1.0  # mag per unit redshift brighter in the past
 L_CUT_LAMBDA = 0.2  # lambda counts members above 0.2 L*
 L_CUT_FAINT = 0.05  # faint members rendered down to 0.05 L*
 
+# Blue members: share among members above 0.2 L* = (Z0 + DZ z) (lambda/40)^slope (Butcher & Oemler 1984: ~0.03
+# at z ~ 0 to ~0.2 at z ~ 0.4 in rich clusters; lower in richer clusters, e.g. Hansen+2009; approximate).
+BLUE_FRACTION_Z0, BLUE_FRACTION_DZ, BLUE_FRACTION_LAMBDA_SLOPE = 0.05, 0.45, -0.2
+
 # BCG: L_BCG ~ M^0.3 (Lin & Mohr 2004) with 0.25 mag scatter; zero point tuned to the SPIDERS BCGs.
 BCG_MR_PIVOT = -24.0
 BCG_MASS_SLOPE = 0.3
 BCG_MAG_SCATTER = 0.25
+
+# The smooth field's red-sequence-coloured galaxies inside R_lambda (expected number a lambda + b): redMaPPer
+# subtracts them statistically; their Poisson noise stays in lambda (the structures along the line of sight
+# are explicit haloes, projection.py).
+FIELD_BACKGROUND = (0.1, 2.0)
+
+# Miscentring (Zhang+2019, MNRAS 487, 2578): a share of haloes is catalogued on a bright satellite,
+# offset by x R_lambda with x ~ Gamma(2, tau) (mean 2 tau); the richness is then counted about that centre.
+MISCENTRED_FRACTION = 0.29  # intrinsic; the selected catalogue's share comes out ~0.25 (lambda is biased low)
+MISCENTRING_TAU = 0.18
+
+# Assembly history: one latent a ~ N(0, 1) per halo (a > 0: formed early). It sets the members'
+# concentration c500 = C500_MEDIAN exp(C500_LN_SCATTER a) (sigma_ln c ~ 0.3: Bullock+2001, Neto+2007),
+# takes a share ASSEMBLY_LAMBDA_CORR of the richness scatter (early-formed haloes have fewer satellites:
+# Zentner+2005, Wechsler+2006), brightens the BCG by BCG_ASSEMBLY_MAG a and widens the magnitude gap
+# between the BCG and the brightest satellite: ln gap12 = ln GAP_MEDIAN + GAP_LN_SCATTER (rho a + ...).
+# Tuned so adding the gap to the richness relation lowers the mass scatter at fixed lambda by ~15-20%
+# (Hearin+2013); see docs/mock.md.
+C500_MEDIAN, C500_LN_SCATTER = 3.0, 0.3
+ASSEMBLY_LAMBDA_CORR = -0.95
+BCG_ASSEMBLY_MAG = 0.15
+GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.95
 
 # X-ray: L500 (0.1-2.4 keV) - M500 (Pratt+2009 / Arnaud+2010 form); ln-scatter 0.6 (Pratt+2009, total L).
 LX_NORM = 0.8e44  # erg/s at M500 = 2e14 Msun, z = 0
@@ -98,6 +125,36 @@ def mstar_r(z: np.ndarray) -> np.ndarray:
 def bcg_mr_mean(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Mean rest-frame r absolute magnitude of the BCG."""
     return BCG_MR_PIVOT - 2.5 * BCG_MASS_SLOPE * (np.log10(m500) - 14.5) - EVOLUTION_Q * np.asarray(z)
+
+
+@dataclass(frozen=True)
+class Physics:
+    """The knobs a universe variant sets: richness scatter at fixed mass, the assembly latent's share of
+    it and how tightly the magnitude gap follows the latent."""
+
+    lambda_ln_scatter: float = LAMBDA_LN_SCATTER
+    lambda_assembly_corr: float = ASSEMBLY_LAMBDA_CORR
+    gap_assembly_corr: float = GAP_ASSEMBLY_CORR
+    bcg_assembly_mag: float = BCG_ASSEMBLY_MAG
+
+
+#: `cmcat mock universe --variant`: the calibrated default, and a positive control whose richness scatter
+#: (0.5 in ln) is all assembly history, which the gap and the BCG (0.5 mag per sigma of it) show in the images.
+VARIANTS = {"default": Physics(), "control": Physics(lambda_ln_scatter=0.5, lambda_assembly_corr=-1.0,
+                                                     gap_assembly_corr=1.0, bcg_assembly_mag=0.5)}
+
+
+def assembly_observables(a: np.ndarray, e_bcg: np.ndarray, e_gap: np.ndarray, m500: np.ndarray, z: np.ndarray,
+                         gap_corr: float = GAP_ASSEMBLY_CORR,
+                         bcg_mag: float = BCG_ASSEMBLY_MAG) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(BCG rest-frame M_r, magnitude gap gap12, member concentration c500) of haloes of assembly latent a,
+    given unit-normal draws e_bcg and e_gap (the parts a does not set); gap_corr and bcg_mag: how much a
+    sets the gap and the BCG (mag per sigma), the BCG keeping at least 0.2 mag of its own scatter."""
+    bcg_extra = np.sqrt(max(BCG_MAG_SCATTER**2 - bcg_mag**2, 0.04))
+    bcg = bcg_mr_mean(m500, z) - bcg_mag * a + bcg_extra * e_bcg
+    rg = gap_corr
+    gap = GAP_MEDIAN * np.exp(GAP_LN_SCATTER * (rg * a + np.sqrt(1 - rg**2) * e_gap))
+    return bcg, gap, C500_MEDIAN * np.exp(C500_LN_SCATTER * np.asarray(a))
 
 
 def lx500(m500: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-#: SDSS median seeing FWHM (arcsec) per band u, g, r, i, z.
-PSF_FWHM = np.array([1.53, 1.44, 1.32, 1.26, 1.29])
+from clustermass.mock.instrument import PSF_FWHM
+
 GAUSS_RE_TO_SIGMA = 1.0 / 1.1774
 #: At pixels of this size (arcsec) or larger the bands' PSF differences (< 0.1") are invisible:
 #: one set of pixel fractions (r-band PSF) serves all bands.
@@ -33,9 +33,10 @@ def gnomonic(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> tuple[
     return np.degrees(xi), np.degrees(eta)
 
 
-def source_sigma(r_e: np.ndarray, band: int) -> np.ndarray:
-    """Gaussian sigma (arcsec) of sources with half-light radius r_e (arcsec) in band index `band`."""
-    psf = PSF_FWHM[band] / 2.3548
+def source_sigma(r_e: np.ndarray, band: int, psf_fwhm: np.ndarray = PSF_FWHM) -> np.ndarray:
+    """Gaussian sigma (arcsec) of sources with half-light radius r_e (arcsec) in band index `band`
+    under seeing psf_fwhm (arcsec, per band)."""
+    psf = psf_fwhm[band] / 2.3548
     return np.sqrt(psf**2 + (np.asarray(r_e) * GAUSS_RE_TO_SIGMA) ** 2)
 
 
@@ -47,13 +48,13 @@ def pixel_fractions(centre: np.ndarray, sigma: np.ndarray, n: int) -> np.ndarray
 
 
 def render_grid(x: np.ndarray, y: np.ndarray, r_e_px: np.ndarray, flux: np.ndarray, size: int,
-                pixel_scale: float, bands: list[int]) -> np.ndarray:
+                pixel_scale: float, bands: list[int], psf_fwhm: np.ndarray = PSF_FWHM) -> np.ndarray:
     """(len(bands), size, size) image of sources at 0-based pixel positions (x, y); flux (N, len(bands))."""
     out = np.empty((len(bands), size, size), dtype=np.float32)
     gy = gx = None
     for j, b in enumerate(bands):
         if gx is None or pixel_scale < COMMON_PSF_SCALE:
-            sig = source_sigma(r_e_px * pixel_scale, b if pixel_scale < COMMON_PSF_SCALE else 2) / pixel_scale
+            sig = source_sigma(r_e_px * pixel_scale, b if pixel_scale < COMMON_PSF_SCALE else 2, psf_fwhm) / pixel_scale
             gy, gx = pixel_fractions(y, sig, size).astype(np.float32), pixel_fractions(x, sig, size).astype(np.float32)
         out[j] = (gy * flux[:, j].astype(np.float32)) @ gx.T
     return out
@@ -83,9 +84,9 @@ def render_stamps(x: np.ndarray, y: np.ndarray, sigma_px: np.ndarray, flux: np.n
 
 
 def render_cutout(ra: np.ndarray, dec: np.ndarray, r_e: np.ndarray, flux: np.ndarray, ra0: float, dec0: float,
-                  size: int, pixel_scale: float, bands: list[int]) -> np.ndarray:
+                  size: int, pixel_scale: float, bands: list[int], psf_fwhm: np.ndarray = PSF_FWHM) -> np.ndarray:
     """Noise-free (len(bands), size, size) cutout of sources (deg, arcsec, nmgy (N, 5)) on the grid of
-    images.base.cutout_wcs(ra0, dec0, size, pixel_scale): north up, east left."""
+    images.base.cutout_wcs(ra0, dec0, size, pixel_scale), north up, east left, under seeing psf_fwhm."""
     xi, eta = gnomonic(ra, dec, ra0, dec0)
     c = (size - 1) / 2.0
     x = c - xi * 3600.0 / pixel_scale
@@ -93,4 +94,4 @@ def render_cutout(ra: np.ndarray, dec: np.ndarray, r_e: np.ndarray, flux: np.nda
     margin = 6.0 + 4.0 * np.asarray(r_e) / pixel_scale
     keep = (x > -margin) & (x < size - 1 + margin) & (y > -margin) & (y < size - 1 + margin)
     return render_grid(x[keep], y[keep], np.asarray(r_e)[keep] / pixel_scale, flux[keep][:, bands], size,
-                       pixel_scale, bands)
+                       pixel_scale, bands, psf_fwhm)

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from clustermass.mock import relations as rel
-from clustermass.mock.galaxies import Sources, cluster_sources, field_sources
+from clustermass.mock.galaxies import Sources, cluster_sources, expand_profiles, field_sources
 
 #: Truth-table columns a rendered cluster needs.
-HALO_COLUMNS = ["halo_id", "ra", "dec", "z", "log10_m500", "n_red", "n_faint", "bcg_mr", "lambda_true"]
+HALO_COLUMNS = ["halo_id", "rm_id", "key_kind", "key_id", "ra", "dec", "halo_ra", "halo_dec", "off_x_mpc", "off_y_mpc",
+                "z", "log10_m500", "n_red", "n_faint", "bcg_mr", "gap12", "c500", "lambda_true", "host_id"]
 
 
 def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -27,14 +28,15 @@ def chord(deg: float | np.ndarray) -> np.ndarray:
 
 
 def halo_sources(seed: int, halo: dict) -> Sources:
-    """Members of a halo: a universe cluster (halo_id > 0) or a synthetic one (halo_id 0, `key`)."""
-    key = (0, int(halo["halo_id"])) if halo["halo_id"] > 0 else (1, int(halo["key"]))
-    return cluster_sources(seed, key, halo["ra"], halo["dec"], halo["z"], halo["log10_m500"],
-                           int(halo["n_red"]), int(halo["n_faint"]), halo["bcg_mr"], halo["lambda_true"])
+    """Members of a halo: a universe halo (halo_id > 0; its member key, the one its richness was measured
+    with) or a synthetic one (halo_id 0, `key`)."""
+    key = (int(halo["key_kind"]), int(halo["key_id"])) if halo["halo_id"] > 0 else (1, int(halo["key"]))
+    return cluster_sources(seed, key, halo)
 
 
 class Scene:
-    """Sources of the mock sky for a render seed and (optionally) a universe's clusters."""
+    """Sources of the mock sky for a render seed and (optionally) a universe's haloes (its whole truth
+    table: clusters, X-ray/SZ-only haloes and line-of-sight neighbours are all drawn)."""
 
     def __init__(self, seed: int, haloes: pd.DataFrame | None = None) -> None:
         from scipy.spatial import cKDTree
@@ -46,15 +48,18 @@ class Scene:
         self._rows = h.to_dict("records")
         self._reach = (rel.r_lambda_mpc(np.maximum(h.lambda_true.to_numpy(float), 1.0))
                        * rel.deg_per_mpc(h.z.to_numpy(float))) if len(h) else np.zeros(0)
-        self._xyz = unit_vectors(h.ra.to_numpy(float), h.dec.to_numpy(float))
+        self._xyz = unit_vectors(h.halo_ra.to_numpy(float), h.halo_dec.to_numpy(float))
         self._tree = cKDTree(self._xyz) if len(h) else None
+        self._clusters = np.flatnonzero(h.rm_id.to_numpy() > 0) if len(h) else np.zeros(0, int)
+        self._cat_tree = (cKDTree(unit_vectors(h.ra.to_numpy(float)[self._clusters], h.dec.to_numpy(float)[self._clusters]))
+                          if self._clusters.size else None)
 
     def match(self, ra: float, dec: float, arcsec: float) -> dict | None:
-        """The universe cluster within `arcsec` of (ra, dec), or None."""
-        if self._tree is None:
+        """The catalogue cluster (rm_id > 0) whose catalogue centre is within `arcsec` of (ra, dec), or None."""
+        if self._cat_tree is None:
             return None
-        dist, i = self._tree.query(unit_vectors(np.array(ra), np.array(dec)))
-        return dict(self._rows[int(i)]) if dist <= chord(arcsec / 3600.0) else None
+        dist, i = self._cat_tree.query(unit_vectors(np.array(ra), np.array(dec)))
+        return dict(self._rows[int(self._clusters[int(i)])]) if dist <= chord(arcsec / 3600.0) else None
 
     def nearby(self, ra: float, dec: float, radius_deg: float) -> list[dict]:
         """Clusters whose members (out to R_lambda) may fall within radius_deg of (ra, dec)."""
@@ -69,9 +74,11 @@ class Scene:
                                                       axis=-1) / 2))
         return [dict(self._rows[i]) for i in idx[sep <= radius_deg + self._reach[idx]]]
 
-    def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = ()) -> Sources:
-        """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`."""
+    def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = (), expand: bool = True) -> Sources:
+        """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`
+        (resolved Sersic galaxies as their Gaussian components unless expand is False: one row a galaxy)."""
         parts = [field_sources(self.seed, ra, dec, radius_deg)]
         parts += [halo_sources(self.seed, h) for h in self.nearby(ra, dec, radius_deg * np.sqrt(2))]
         parts += [halo_sources(self.seed, h) for h in extra]
-        return Sources.concat(parts)
+        src = Sources.concat(parts)
+        return expand_profiles(src) if expand else src

@@ -6,7 +6,8 @@ Files in the universe folder:
 - `mcxc.csv.gz`: the 31 columns of the real mcxc.csv.gz (M500 in 1e14 Msun, L500 in 1e44 erg/s);
 - `psz2.fits`: HDU PSZ2_UNION with the real PSZ2 union columns (REDSHIFT=-1, MSZ=0 when unknown);
 - `truth.parquet`: one row per halo (true mass, members, catalogue memberships); evaluation only;
-- `universe.json`: the parameters (n, seed, area) that made it.
+  its Parquet metadata holds the mock version (`cmcat_mock_version`);
+- `universe.json`: the parameters (n, seed, area, variant) that made it and `mock_version`.
 The same universe gives byte-identical files (gzip mtime 0, no dates in FITS headers).
 """
 
@@ -26,6 +27,7 @@ from clustermass.cosmology import COSMO, arcsec_per_mpc
 from clustermass.errors import InputError
 from clustermass.mock import relations as rel
 from clustermass.mock.population import Universe
+from clustermass.mock.version import MOCK_VERSION, TRUTH_META_KEY, check_truth_metadata, check_universe
 
 #: Y(5 R500) / Y500 of the universal pressure profile (Arnaud+2010).
 Y5R500_OVER_Y500 = 1.81
@@ -101,13 +103,13 @@ def _short_redmapper(t: pd.DataFrame) -> pd.DataFrame:
 
 def mcxc_table(u: Universe) -> pd.DataFrame:
     """X-ray catalogue in the real MCXC columns; M500 inferred from L500 (1e14 Msun)."""
-    h = u.haloes[u.haloes.in_mcxc].sort_values("ra")
+    h = u.haloes[u.haloes.in_mcxc].sort_values("halo_ra")
     rng = np.random.default_rng([u.seed, 10])
     z = h.z.to_numpy()
     kpc_per_arcsec = 1000.0 / arcsec_per_mpc(z)
     off = rng.normal(0.0, 0.05, (2, len(h))) * 1000.0 / kpc_per_arcsec / 3600.0  # 50 kpc centroid offsets
-    dec = h.dec.to_numpy() + off[1]
-    ra = np.mod(h.ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
+    dec = h.halo_dec.to_numpy() + off[1]  # X-ray centres: the halo's, not the optical catalogue's
+    ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
     lx = h.lx500.to_numpy() * np.exp(rng.normal(0.0, 0.05, len(h)))  # 5% flux measurement error
     m500 = rel.m500_of_lx(lx, z)
     r500 = rel.r500_mpc(m500, z)
@@ -135,13 +137,13 @@ def psz2_table(u: Universe) -> tuple[Table, dict[str, str]]:
     """SZ catalogue in the real PSZ2 union columns (REDSHIFT=-1 and MSZ=0 where unknown), and its units."""
     from clustermass.mock.population import SZ_NOISE_5ARCMIN, SZ_NOISE_SLOPE
 
-    h = u.haloes[u.haloes.in_psz2].sort_values("ra")
+    h = u.haloes[u.haloes.in_psz2].sort_values("halo_ra")
     rng = np.random.default_rng([u.seed, 11])
     n = len(h)
     z = h.z.to_numpy()
     off = rng.normal(0.0, 0.7 / 60.0, (2, n))  # Planck positions: ~1 arcmin errors
-    dec = np.clip(h.dec.to_numpy() + off[1], -90, 90)
-    ra = np.mod(h.ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
+    dec = np.clip(h.halo_dec.to_numpy() + off[1], -90, 90)
+    ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
     theta = np.degrees(h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(z).to_value("Mpc")) * 60.0
     y_err = SZ_NOISE_5ARCMIN * (theta / 5.0) ** SZ_NOISE_SLOPE
     y_obs = h.y500.to_numpy() + rng.normal(0.0, 1.0, n) * y_err
@@ -211,14 +213,34 @@ def write_universe(u: Universe, out: Path, params: dict) -> dict[str, Path]:
     for i, name in enumerate(psz2.colnames, start=1):  # the real file's (non-FITS-standard) unit strings
         hdu.header[f"TUNIT{i}"] = units.get(name, "None")
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(paths["psz2"], overwrite=True)
-    truth_table(u).to_parquet(paths["truth"], index=False)
+    _write_truth(truth_table(u), paths["truth"])
+    params = {**params, "mock_version": MOCK_VERSION}
     paths["params"].write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return paths
 
 
+def _write_truth(df: pd.DataFrame, path: Path) -> None:
+    """The truth table as Parquet, the mock version in its schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), TRUTH_META_KEY: str(MOCK_VERSION).encode()})
+    pq.write_table(table, path)
+
+
 def read_truth(universe_dir: Path) -> pd.DataFrame:
-    """The truth table of a universe folder written by write_universe."""
+    """The truth table of a universe folder written by write_universe (refused if another mock version made it)."""
     path = Path(universe_dir) / FILES["truth"]
     if not path.is_file():
         raise InputError(f"{path}: no mock truth table; make a universe with `cmcat mock universe --out {universe_dir}`")
+    check_universe(universe_dir)
+    return read_truth_file(path)
+
+
+def read_truth_file(path: Path) -> pd.DataFrame:
+    """A truth.parquet file on its own (refused if another mock version wrote it)."""
+    import pyarrow.parquet as pq
+
+    check_truth_metadata(Path(path), pq.read_schema(path).metadata)
     return pd.read_parquet(path)

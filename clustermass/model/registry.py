@@ -44,7 +44,7 @@ from clustermass.model.inference import extract_features, head_predict
 from clustermass.model.networks import BandClassifier, MassHead, Trunk
 from clustermass.model.preprocess import normalise
 
-KINDS = ("band-classifier", "cnn", "hybrid", "richness")
+KINDS = ("band-classifier", "cnn", "hybrid", "richness", "oracle-cnn", "oracle-hybrid")
 WEIGHTS_FORMAT = 1
 
 

@@ -16,13 +16,14 @@ MATCH_ARCSEC = 2.0
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    if path.is_dir():
-        from clustermass.mock.writers import read_truth
+    """A universe folder's or a Parquet truth table (refused if of another mock version), or a CSV as is."""
+    from clustermass.mock.writers import read_truth, read_truth_file
 
+    if path.is_dir():
         return read_truth(path)
     if not path.is_file():
         raise InputError(f"truth table {path} does not exist; give the mock universe folder or its truth file")
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return read_truth_file(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
 def match_truth(clusters: pd.DataFrame, truth: pd.DataFrame, radius_arcsec: float = MATCH_ARCSEC) -> pd.DataFrame:
@@ -46,6 +47,8 @@ def match_truth(clusters: pd.DataFrame, truth: pd.DataFrame, radius_arcsec: floa
 def read_truth(engine: Engine, path: Path) -> pd.DataFrame:
     """True log10 M500 of the database's clusters from a mock truth table (folder, CSV or Parquet)."""
     truth = _read_table(Path(path))
+    if "rm_id" in truth:  # a mock truth table: only its catalogue clusters (not X-ray-only haloes or neighbours)
+        truth = truth[truth["rm_id"] > 0]
     missing = {"ra", "dec", "log10_m500"} - set(truth.columns)
     if missing:
         raise InputError(f"truth table {path} lacks column(s) {', '.join(sorted(missing))}")

@@ -61,14 +61,23 @@ def _images(images_fn: ImagesFn, clusters: pd.DataFrame, softening: float) -> tu
     return normalise(raw[ok], softening), ok
 
 
+def _source_key(source: str, provenance: dict | None) -> Any:
+    """What of the image source enters a model's name: the source, and the mock's provenance if any."""
+    return source if provenance is None else [source, provenance]
+
+
 def train_band_classifier(
     engine: Engine, settings: Settings, cfg: dict[str, Any], seed: int, images_fn: ImagesFn, source: str,
-    device: str = "cpu", on_progress: ProgressFn | None = None,
+    device: str = "cpu", on_progress: ProgressFn | None = None, provenance: dict | None = None,
 ) -> tuple[ModelRecord, bool]:
-    """Stage 1 on a seeded sample of all clusters; returns (model, trained now?)."""
+    """Stage 1 on a seeded sample of all clusters; returns (model, trained now?).
+
+    provenance: what made the cutouts (the mock's version and universe parameters), recorded in
+    the model's `training` as `mock`.
+    """
     s1 = cfg["stage1"]
     clusters = sample_clusters(engine, int(s1["n_clusters"]), seed)
-    name = f"band-classifier-{cfg['name']}-s{seed}-{_digest(cfg, source, clusters['id'].tolist())}"
+    name = f"band-classifier-{cfg['name']}-s{seed}-{_digest(cfg, _source_key(source, provenance), clusters['id'].tolist())}"
     if (found := registry.find_model(engine, name)) is not None:
         return found, False
     images, ok = _images(images_fn, clusters, float(cfg["softening"]))
@@ -79,7 +88,8 @@ def train_band_classifier(
         config={"arch": arch, "grid": grid_of(cfg).as_dict(), "softening": cfg["softening"], "train": cfg, "seed": seed},
         metrics={"band_accuracy": res.accuracy, "confusion": res.confusion.tolist(), "history": res.history},
         training={"source": source, "n_clusters": int(ok.sum()), "n_unusable": int((~ok).sum()),
-                  "n_train": res.n_train, "n_holdout": res.n_holdout},
+                  "n_train": res.n_train, "n_holdout": res.n_holdout,
+                  **({"mock": provenance} if provenance is not None else {})},
         weights={"classifier": res.model.state_dict(), "trunk": res.model.trunk.state_dict()},
     )
     return record, True
@@ -153,11 +163,13 @@ def cv_predictions(
 def train_mass_models(
     engine: Engine, settings: Settings, cfg: dict[str, Any], seed: int, images_fn: ImagesFn, source: str,
     trunk_ref: int | str = "band-classifier", device: str = "cpu", on_progress: ProgressFn | None = None,
+    provenance: dict | None = None,
 ) -> list[tuple[ModelRecord, bool]]:
     """Stage 2: k-fold CNN / hybrid heads on the frozen trunk and the richness baseline, registered.
 
     All kinds share the folds (fold_of(cluster_id, k, seed)) and a training `group` name, which
-    `evaluate_model` uses to put them side by side. Returns [(model, trained now?)].
+    `evaluate_model` uses to put them side by side. provenance: as for train_band_classifier.
+    Returns [(model, trained now?)].
     """
     s2 = cfg["stage2"]
     kinds = [k for k in s2["kinds"] if k in MASS_KINDS]
@@ -165,13 +177,14 @@ def train_mass_models(
     data = labelled_features(engine, settings, trunk_record, cfg, images_fn, device)
     if len(data.clusters) < 2 * int(s2["folds"]):
         raise ModelError(f"only {len(data.clusters)} labelled clusters with usable cutouts: too few for {s2['folds']} folds")
-    group = f"{cfg['name']}-s{seed}-{_digest(cfg, source, trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
+    group = f"{cfg['name']}-s{seed}-{_digest(cfg, _source_key(source, provenance), trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
     y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
     tau = label_errors(data.clusters["log10_m500_err"].to_numpy(dtype=np.float64))
     lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
     training = {
         "group": group, "source": source, "trunk_model": trunk_record.name, "n_labels": len(y),
         "n_unusable": data.n_unusable, "label_sources": data.clusters["source"].value_counts().to_dict(),
+        **({"mock": provenance} if provenance is not None else {}),
     }
     arch = {**stage2_arch(trunk_record, s2), "n_in": int(data.feats.shape[1])}
     out = []
@@ -227,7 +240,7 @@ def evaluate_model(
     Returns {"table": DataFrame, "plots": [paths], "models": [names]}.
     """
     record = registry.get_model(engine, ref)
-    if record.kind not in MASS_KINDS or "oof" not in record.training:
+    if (record.kind not in MASS_KINDS and not record.kind.startswith("oracle-")) or "oof" not in record.training:
         raise ModelError(f"model {record.name!r} ({record.kind}) has no cross-validated predictions to evaluate")
     models = group_models(engine, record)
     oof = pd.DataFrame(record.training["oof"])
