@@ -100,7 +100,7 @@ def window_flist_bytes(frames: list[tuple[int, int, int, WCS, tuple[int, int], f
         rows.append((9000 + k // 500, 1 + k % 6, 11 + k % 500, ra, dec, 0.5, ra - 0.07, ra + 0.07, dec - 0.1, dec + 0.1))
     n = len(rows)
     col = lambda i: np.array([r[i] for r in rows])  # noqa: E731
-    base = window_flist([])  # the mock's column definitions, filled here with these fields' values
+    base = window_flist([], seed=0)  # the mock's column definitions, filled here with these fields' values
     arrays = {"RUN": col(0), "RERUN": ["301"] * n, "CAMCOL": col(1), "FIELD": col(2), "RA": col(3), "DEC": col(4),
               "SCORE": col(5), "MU_START": col(6), "MU_END": col(7), "NU_START": col(8), "NU_END": col(9),
               "INCL": np.full(n, incl), "NODE": np.full(n, node)}
