@@ -96,39 +96,11 @@ def folder_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
     return graph
 
 
-#: Imports against the stack that the restructuring (README, Layout) still has to remove:
-#: (file, imported module). Strict: one that is gone must leave this list too.
-KNOWN = {
-    ("clustermass/allocator.py", ""),
-    ("clustermass/explain_plots.py", ""),
-    ("clustermass/cli/_common.py", "clustermass.allocator"),
-    ("clustermass/pipeline/predict.py", "clustermass.allocator"),
-    ("clustermass/cli/explain.py", "clustermass.explain_plots"),
-    ("clustermass/config.py", "clustermass.db.urls"),
-    ("clustermass/images/mock.py", "clustermass.mock"),
-    ("clustermass/images/mock.py", "clustermass.mock.instrument"),
-    ("clustermass/images/mock.py", "clustermass.mock.population"),
-    ("clustermass/images/mock.py", "clustermass.mock.render"),
-    ("clustermass/images/mock.py", "clustermass.mock.scene"),
-    ("clustermass/images/mock.py", "clustermass.mock.writers"),
-    ("clustermass/model/truth.py", "clustermass.mock.writers"),
-}
-
-
-def _key(message: str) -> tuple[str, str]:
-    where, _, what = message.partition(": ")
-    words = [w.rstrip(",") for w in what.split() if w.startswith("clustermass.")]
-    return where.split(":")[0], (words[0] if words else "")
-
-
 def test_imports_point_down_the_stack():
-    found = [m for m in violations() if _key(m) not in KNOWN]
-    gone = KNOWN - {_key(m) for m in violations()}
-    assert not gone, f"fixed, so take them off KNOWN: {sorted(gone)}"
+    found = violations()
     assert not found, "imports against the layering (README, Layout):\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="cycles config<->db, images<->mock, model<->mock until the restructuring")
 def test_no_cycles_between_layers():
     graph = folder_graph()
     seen: dict[str, int] = {}  # 1 on the path, 2 finished

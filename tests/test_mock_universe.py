@@ -10,10 +10,11 @@ import pytest
 from astropy.table import Table
 
 from clustermass.images.base import BANDS, CutoutGrid
-from clustermass.images.mock import MockSource
+from clustermass.mock.source import MockSource
 from clustermass.mock.instrument import cutout_noise
 from clustermass.mock.population import build_universe
-from clustermass.mock.writers import FILES, read_truth, write_universe
+from clustermass.mock.writers import FILES, write_universe
+from clustermass.model.truth import read_truth
 
 
 @pytest.fixture(scope="module")

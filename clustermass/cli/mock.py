@@ -76,10 +76,10 @@ def frames(
     import numpy as np
 
     from clustermass.errors import InputError
-    from clustermass.images.mock import universe_seed
+    from clustermass.mock.source import universe_seed
     from clustermass.mock.frames import plan_frames, write_frame, write_window_flist
     from clustermass.mock.scene import Scene
-    from clustermass.mock.writers import read_truth
+    from clustermass.model.truth import read_truth
     from clustermass.sky import hpx29, parse_tiles, tile_of
 
     if not bands or any(b not in "ugriz" for b in bands):
@@ -137,9 +137,10 @@ def plot(
 
     from clustermass.errors import InputError
     from clustermass.images.base import CutoutGrid
-    from clustermass.images.mock import MockSource
-    from clustermass.mock.plots import plot_all, plot_gallery
-    from clustermass.mock.writers import read_truth
+    from clustermass.mock.source import MockSource
+    from clustermass.mock.calibrate import comparison
+    from clustermass.plots.mock import plot_all, plot_gallery
+    from clustermass.model.truth import read_truth
 
     real = real or STATE.settings.real_data_dir
     if real is None or not Path(real).is_dir():
@@ -147,7 +148,8 @@ def plot(
     out = out or STATE.settings.output_dir / "mock"
     with progress(transient=True) as bar:
         task = bar.add_task("comparing with the real data", total=None)
-        paths, numbers = plot_all(Path(universe_dir), Path(real), out)
+        data, numbers = comparison(Path(universe_dir), Path(real))
+        paths = plot_all(data, out)
         bar.update(task, description="rendering a gallery")
         truth = read_truth(universe_dir)
         rm = truth[truth.rm_id > 0].sort_values("rm_id")

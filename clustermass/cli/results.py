@@ -117,7 +117,7 @@ def skymap(
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/skymap-MODEL-VALUE.png)."),
 ) -> None:
     """Healpy Mollweide map of predicted masses or cluster counts."""
-    from clustermass.pipeline.plots import plot_skymap
+    from clustermass.plots.results import plot_skymap
 
     model_d, df = _frame(STATE.engine(), model)
     path = plot_skymap(df, _out(out, f"skymap-{model_d['name']}-{value}.png"), value, order)
@@ -130,7 +130,7 @@ def mass_richness(
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/mass-richness-MODEL.png)."),
 ) -> None:
     """Predicted log10 M500 vs richness, coloured by redshift (measured masses circled)."""
-    from clustermass.pipeline.plots import plot_mass_richness
+    from clustermass.plots.results import plot_mass_richness
 
     model_d, df = _frame(STATE.engine(), model)
     path = plot_mass_richness(df, _out(out, f"mass-richness-{model_d['name']}.png"))

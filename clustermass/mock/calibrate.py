@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ from clustermass.mock.galaxies import field_sources
 from clustermass.mock.relations import Z_MAX, Z_MIN
 from clustermass.mock.render import PSF_FWHM
 from clustermass.mock.sed import kcorr
-from clustermass.mock.writers import FILES, read_truth
+from clustermass.mock.writers import FILES
+from clustermass.model.truth import read_truth
 
 REAL_REDMAPPER = "clusterdb/sdss_redmapper.csv.gz"
 REAL_SPIDERS_BCG = "crossmatch/SpidersXclusterBCGs-v2.0.fits"
@@ -150,3 +152,23 @@ def field_comparison(real_dir: Path, seed: int = 0) -> dict:
         }
     out["psf_fwhm"] = {"real": np.median(np.asarray(p["PSF_FWHM"], float), axis=0).tolist(), "mock": PSF_FWHM.tolist()}
     return out
+
+
+def comparison(universe_dir: Path, real_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Everything `cmcat mock plot` shows: (data for clustermass.plots.mock.plot_all, the numbers
+    reported: KS statistics, baseline summary, BCG colour offsets, field counts)."""
+    base = baseline_summary(universe_dir)
+    data = {
+        "redmapper": redmapper_pair(universe_dir, real_dir),
+        "ks": ks_statistics(universe_dir, real_dir),
+        "baseline": base,
+        "bcg": (bcg_table(universe_dir), spidders_bcgs(real_dir)),
+        "field": field_comparison(real_dir),
+    }
+    numbers = {
+        "ks": data["ks"],
+        "baseline": {k: base[k] for k in ("clusters", "labelled", "fraction", "xray", "sz", "mae", "coef")},
+        "bcg_offsets": bcg_offsets(universe_dir, real_dir).round(3).to_dict(orient="records"),
+        "field": data["field"],
+    }
+    return data, numbers

@@ -23,9 +23,9 @@ from astropy.io import fits
 from astropy.table import Table
 
 from clustermass.cosmology import COSMO, arcsec_per_mpc
-from clustermass.errors import InputError
 from clustermass.mock import relations as rel
 from clustermass.mock.population import Universe
+from clustermass.model.truth import TRUTH_FILE
 
 #: Y(5 R500) / Y500 of the universal pressure profile (Arnaud+2010).
 Y5R500_OVER_Y500 = 1.81
@@ -35,7 +35,7 @@ FILES = {
     "redmapper_csv": "redmapper.csv.gz",
     "mcxc": "mcxc.csv.gz",
     "psz2": "psz2.fits",
-    "truth": "truth.parquet",
+    "truth": TRUTH_FILE,
     "params": "universe.json",
 }
 
@@ -214,11 +214,3 @@ def write_universe(u: Universe, out: Path, params: dict) -> dict[str, Path]:
     truth_table(u).to_parquet(paths["truth"], index=False)
     paths["params"].write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return paths
-
-
-def read_truth(universe_dir: Path) -> pd.DataFrame:
-    """The truth table of a universe folder written by write_universe."""
-    path = Path(universe_dir) / FILES["truth"]
-    if not path.is_file():
-        raise InputError(f"{path}: no mock truth table; make a universe with `cmcat mock universe --out {universe_dir}`")
-    return pd.read_parquet(path)

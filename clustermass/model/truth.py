@@ -12,14 +12,20 @@ from clustermass.db.models import Cluster
 from clustermass.errors import InputError
 from clustermass.sky import angular_separation
 
+#: Largest distance (arcsec) at which a catalogue row is the mock cluster it was made from.
 MATCH_ARCSEC = 2.0
+#: The truth table's file name inside a mock universe folder (written by `cmcat mock universe`).
+TRUTH_FILE = "truth.parquet"
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_truth(path: Path) -> pd.DataFrame:
+    """A mock truth table: a universe folder (its TRUTH_FILE), or a CSV or Parquet file."""
+    path = Path(path)
     if path.is_dir():
-        from clustermass.mock.writers import read_truth
-
-        return read_truth(path)
+        table = path / TRUTH_FILE
+        if not table.is_file():
+            raise InputError(f"{table}: no mock truth table; make a universe with `cmcat mock universe --out {path}`")
+        return pd.read_parquet(table)
     if not path.is_file():
         raise InputError(f"truth table {path} does not exist; give the mock universe folder or its truth file")
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
@@ -43,9 +49,9 @@ def match_truth(clusters: pd.DataFrame, truth: pd.DataFrame, radius_arcsec: floa
                          "log10_m500_true": truth["log10_m500"].to_numpy(float)[idx[ok]]})
 
 
-def read_truth(engine: Engine, path: Path) -> pd.DataFrame:
+def truth_of_clusters(engine: Engine, path: Path) -> pd.DataFrame:
     """True log10 M500 of the database's clusters from a mock truth table (folder, CSV or Parquet)."""
-    truth = _read_table(Path(path))
+    truth = read_truth(path)
     missing = {"ra", "dec", "log10_m500"} - set(truth.columns)
     if missing:
         raise InputError(f"truth table {path} lacks column(s) {', '.join(sorted(missing))}")

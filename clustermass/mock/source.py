@@ -24,9 +24,8 @@ from clustermass.mock.instrument import cutout_noise
 from clustermass.mock.population import faint_member_ratio
 from clustermass.mock.render import render_cutout
 from clustermass.mock.scene import Scene
+from clustermass.model.truth import MATCH_ARCSEC, read_truth
 from clustermass.sky import hpx29
-
-MATCH_ARCSEC = 2.0
 
 
 def position_key(ra: float, dec: float) -> int:
@@ -70,8 +69,6 @@ class MockSource:
     def __init__(self, universe_dir: Path | str | None = None, seed: int | None = None, noise: bool = True) -> None:
         haloes = None
         if universe_dir is not None:
-            from clustermass.mock.writers import read_truth
-
             truth = read_truth(Path(universe_dir))
             haloes = truth[truth.rm_id > 0]
             if seed is None:
