@@ -22,9 +22,9 @@ from clustermass.model.registry import save_model
 from clustermass.pipeline import predict as predict_mod
 from clustermass.pipeline.predict import predict_in_batches, predict_tile
 from clustermass.pipeline.worker import worker_settings
-from clustermass.pipeline.runner import prepare_run, run_tiles_status
+from clustermass.pipeline.runs import prepare_run
 
-from pipeline_helpers import TinyPredictor, add_clusters, fake_mass, tiny_loader
+from pipeline_helpers import TinyPredictor, add_clusters, fake_mass, run_tiles_status, tiny_loader
 
 COEF = [14.3, 1.1, -0.3]
 

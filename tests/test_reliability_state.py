@@ -15,9 +15,10 @@ from clustermass.model import registry
 from clustermass.model.networks import MassHead, Trunk
 from clustermass.pipeline.predict import predict_tile
 from clustermass.pipeline.worker import worker_settings
-from clustermass.pipeline.runner import execute_tile, prepare_run, run_tiles_status
+from clustermass.pipeline.runner import execute_tile
+from clustermass.pipeline.runs import prepare_run
 
-from pipeline_helpers import add_clusters, add_model, tiny_loader
+from pipeline_helpers import add_clusters, add_model, run_tiles_status, tiny_loader
 
 
 def _store_rows(db) -> list:

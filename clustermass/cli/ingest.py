@@ -289,7 +289,7 @@ def baseline_cmd(
 @app.command("status")
 def status_cmd(json_out: bool = JSON) -> None:
     """What is loaded: catalogues, rows, labels per source, cutouts, models, predictions."""
-    from clustermass.catalogs.status import status
+    from clustermass.results.status import status
 
     with STATE.engine().connect() as conn:
         info = status(conn)

@@ -42,7 +42,7 @@ def sql(
     can only read them (cmcat_reader, or CMCAT_SQL_DATABASE_URL). Examples in docs/pipeline.md.
     """
     from clustermass.db.reader import sql_url
-    from clustermass.pipeline.sql import run_read_only
+    from clustermass.results.sql import run_read_only
 
     settings = STATE.settings
     res = run_read_only(sql_url(settings), query, timeout or settings.sql_timeout, max_rows, warn=_warn)
@@ -81,7 +81,7 @@ def export(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Export a model's predicted masses with cluster positions, z, richness and any X-ray/SZ label."""
-    from clustermass.pipeline.export import export_predictions
+    from clustermass.results.export import export_predictions
 
     engine = STATE.engine()
     with engine.connect() as conn:
@@ -95,7 +95,7 @@ def export(
 
 def _frame(engine, ref: str):
     from clustermass.errors import InputError
-    from clustermass.pipeline.export import predictions_frame
+    from clustermass.results.export import predictions_frame
 
     model = _model(engine, ref)
     with engine.connect() as conn:

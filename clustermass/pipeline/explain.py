@@ -49,7 +49,7 @@ from clustermass.model.explain import (
 from clustermass.model.networks import BandClassifier
 from clustermass.model.preprocess import normalise
 from clustermass.model.truth import MATCH_ARCSEC
-from clustermass.pipeline.runner import tile_transaction
+from clustermass.pipeline.runs import tile_transaction
 from clustermass.pipeline.sources import image_source
 from clustermass.pipeline.worker import setup_worker, task_settings
 

@@ -14,7 +14,7 @@ from typing import Any
 from clustermass.db.queries import clusters_in_tile
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.images.store import ensure_cutouts
-from clustermass.pipeline.runner import tile_transaction
+from clustermass.pipeline.runs import tile_transaction
 from clustermass.pipeline.sources import image_source
 from clustermass.pipeline.worker import task_settings
 

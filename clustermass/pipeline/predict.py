@@ -23,7 +23,7 @@ from clustermass.images.base import CutoutGrid
 from clustermass.images.store import ensure_cutouts
 from clustermass.model.api import MassPredictor
 from clustermass.model.registry import load_predictor
-from clustermass.pipeline.runner import tile_transaction
+from clustermass.pipeline.runs import tile_transaction
 from clustermass.pipeline.sources import image_source
 from clustermass.pipeline.worker import setup_worker, task_settings
 
