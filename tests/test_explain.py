@@ -23,6 +23,7 @@ from clustermass.model.explain import (
     member_enrichment,
 )
 from clustermass.model.networks import BandClassifier, MassHead, Trunk
+from clustermass.model.preprocess import normalise
 
 torch.set_num_threads(1)
 SIZE = 32
@@ -166,8 +167,9 @@ def test_figures_are_written(tmp_path):
 # --------------------------------------------------------------------------- end to end
 
 
-def _register_tiny(db, settings) -> str:
-    """A tiny untrained-but-valid band classifier + CNN ensemble through the registry."""
+def _register_tiny(db, settings, held_out: dict[int, int] | None = None) -> str:
+    """A tiny untrained-but-valid band classifier + CNN ensemble through the registry (trained on
+    the labels of the clusters in `held_out`: cluster id -> fold)."""
     torch.manual_seed(0)
     trunk = Trunk(width=4, blocks=(1, 1))
     clf = BandClassifier(trunk)
@@ -179,9 +181,10 @@ def _register_tiny(db, settings) -> str:
     for h in heads:
         h.y_mean.fill_(14.3)
         h.y_std.fill_(0.3)
+    oof = {"cluster_id": list((held_out or {}).keys()), "fold": list((held_out or {}).values())}
     registry.save_model(db, settings, name="cnn-tiny", kind="cnn",
                         config={"arch": arch, "grid": grid, "softening": 3.0, "tta": True},
-                        metrics={"cv_scatter": 0.2}, training={"trunk_model": "bc-tiny"},
+                        metrics={"cv_scatter": 0.2}, training={"trunk_model": "bc-tiny", "oof": oof},
                         weights={"trunk": trunk.state_dict(), "heads": [h.state_dict() for h in heads]})
     return "cnn-tiny"
 
@@ -212,6 +215,22 @@ def test_cmcat_explain_one_cluster(cli, db, settings, tmp_path):
     registry.save_model(db, settings, name="rich", kind="richness", config={"coef": [14.0, 1.0, 0.0]}, metrics={}, training={})
     bad = cli("explain", str(cid), "--model", "rich", ok=False)
     assert "nothing to explain" in str(bad.exception)
+
+
+def test_cmcat_explain_of_a_trained_on_cluster_uses_the_head_that_held_it_out(cli, db, settings, tmp_path):
+    clusters = add_clusters(db, 2, seed=5, ra=(180.0, 180.5), dec=(20.0, 20.5))
+    trained, other = (int(c) for c in clusters["id"])
+    model = _register_tiny(db, settings, held_out={trained: 1})
+    pred = registry.load_predictor(db, settings, model)
+    for cid, fold in ((trained, 1), (other, None)):
+        res = json.loads(cli("explain", str(cid), "--model", model, "--out", str(tmp_path), "--json").stdout)
+        x = torch.from_numpy(normalise(np.load(tmp_path / f"explain-{cid}-model2.npz")["image"], 3.0)[None])
+        with torch.no_grad():
+            by_head = [float(EnsembleMass(pred.trunks, [h])(x)[0]) for h in pred.heads]
+        assert abs(by_head[1] - by_head[0]) > 1e-3  # the heads differ, so which one was used shows
+        assert res["fold"] == fold
+        expected = by_head[1] if fold == 1 else np.mean(by_head)
+        assert res["log10_m500_pred"] == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.slow

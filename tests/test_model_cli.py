@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from clustermass.model import registry
+from clustermass.model.calibration import passes
+from clustermass.model.data import labelled_clusters
 from clustermass.model.registry import RichnessPredictor
 from model_helpers import load_into_db, mock_clusters, mock_images, tiny_config
 
@@ -43,6 +45,29 @@ def test_train_evaluate_list_and_predict(cli, db, settings, tmp_path):
     assert {r["subset"] for r in ev["rows"]} >= {"fold 0", "fold 4", "source mcxc", "source psz2"}
     assert all((tmp_path / "plots").joinpath(p.split("/")[-1]).is_file() for p in ev["plots"])
     assert any("band-confusion" in p for p in ev["plots"])
+    # error coverage on every row, with its binomial interval, overall and in thirds of mass and z
+    assert {r["subset"] for r in ev["rows"]} >= {"mass low", "mass mid", "mass high", "z low", "z mid", "z high"}
+    for r in rows:
+        assert 0 < r["coverage68"] < r["coverage95"] <= 1
+        assert r["coverage68_ci"][0] <= r["coverage68"] <= r["coverage68_ci"][1]
+    assert [r["n"] for r in ev["rows"] if r["model"] == "hybrid" and r["subset"].startswith("mass ")] == [14, 13, 13]
+    shown = cli("evaluate", "hybrid", "--out", str(tmp_path / "plots")).stdout
+    assert "error coverage" in shown and "within 1.96 sigma" in shown and "z high" in shown
+
+    # predict: the labelled clusters get the prediction of the fold that held them out, so the MAE
+    # against their labels in SQL is the cross-validated MAE of `cmcat evaluate`
+    for kind in ("richness", "cnn", "hybrid"):
+        cli("predict", "--tiles", "0", "--model", kind, "--workers", "1", "--json")
+    with db.connect() as conn:
+        sql = conn.exec_driver_sql(
+            "SELECT m.kind, avg(abs(p.log10_m500 - l.log10_m500)), count(*) FROM predictions p "
+            "JOIN labels l ON l.cluster_id = p.cluster_id JOIN models m ON m.id = p.model_id "
+            "WHERE p.fold IS NOT NULL GROUP BY m.kind").all()
+        n_folds = conn.exec_driver_sql("SELECT count(DISTINCT fold) FROM predictions").scalar_one()
+    cv_mae = {r["model"]: r["mae"] for r in rows}
+    assert {kind for kind, _, _ in sql} == set(cv_mae) and {n for _, _, n in sql} == {40} and n_folds == 5
+    for kind, mae, _ in sql:
+        assert abs(float(mae) - cv_mae[kind]) < 0.001, (kind, mae, cv_mae[kind])
 
     listed = json.loads(cli("models", "list", "--json").stdout)
     assert [m["kind"] for m in listed] == kinds
@@ -60,6 +85,36 @@ def test_train_evaluate_list_and_predict(cli, db, settings, tmp_path):
                            "--out", str(tmp_path / "lc.png")).stdout)
     assert [r["n_labels"] for r in curve["curve"]] == [20, 40]
     assert (tmp_path / "lc.png").is_file()
+
+
+def test_evaluate_reports_error_coverage_overall_and_in_thirds(cli, db, settings, tmp_path):
+    clusters = mock_clusters(90, seed=4)
+    load_into_db(db, clusters, label_noise=0.1)
+    labels = labelled_clusters(db)
+    y, rng = labels["log10_m500"].to_numpy(), np.random.default_rng(0)
+    # richness: residuals of 0.2 dex against the labels; hybrid: 0.02 dex, far inside the 0.16 dex
+    # assumed for labels without an error of their own, so its intervals hold every label
+    for kind, scale in (("richness", 0.2), ("hybrid", 0.02)):
+        oof = {"cluster_id": labels["id"].tolist(), "fold": (np.arange(len(y)) % 5).tolist(),
+               "pred": (y + rng.normal(0.0, scale, len(y))).tolist()}
+        registry.save_model(db, settings, name=kind, kind=kind, config={"coef": [14.0, 1.0, 0.0]}, metrics={},
+                            training={"group": "g", "oof": oof})
+    truth = tmp_path / "truth.csv"
+    clusters[["ra", "dec", "log10_m500"]].to_csv(truth, index=False)
+    ev = json.loads(cli("evaluate", "hybrid", "--truth", str(truth), "--json", "--out", str(tmp_path)).stdout)
+    rows = {(r["model"], r["reference"], r["subset"]): r for r in ev["rows"]}
+    for model in ("richness", "hybrid"):
+        for ref in ("label", "truth"):
+            for third in ("low", "mid", "high"):
+                assert rows[model, ref, f"mass {third}"]["n"] == rows[model, ref, f"z {third}"]["n"] == 30
+    rich, hyb = rows["richness", "label", "all"], rows["hybrid", "label", "all"]
+    for level in (68, 95):
+        lo, hi = rich[f"coverage{level}_ci"]
+        assert lo <= rich[f"coverage{level}"] <= hi and passes(lo, hi, level)
+    assert hyb["coverage68"] == 1.0 and not passes(*hyb["coverage68_ci"], 68)
+    assert 0 < rows["richness", "truth", "all"]["coverage68"] < 1
+    shown = cli("evaluate", "hybrid", "--out", str(tmp_path)).stdout
+    assert "error coverage" in shown and "z high" in shown and "ok" in shown and "MISS" in shown
 
 
 def test_train_errors(cli, db, tmp_path):

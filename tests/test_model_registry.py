@@ -9,6 +9,7 @@ import torch
 
 from clustermass.errors import ModelError
 from clustermass.model import registry
+from clustermass.model.calibration import Calibration
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.inference import extract_features, head_predict
 from clustermass.model.networks import MassHead, Trunk
@@ -17,7 +18,8 @@ from clustermass.model.preprocess import normalise
 ARCH = {"width": 4, "blocks": [1, 1], "hidden": 8, "dropout": 0.0}
 
 
-def _save_cnn(db, settings, name: str = "cnn-test", kind: str = "cnn", fold_trunks: list[Trunk] | None = None):
+def _save_cnn(db, settings, name: str = "cnn-test", kind: str = "cnn", fold_trunks: list[Trunk] | None = None,
+              metrics: dict | None = None, training: dict | None = None):
     torch.manual_seed(0)
     trunk = Trunk(width=4, blocks=(1, 1))
     arch = {**ARCH, "n_in": 5 * trunk.n_features}
@@ -29,8 +31,8 @@ def _save_cnn(db, settings, name: str = "cnn-test", kind: str = "cnn", fold_trun
     if fold_trunks is not None:
         weights["fold_trunks"] = [t.state_dict() for t in fold_trunks]
     return registry.save_model(
-        db, settings, name=name, kind=kind, config=config, metrics={"cv_scatter": 0.2, "cv": {"mae": 0.25}},
-        training={"n_labels": 3}, weights=weights,
+        db, settings, name=name, kind=kind, config=config, metrics=metrics or {"cv_scatter": 0.2, "cv": {"mae": 0.25}},
+        training=training or {"n_labels": 3}, weights=weights,
     )
 
 
@@ -48,8 +50,9 @@ def test_round_trip_and_ensemble_error(db, settings):
     images = np.random.default_rng(1).normal(1.0, 0.1, size=(4, 5, 16, 16)).astype(np.float32)
     m, err = pred.predict(images, _clusters(4))
     assert m.shape == err.shape == (4,)
-    # heads differ by 0.01 dex in y_mean and have zero-init-free random nets: spread > 0, error > CV scatter
-    assert np.all(err > 0.2) and np.all(np.abs(m - 14.01) < 1.0)
+    # registered without a calibration: its CV scatter is every cluster's error
+    np.testing.assert_allclose(err, 0.2)
+    assert np.all(np.abs(m - 14.01) < 1.0)
     with pytest.raises(ModelError, match="shape"):
         pred.predict(images[:, :, :8, :8], _clusters(4))
 
@@ -89,3 +92,31 @@ def test_fine_tuned_ensembles_pair_each_head_with_its_own_trunk(db, settings):
     shared = registry.load_predictor(db, settings, _save_cnn(db, settings, name="shared", kind="hybrid").id)
     assert len(shared.trunks) == 1
     assert not np.allclose(shared.predict(images, clusters)[0], m)  # the fold trunks were used, not the shared one
+
+
+def test_trained_on_clusters_get_their_held_out_head_and_calibrated_errors(db, settings):
+    cal = Calibration((float(np.log(0.1)), -0.5, 0.0), (-1.0, -1.0), (1.0, 1.0))
+    oof = {"cluster_id": [1, 2], "fold": [2, 0], "pred": [0.0, 0.0]}
+    rec = _save_cnn(db, settings, kind="hybrid", metrics={"calibration": cal.as_dict()}, training={"oof": oof})
+    pred = registry.load_predictor(db, settings, rec.id)
+    images = np.random.default_rng(1).normal(1.0, 0.1, size=(4, 5, 16, 16)).astype(np.float32)
+    clusters = _clusters(4).assign(richness=[20.0, 40.0, 80.0, 160.0])
+    m, err = pred.predict(images, clusters)
+    x, aux = normalise(images, 3.0), aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
+    by_head = np.stack([head_predict(h, extract_features(pred.trunks[0], x, tta=False), aux) for h in pred.heads])
+    np.testing.assert_array_equal(pred.folds(clusters["id"].to_numpy()), [2, 0, -1, -1])
+    np.testing.assert_allclose(m, [by_head[2, 0], by_head[0, 1], *by_head.mean(0)[2:]], atol=1e-6)
+    np.testing.assert_allclose(err, cal.sigma(clusters["richness"].to_numpy(), clusters["z"].to_numpy()))
+    assert err[0] > err[1] > err[2]  # sigma falls with richness here
+
+
+def test_richness_model_predicts_trained_on_clusters_with_the_relation_of_their_fold(db, settings):
+    coef, fold_coef = [14.3, 1.0, 0.0], [[14.0, 1.0, 0.0], [14.5, 1.0, 0.0]]
+    registry.save_model(db, settings, name="rich", kind="richness", config={"coef": coef, "fold_coef": fold_coef},
+                        metrics={"cv_scatter": 0.2}, training={"oof": {"cluster_id": [2, 3], "fold": [1, 0]}})
+    pred = registry.load_predictor(db, settings, "rich")
+    clusters = _clusters(3)  # lambda = 40, z = 0.35: the relation's intercept
+    m, err = pred.predict(None, clusters)
+    np.testing.assert_allclose(m, [14.3, 14.5, 14.0], atol=1e-3)
+    np.testing.assert_array_equal(pred.folds(clusters["id"].to_numpy()), [-1, 1, 0])
+    np.testing.assert_allclose(err, 0.2)

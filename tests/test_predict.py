@@ -137,6 +137,30 @@ def test_cli_predict_richness_on_local_cluster_rerun_is_idempotent(cli, db, sett
     assert "already done" in text_out and f"{s['run_id']} (resumed)" in text_out
 
 
+def test_trained_on_clusters_get_the_held_out_prediction_and_their_fold(db, settings):
+    clusters = add_clusters(db, 20, ra=(20, 21), dec=(5, 6))
+    trained = clusters["id"].to_numpy()[:6]
+    fold_coef = [[14.0, 1.0, 0.0], [14.6, 1.0, 0.0]]
+    model_id = save_model(db, settings, name="rich", kind="richness", config={"coef": COEF, "fold_coef": fold_coef},
+                          metrics={"cv_scatter": 0.16},
+                          training={"oof": {"cluster_id": trained.tolist(), "fold": [0, 1] * 3}}).id
+    url = db.url.render_as_string(hide_password=False)
+    args = {"model_id": model_id, "settings": worker_settings(settings)}
+    run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(4), args)
+    for t in todo:
+        predict_tile(url, run_id, t.norder, t.npix, **args)
+    with db.connect() as conn:
+        pred = pd.read_sql("SELECT cluster_id, log10_m500, fold FROM predictions ORDER BY cluster_id", conn)
+    merged = pred.merge(clusters, left_on="cluster_id", right_on="id")
+    held = merged["cluster_id"].isin(trained).to_numpy()
+    assert merged.loc[held, "fold"].tolist() == [0, 1] * 3 and merged.loc[~held, "fold"].isna().all()
+    expected = expected_mass(merged)
+    for f, c in enumerate(fold_coef):
+        rows = (merged["fold"] == f).to_numpy()
+        expected[rows] = baseline.predict(np.asarray(c), merged["richness"][rows], merged["z"][rows])
+    np.testing.assert_allclose(merged["log10_m500"], expected, atol=1e-9)
+
+
 def test_cli_predict_errors_are_clear(cli, db, settings):
     bad = cli("predict", "--tiles", "2", ok=False)
     assert bad.exit_code != 0 and "--model" in str(bad.exception)

@@ -101,8 +101,9 @@ def evaluate(
     detail: bool = typer.Option(False, "--detail", help="Show per-fold and per-source rows too."),
     json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
 ) -> None:
-    """Richness baseline vs CNN vs hybrid on the same folds: MAE, bias, NMAD, outliers; PNG plots."""
+    """Richness baseline vs CNN vs hybrid on the same folds: MAE, bias, NMAD, outliers, error coverage; PNG plots."""
     from clustermass.model import workflow
+    from clustermass.model.evaluate import COVERAGE_SUBSETS
     from clustermass.model.truth import truth_of_clusters
 
     engine, settings = STATE.engine(), STATE.settings
@@ -120,6 +121,14 @@ def evaluate(
     if "richness" in allrows:
         ratios = ", ".join(f"{k} {v / allrows['richness']:.2f}x" for k, v in allrows.items() if k != "richness")
         console.print(f"MAE relative to the richness baseline: {ratios}")
+    cov = tab[tab["subset"].isin(COVERAGE_SUBSETS)]
+    console.print(table(
+        "error coverage: share of references within 1 / 1.96 x the error (against labels, combined with the "
+        "label's error), binomial 95% interval, ok where it holds 68.3% / 95%",
+        ["model", "reference", "subset", "n", "within 1 sigma", "within 1.96 sigma"],
+        [(r.model, r.reference, r.subset, r.n, _coverage_cell(r.coverage68, r.coverage68_ci, 68),
+          _coverage_cell(r.coverage95, r.coverage95_ci, 95)) for r in cov.itertuples(index=False)],
+    ))
     if res["band_accuracy"] is not None:
         console.print(f"stage-1 held-out band accuracy: {res['band_accuracy']:.1%}")
     for p in res["plots"]:
@@ -141,6 +150,15 @@ def _check_sizes(sizes: str) -> str:
     except ValueError:
         raise typer.BadParameter(f"give comma-separated numbers of clusters >= 1 (e.g. 25,50,100), not {sizes!r}") from None
     return sizes
+
+
+def _coverage_cell(frac: float, ci: list[float], level: int) -> str:
+    """'68.2% [63.6, 72.5] ok' (or 'MISS' where the interval misses the nominal coverage)."""
+    from clustermass.model.calibration import passes
+
+    if frac != frac:  # NaN: no errors
+        return "-"
+    return f"{frac:.1%} [{ci[0]:.1%}, {ci[1]:.1%}] {'ok' if passes(ci[0], ci[1], level) else 'MISS'}"
 
 
 @app.command("learning-curve")

@@ -241,7 +241,14 @@ class Prediction(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     log10_m500: Mapped[float] = mapped_column(comment=LOG_MASS)
-    log10_m500_err: Mapped[float | None] = mapped_column(comment="1-sigma error, dex (ensemble spread + CV scatter)")
+    log10_m500_err: Mapped[float | None] = mapped_column(
+        comment="1-sigma error on the true mass, dex (calibrated on the out-of-fold residuals)"
+    )
+    fold: Mapped[int | None] = mapped_column(
+        Integer,
+        comment="cross-validation fold that held this cluster's label out of training and whose model gave "
+        "this prediction; NULL: the label was not used in training (prediction of the full model)",
+    )
     created: Mapped[datetime] = _now()
 
 

@@ -29,6 +29,12 @@ class MassPredictor(Protocol):
         """log10(M500/Msun) and its 1-sigma error (dex) per cluster.
 
         images: (N, 5, size, size) float32 nanomaggies in ugriz order (None if not needs_images);
-        clusters: N rows with at least id, ra, dec, z, richness.
+        clusters: N rows with at least id, ra, dec, z, richness. A cluster whose label trained the
+        model gets the prediction of the fold model that held it out (see `folds`).
         """
+        ...
+
+    def folds(self, cluster_ids: np.ndarray) -> np.ndarray:
+        """(N,) int: the cross-validation fold that held each cluster out and predicts it, -1 for
+        clusters whose label was not used in training (they get the full model's prediction)."""
         ...

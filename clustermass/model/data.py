@@ -26,15 +26,18 @@ _CLUSTER_COLS = [Cluster.id, Cluster.source_id, Cluster.name, Cluster.ra, Cluste
 
 
 def labelled_clusters(engine: Engine) -> pd.DataFrame:
-    """Clusters with a label: id, source_id, name, ra, dec, z, richness, log10_m500, source; by id."""
+    """Clusters with a label: id, source_id, name, ra, dec, z, richness, log10_m500, log10_m500_err
+    (the label's 1-sigma error in dex, NaN if none), source; by id."""
     stmt = (
-        select(*_CLUSTER_COLS, Label.log10_m500, Label.source)
+        select(*_CLUSTER_COLS, Label.log10_m500, Label.log10_m500_err, Label.source)
         .join(Label, Label.cluster_id == Cluster.id)
         .where(Cluster.z.is_not(None), Cluster.richness.is_not(None), Cluster.richness > 0)
         .order_by(Cluster.id)
     )
+    cols = [c.key for c in _CLUSTER_COLS] + ["log10_m500", "log10_m500_err", "source"]
     with engine.connect() as conn:
-        df = pd.DataFrame(conn.execute(stmt).all(), columns=[c.key for c in _CLUSTER_COLS] + ["log10_m500", "source"])
+        df = pd.DataFrame(conn.execute(stmt).all(), columns=cols)
+    df["log10_m500_err"] = df["log10_m500_err"].astype(float)  # NULL -> NaN
     if df.empty:
         raise ModelError(
             "no labelled clusters (with z and richness) in the database: ingest a cluster catalogue and "

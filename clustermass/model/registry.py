@@ -7,10 +7,13 @@ code and the weights file (path relative to settings.model_dir, sha256 checked o
 `load_predictor(engine, settings, ref, device)` is what `cmcat predict` and explain use: it
 returns a `clustermass.model.api.MassPredictor`:
 - 'cnn' / 'hybrid': the ensemble of the k fold heads on the frozen trunk (or, fine-tuned, each
-  head on its own fold trunk, saved as 'fold_trunks'); the estimate is the mean over folds, the
-  error sqrt(fold spread^2 + CV scatter^2) in dex.
+  head on its own fold trunk, saved as 'fold_trunks'); the estimate is the mean over folds.
 - 'richness': the least-squares log10 M500 (lambda, z) relation of clustermass.model.baseline;
-  needs no images; the error is its CV scatter.
+  needs no images.
+A cluster whose label trained the model (training.oof: its id and fold) gets the prediction of
+the fold that held it out instead (that head; for 'richness' that fold's relation, config
+'fold_coef'), and `folds(ids)` says which. The error is the calibrated sigma(lambda, z) of
+metrics.calibration (clustermass.model.calibration), in dex.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from clustermass.db.models import Model
 from clustermass.errors import ModelError
 from clustermass.images.base import CutoutGrid
 from clustermass.model.api import MassPredictor
+from clustermass.model.calibration import Calibration
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.inference import extract_features, head_predict
 from clustermass.model.networks import BandClassifier, MassHead, Trunk
@@ -231,9 +235,26 @@ def load_band_classifier(settings: Settings, record: ModelRecord) -> BandClassif
     return model.eval()
 
 
+def held_out_folds(record: ModelRecord) -> dict[int, int]:
+    """Cluster id -> the CV fold that held it out, for every cluster whose label trained `record`."""
+    oof = record.training.get("oof") or {}
+    return {int(c): int(f) for c, f in zip(oof.get("cluster_id", []), oof.get("fold", []))}
+
+
+class _HeldOut:
+    """`folds(ids)` of a predictor with a `held_out` map (cluster id -> fold)."""
+
+    held_out: dict[int, int]
+
+    def folds(self, cluster_ids: np.ndarray) -> np.ndarray:
+        """The fold whose model predicts each cluster (it held the cluster out), -1 if not trained on."""
+        return np.array([self.held_out.get(int(c), -1) for c in cluster_ids], dtype=np.int64)
+
+
 @dataclass
-class EnsemblePredictor:
-    """CNN or hybrid: mean over the k fold heads; error = sqrt(spread^2 + cv_scatter^2), dex."""
+class EnsemblePredictor(_HeldOut):
+    """CNN or hybrid: mean over the k fold heads (the held-out head for trained-on clusters); error
+    from the calibration, dex."""
 
     model_id: int
     name: str
@@ -242,7 +263,8 @@ class EnsemblePredictor:
     heads: list[MassHead]
     softening: float
     tta: bool
-    cv_scatter: float
+    calibration: Calibration
+    held_out: dict[int, int] = field(default_factory=dict)
     device: str = "cpu"
     batch_size: int = 64
     needs_images: bool = True
@@ -257,39 +279,56 @@ class EnsemblePredictor:
             )
         x = normalise(images, self.softening)
         feats = [extract_features(t, x, self.tta, self.batch_size, self.device) for t in self.trunks]
-        aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
+        lam, z = clusters["richness"].to_numpy(), clusters["z"].to_numpy()
+        aux = aux_inputs(lam, z)
         preds = np.stack([head_predict(h, feats[i % len(feats)], aux) for i, h in enumerate(self.heads)])
-        return preds.mean(0), np.sqrt(preds.std(0) ** 2 + self.cv_scatter**2)
+        mass, fold = preds.mean(0), self.folds(clusters["id"].to_numpy())
+        held = np.flatnonzero(fold >= 0)
+        mass[held] = preds[fold[held], held]
+        return mass, self.calibration.sigma(lam, z)
 
 
 @dataclass
-class RichnessPredictor:
-    """The richness baseline as a model: log10 M500 from (lambda, z) only; error = CV scatter."""
+class RichnessPredictor(_HeldOut):
+    """The richness baseline as a model: log10 M500 from (lambda, z) only (for trained-on clusters the
+    relation fitted without their fold); error from the calibration."""
 
     model_id: int
     name: str
     grid: CutoutGrid
     coef: np.ndarray
-    cv_scatter: float
+    calibration: Calibration
+    fold_coef: list[np.ndarray] = field(default_factory=list)
+    held_out: dict[int, int] = field(default_factory=dict)
     needs_images: bool = False
 
     def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         from clustermass.model import baseline
 
-        pred = np.asarray(baseline.predict(self.coef, clusters["richness"].to_numpy(), clusters["z"].to_numpy()))
-        return pred, np.full(pred.shape, self.cv_scatter)
+        lam, z = clusters["richness"].to_numpy(), clusters["z"].to_numpy()
+        pred = np.asarray(baseline.predict(self.coef, lam, z))
+        fold = self.folds(clusters["id"].to_numpy())
+        for f in np.unique(fold[fold >= 0]):
+            rows = fold == f
+            pred[rows] = baseline.predict(self.fold_coef[f], lam[rows], z[rows])
+        return pred, self.calibration.sigma(lam, z)
 
 
 def load_predictor(engine: Engine, settings: Settings, ref: int | str, device: str = "cpu") -> MassPredictor:
     """A ready-to-use MassPredictor for model `ref` (id, name or kind = newest of that kind).
 
+    Models registered without a calibration get their CV scatter as a constant error, and a
+    richness model without per-fold relations predicts every cluster with the full one.
     Raises ModelError for unknown models, kinds that do not predict masses, missing weights
     or a checksum mismatch.
     """
     record = get_model(engine, ref)
-    cv_scatter = float(record.metrics.get("cv_scatter", 0.0))
+    cal = record.metrics.get("calibration")
+    cal = Calibration.from_dict(cal) if cal else Calibration.constant(float(record.metrics.get("cv_scatter", 0.0)))
     if record.kind == "richness":
-        return RichnessPredictor(record.id, record.name, record.grid, np.asarray(record.config["coef"]), cv_scatter)
+        fold_coef = [np.asarray(c) for c in record.config.get("fold_coef", [])]
+        return RichnessPredictor(record.id, record.name, record.grid, np.asarray(record.config["coef"]), cal,
+                                 fold_coef, held_out_folds(record) if fold_coef else {})
     if record.kind not in ("cnn", "hybrid"):
         raise ModelError(f"model {record.name!r} is a {record.kind!r} model and does not predict masses")
     state = load_weights(settings, record)
@@ -299,5 +338,5 @@ def load_predictor(engine: Engine, settings: Settings, ref: int | str, device: s
     return EnsemblePredictor(
         model_id=record.id, name=record.name, grid=record.grid, trunks=trunks, heads=heads,
         softening=float(record.config.get("softening", 3.0)), tta=bool(record.config.get("tta", True)),
-        cv_scatter=cv_scatter, device=device,
+        calibration=cal, held_out=held_out_folds(record), device=device,
     )

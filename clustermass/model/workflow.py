@@ -21,6 +21,7 @@ from clustermass.config import Settings
 from clustermass.errors import ModelError
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model import baseline, registry
+from clustermass.model.calibration import cross_fitted_sigma, fit_calibration, label_errors
 from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.evaluate import comparison_table
@@ -123,7 +124,8 @@ def cv_predictions(
     data: LabelledData, s2: dict[str, Any], kind: str, seed: int, on_progress: ProgressFn | None = None,
     device: str = "cpu", tta: bool = True,
 ):
-    """Out-of-fold predictions (N,), folds (N,) and the fitted state of one model kind.
+    """Out-of-fold predictions (N,), folds (N,) and the fitted state of one model kind (richness: the
+    relation fitted on all rows, 'coef', and on each fold's training rows, 'fold_coef').
 
     Fine-tuning (s2['finetune_epochs'] > 0; cross_validate says so if data has no images or
     trunk) uses data.images and data.trunk on `device`, with test-time augmentation `tta` for
@@ -134,7 +136,8 @@ def cv_predictions(
     if kind == "richness":
         lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
         cv = baseline.cross_validate(ids, lam, z, y, int(s2["folds"]), seed)
-        return cv["predicted"], cv["fold"], {"coef": baseline.fit(lam, z, y).tolist()}
+        fitted = {"coef": baseline.fit(lam, z, y).tolist(), "fold_coef": [f["coef"] for f in cv["folds"]]}
+        return cv["predicted"], cv["fold"], fitted
     tune = None if data.images is None or data.trunk is None else FineTune(data.images, data.trunk, tta, device)
     res = cross_validate(data.feats, data.aux, y, ids, s2, seed, hybrid=kind == "hybrid", on_progress=on_progress,
                          finetune=tune)
@@ -158,6 +161,8 @@ def train_mass_models(
         raise ModelError(f"only {len(data.clusters)} labelled clusters with usable cutouts: too few for {s2['folds']} folds")
     group = f"{cfg['name']}-s{seed}-{_digest(cfg, source, trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
     y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
+    tau = label_errors(data.clusters["log10_m500_err"].to_numpy(dtype=np.float64))
+    lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
     training = {
         "group": group, "source": source, "trunk_model": trunk_record.name, "n_labels": len(y),
         "n_unusable": data.n_unusable, "label_sources": data.clusters["source"].value_counts().to_dict(),
@@ -174,6 +179,7 @@ def train_mass_models(
             "cv": mass_metrics(oof, y),
             "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(int(s2["folds"]))],
             "cv_scatter": float(np.std(oof - y)),
+            "calibration": fit_calibration(oof - y, tau, lam, z).as_dict(),
         }
         train_info = {**training, "oof": {"cluster_id": data.clusters["id"].tolist(), "pred": oof.tolist(),
                                           "fold": fold.tolist()}}
@@ -208,6 +214,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Side-by-side table (richness / CNN / hybrid, same folds) and PNG plots for model `ref`.
 
+    Coverage is that of each cluster's error from the calibration fitted on the other folds'
+    residuals (calibration.cross_fitted_sigma), so that it is not scored on its own fit.
+
     truth: optional DataFrame (cluster_id, log10_m500_true) of true masses (the mock's truth table).
     Returns {"table": DataFrame, "plots": [paths], "models": [names]}.
     """
@@ -222,8 +231,12 @@ def evaluate_model(
     true_mass = None
     if truth is not None:
         true_mass = truth.set_index("cluster_id")["log10_m500_true"].reindex(oof["cluster_id"]).to_numpy(dtype=float)
-    table = comparison_table(labels, preds, oof["fold"].to_numpy(), true_mass)
     y = labels["log10_m500"].to_numpy(dtype=float)
+    fold = oof["fold"].to_numpy()
+    tau = label_errors(labels["log10_m500_err"].to_numpy(dtype=float))
+    lam, z = labels["richness"].to_numpy(dtype=float), labels["z"].to_numpy(dtype=float)
+    errors = {k: cross_fitted_sigma(p - y, tau, lam, z, fold) for k, p in preds.items()}
+    table = comparison_table(labels, preds, fold, true_mass, errors)
     out_dir = Path(out_dir)
     stem = record.training["group"]
     plots = [

@@ -1,8 +1,9 @@
 """Explanations from the database: load a model for explaining, get cutouts, score against the
 mock truth, and the Dask tile task of `cmcat explain --tiles SPEC --summary`.
 
-A model is explained through the registry's predictor (its frozen trunk and fold heads) and
-the stage-1 band classifier it was trained on (`models.training.trunk_model`). Cutouts come
+A model is explained through the registry's predictor (its frozen trunk and fold heads; a
+cluster whose label trained the model through the fold head that held it out, as `cmcat predict`
+predicts it) and the stage-1 band classifier it was trained on (`models.training.trunk_model`). Cutouts come
 from the cutout store (missing ones from the image source, as in `cmcat predict`). With the
 mock source, the member galaxies drawn into each cutout are known (the universe's truth, or
 the cluster synthesised for a catalogue row), so each explanation gets enrichment factors on
@@ -56,15 +57,17 @@ from clustermass.pipeline.worker import setup_worker, task_settings
 #: HEALPix order of the store file a single-cluster explanation reads/writes (as training does).
 SINGLE_ORDER = 3
 RESULT_COLUMNS = [
-    "cluster_id", "name", "ra", "dec", "z", "richness", "log10_m500_pred", "log10_m500_label", "log10_m500_true",
-    "enrichment_members", "enrichment_bcg", "area_members", "area_bcg", "n_members", "ig_steps",
+    "cluster_id", "name", "ra", "dec", "z", "richness", "log10_m500_pred", "fold", "log10_m500_label",
+    "log10_m500_true", "enrichment_members", "enrichment_bcg", "area_members", "area_bcg", "n_members", "ig_steps",
     "completeness_error", "seconds",
 ]
 
 
 @dataclass
 class ExplainModel:
-    """A mass model ready to explain: the differentiable ensemble and its stage-1 classifier."""
+    """A mass model ready to explain: the differentiable ensemble, its fold models and its stage-1
+    classifier. A cluster whose label trained the model is explained through the fold model that
+    held it out, as `cmcat predict` predicts it (`held_out`: cluster id -> fold)."""
 
     model_id: int
     name: str
@@ -72,6 +75,13 @@ class ExplainModel:
     softening: float
     regressor: EnsembleMass
     classifier: BandClassifier
+    fold_regressors: list[EnsembleMass] = field(default_factory=list)
+    held_out: dict[int, int] = field(default_factory=dict)
+
+    def regressor_for(self, cluster_id: int) -> tuple[EnsembleMass, int | None]:
+        """The model that predicts this cluster and its fold (None: the ensemble of all folds)."""
+        fold = self.held_out.get(int(cluster_id))
+        return (self.regressor, None) if fold is None else (self.fold_regressors[fold], fold)
 
 
 def load_explain_model(engine: Engine, settings: Settings, ref: int | str, tta: bool = False) -> ExplainModel:
@@ -87,8 +97,10 @@ def load_explain_model(engine: Engine, settings: Settings, ref: int | str, tta: 
             f"model {record.name!r} names no registered stage-1 band classifier (training.trunk_model="
             f"{trunk_name!r}); Grad-CAM needs it: retrain with `cmcat train`"
         )
+    per_fold = [EnsembleMass([pred.trunks[i % len(pred.trunks)]], [h], tta).eval() for i, h in enumerate(pred.heads)]
     return ExplainModel(pred.model_id, pred.name, pred.grid, pred.softening,
-                        EnsembleMass(pred.trunks, pred.heads, tta).eval(), registry.load_band_classifier(settings, clf))
+                        EnsembleMass(pred.trunks, pred.heads, tta).eval(), registry.load_band_classifier(settings, clf),
+                        per_fold, pred.held_out)
 
 
 def find_cluster(engine: Engine, ref: str) -> pd.DataFrame:
@@ -174,7 +186,8 @@ def explain_clusters(
             skipped[cid] = res.error[k] or "no usable cutout"
             continue
         t0 = time.perf_counter()
-        expl = explain_image(model.regressor, model.classifier, normalise(res.data[k], model.softening), aux[k], steps, tol)
+        regressor, fold = model.regressor_for(cid)
+        expl = explain_image(regressor, model.classifier, normalise(res.data[k], model.softening), aux[k], steps, tol)
         truth = truth_members(src, c["ra"], c["dec"], c["z"], c["richness"])
         xy, scores = None, {"enrichment_members": np.nan, "enrichment_bcg": np.nan, "area_members": np.nan,
                             "area_bcg": np.nan, "n_members": 0, "log10_m500_true": np.nan}
@@ -186,7 +199,8 @@ def explain_clusters(
             if xy.shape[1]:
                 scores.update(member_enrichment(expl.joint_sum, xy[0], xy[1], radius))
         scores.update(
-            log10_m500_pred=expl.ig.prediction, log10_m500_label=labels.get(cid, np.nan), ig_steps=expl.ig.n_steps,
+            log10_m500_pred=expl.ig.prediction, fold=fold, log10_m500_label=labels.get(cid, np.nan),
+            ig_steps=expl.ig.n_steps,
             completeness_error=expl.ig.completeness_error, seconds=time.perf_counter() - t0,
         )
         out.append(ClusterExplanation(c, res.data[k], float(res.pixel_scale[k]), expl, xy, scores))

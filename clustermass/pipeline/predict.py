@@ -3,7 +3,9 @@
 On a worker: read the tile's clusters with the hpx29 range query, get their ugriz cutouts
 (cutout store first, then the image source) when the model needs images, run the model in
 batches, and write `predictions` with COPY + upsert on (cluster_id, model_id) together with the
-tile's `run_tiles` status. The model is loaded once per worker process (cached), not per task.
+tile's `run_tiles` status. Clusters whose label trained the model get the prediction of the fold
+model that held them out, and that fold in `predictions.fold` (NULL for the others). The model
+is loaded once per worker process (cached), not per task.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def predict_tile(
         todo = clusters[ok].reset_index(drop=True)
         mass, err = predict_in_batches(predictor, images, todo, batch_size) if len(todo) else (np.empty(0), np.empty(0))
         good = np.isfinite(mass)
+        fold = predictor.folds(todo["id"].to_numpy())[good]
         out = pd.DataFrame(
             {
                 "cluster_id": todo["id"].to_numpy()[good],
@@ -108,12 +111,13 @@ def predict_tile(
                 "run_id": run_id,
                 "log10_m500": mass[good],
                 "log10_m500_err": err[good],
+                "fold": pd.array(np.where(fold >= 0, fold, None), dtype="Int64"),
             }
         )
         if len(out):
             copy_upsert(
                 tx.conn, "predictions", out, conflict=["cluster_id", "model_id"],
-                update=["run_id", "log10_m500", "log10_m500_err"],
+                update=["run_id", "log10_m500", "log10_m500_err", "fold"],
             )
         n_failed = len(clusters) - len(out)
         note = None

@@ -30,7 +30,7 @@ def plot_pred_vs_true(
         ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
         ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"{label} log10 M500 [Msun]", ylabel="predicted log10 M500", title=name)
         ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save(fig, path, dpi=110)
 
 
 def plot_residuals(
@@ -46,7 +46,7 @@ def plot_residuals(
         ax.axhline(0, color="k", lw=1)
         ax.set(xlabel=xl, ylabel="residual [dex]")
         ax.legend()
-    return _save(fig, path)
+    return save(fig, path, dpi=110)
 
 
 def plot_learning_curves(histories: Mapping[str, list[dict[str, Any]]], path: Path) -> Path:
@@ -60,7 +60,7 @@ def plot_learning_curves(histories: Mapping[str, list[dict[str, Any]]], path: Pa
             ax.plot(*zip(*pts), label=f"{name} {key}", lw=1)
     ax.set(xlabel="epoch", ylabel="value", yscale="log")
     ax.legend(fontsize=5, loc="upper right", ncol=2)
-    return _save(fig, path)
+    return save(fig, path, dpi=110)
 
 
 def plot_confusion(confusion: np.ndarray, path: Path, bands: str = "ugriz") -> Path:
@@ -74,7 +74,7 @@ def plot_confusion(confusion: np.ndarray, path: Path, bands: str = "ugriz") -> P
             ax.text(j, i, f"{frac[i, j]:.2f}", ha="center", va="center", fontsize=8)
     ax.set(xticks=range(len(bands)), yticks=range(len(bands)), xticklabels=list(bands), yticklabels=list(bands),
            xlabel="predicted band", ylabel="true band", title="band classifier (held out)")
-    return _save(fig, path)
+    return save(fig, path, dpi=110)
 
 
 def plot_mae_vs_n(curve: pd.DataFrame, path: Path) -> Path:
@@ -85,7 +85,7 @@ def plot_mae_vs_n(curve: pd.DataFrame, path: Path) -> Path:
             ax.plot(curve["n_labels"], curve[col], marker="o", label=col)
     ax.set(xlabel="labelled clusters", ylabel="cross-validated MAE [dex]", xscale="log")
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path, dpi=110)
 
 
 def plot_baseline(path: Path, measured: np.ndarray, predicted: np.ndarray, groups: np.ndarray, title: str) -> Path:
