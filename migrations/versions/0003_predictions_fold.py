@@ -1,7 +1,7 @@
 """predictions.fold: which cross-validation fold's model predicted a trained-on cluster
 
 Revision ID: 0003_predictions_fold
-Revises: 0001
+Revises: 0002_sql_reader_role
 Create Date: 2026-11-26 09:00:00
 """
 from alembic import op
