@@ -90,16 +90,6 @@ class Settings:
         """Default folder for plots and reports."""
         return self.data_dir / "output"
 
-    def as_public_dict(self) -> dict[str, Any]:
-        """Settings as plain data with the database password masked."""
-        from clustermass.db.urls import mask_url
-
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
-        for key in ("database_url", "sql_database_url"):
-            if out[key]:
-                out[key] = mask_url(out[key])
-        return out
-
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from clustermass.images.base import CutoutGrid  # noqa: E402
-from clustermass.images.mock import MockSource  # noqa: E402
+from clustermass.mock.source import MockSource  # noqa: E402
 from clustermass.mock.population import build_universe  # noqa: E402
 from clustermass.mock.writers import write_universe  # noqa: E402
 

@@ -107,7 +107,8 @@ def get_model(engine, settings, use_existing: bool):
 
 def run_predict(settings, model_id, args, workers: int, rerun: bool, scheduler: str | None):
     from clustermass import sky
-    from clustermass.pipeline.predict import predict_tile, worker_settings
+    from clustermass.pipeline.predict import predict_tile
+    from clustermass.pipeline.worker import worker_settings
     from clustermass.pipeline.runner import run_tiles
 
     task_args = {"model_id": model_id, "settings": worker_settings(settings), "device": args.device,
@@ -122,9 +123,9 @@ def stored_cutouts(engine, settings, grid):
     """All clusters and their cutouts from the store (already filled by the warm-up run)."""
     from clustermass.db.queries import clusters_in_tile, tile_counts
     from clustermass.images.store import ensure_cutouts
-    from clustermass.pipeline.predict import image_source
+    from clustermass.pipeline.sources import image_source
 
-    src = image_source("mock", engine.url.render_as_string(hide_password=False), settings, '{"seed": 0, "universe_dir": null}')
+    src = image_source("mock", engine.url.render_as_string(hide_password=False), settings, {"seed": 0, "universe_dir": None})
     frames, images = [], []
     with engine.begin() as conn:
         for pix in tile_counts(conn, 3).index:
@@ -162,7 +163,7 @@ def main() -> None:
 
     from distributed import LocalCluster
 
-    from clustermass.allocator import tune_for_tensors
+    from clustermass.pipeline.worker import tune_for_tensors
     from clustermass.model.registry import load_predictor
 
     tuned = tune_for_tensors()  # as cmcat and its tile tasks do, so both sides run the same allocator

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, insert
 
 from clustermass.db.models import Catalog, Cluster, Label, MassMeasurement
 from clustermass.images.base import CutoutGrid
-from clustermass.images.mock import MockSource, synthetic_halo
+from clustermass.mock.source import MockSource, synthetic_halo
 from clustermass.sky import hpx29
 
 TINY_TOML = """

@@ -7,14 +7,14 @@ import time
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 
 from clustermass import sky
 from clustermass.db.bulk import copy_upsert
-from clustermass.db.models import Catalog, Model
+from clustermass.db.models import Catalog, Model, RunTile
 from clustermass.db.queries import clusters_in_tile
 from clustermass.images.base import CutoutGrid
-from clustermass.pipeline.runner import tile_transaction
+from clustermass.pipeline.runs import tile_transaction
 
 
 def add_clusters(engine: Engine, n: int, seed: int = 0, ra=(150.0, 200.0), dec=(0.0, 40.0), name: str = "test") -> pd.DataFrame:
@@ -91,3 +91,15 @@ class TinyPredictor:
 def tiny_loader(engine, settings, ref, device):
     """Loader with the signature of clustermass.model.registry.load_predictor, for tests."""
     return TinyPredictor(int(ref))
+
+
+def run_tiles_status(engine: Engine, run_id: int) -> pd.DataFrame:
+    """The run_tiles rows of a run, as a DataFrame."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                RunTile.norder, RunTile.npix, RunTile.status, RunTile.n_clusters, RunTile.n_done,
+                RunTile.n_failed, RunTile.error, RunTile.worker, RunTile.seconds,
+            ).where(RunTile.run_id == run_id).order_by(RunTile.norder, RunTile.npix)
+        ).all()
+    return pd.DataFrame(rows, columns=["norder", "npix", "status", "n_clusters", "n_done", "n_failed", "error", "worker", "seconds"])

@@ -11,7 +11,7 @@ import pytest
 PROBE = """
 import resource, sys
 import numpy as np
-from clustermass.allocator import tune_for_tensors
+from clustermass.pipeline.worker import tune_for_tensors
 if sys.argv[1] == "tuned":
     assert tune_for_tensors()
 np.ones(1 << 20)  # warm-up

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from clustermass.config import load_settings
+from clustermass.db.urls import public_settings
 from clustermass.errors import ConfigError
 
 
@@ -36,4 +37,4 @@ def test_unknown_key_and_bad_value_are_named(tmp_path: Path) -> None:
 
 def test_public_dict_masks_password() -> None:
     s = load_settings(environ={"CMCAT_DATABASE_URL": "postgresql://alice:s3cr3t@db.example/cm"})
-    assert "s3cr3t" not in str(s.as_public_dict())
+    assert "s3cr3t" not in str(public_settings(s))

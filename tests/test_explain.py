@@ -150,11 +150,12 @@ def test_enrichment_known_answers():
 def test_figures_are_written(tmp_path):
     import pandas as pd
 
-    from clustermass.explain_plots import plot_enrichment, plot_explanation
+    from clustermass.model.preprocess import colour_composite
+    from clustermass.plots.explain import plot_enrichment, plot_explanation
 
     raw = np.abs(_image(4)).astype(np.float32) * 0.1 + 0.01
     e = explain_image(*_nets(), _image(4))
-    png = plot_explanation(raw, e.joint, e.ig.attributions, e.cam, tmp_path / "x.png", "test", e.ig.prediction, 14.2,
+    png = plot_explanation(colour_composite(raw), e.joint, e.ig.attributions, e.cam, tmp_path / "x.png", "test", e.ig.prediction, 14.2,
                            members_xy=np.array([[16.0, 3.0], [16.0, 9.0]]))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     res = pd.DataFrame({"log10_m500_true": [14.0, 14.5], "log10_m500_pred": [14.1, 14.4], "z": [0.2, 0.4],

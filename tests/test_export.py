@@ -13,7 +13,7 @@ from clustermass import sky
 from clustermass.db.bulk import copy_upsert
 from clustermass.db.models import Catalog, Label, MassMeasurement
 from clustermass.model.registry import save_model
-from clustermass.pipeline.plots import healpix_map
+from clustermass.plots.results import healpix_map
 
 from pipeline_helpers import add_clusters
 

@@ -148,8 +148,8 @@ def test_fetch_rejects_bad_options(cli):
 @pytest.mark.slow
 def test_mock_frames_http_equals_local_and_matches_direct_render(cli, db, tmp_path, settings):
     """`cmcat mock frames` -> `cmcat ingest fields` -> cutouts via local path == via HTTP ~ direct render."""
-    from clustermass.images.mock import MockSource, universe_seed
-    from clustermass.mock.writers import read_truth
+    from clustermass.mock.source import MockSource, universe_seed
+    from clustermass.model.truth import read_truth
 
     uni, out = tmp_path / "universe", tmp_path / "frames"
     cli("mock", "universe", "--n", "30", "--area", "10", "--seed", "1", "--out", str(uni))

@@ -15,12 +15,13 @@ from astropy.wcs import WCS, FITSFixedWarning
 from clustermass.images.base import CutoutGrid, cutout_wcs
 from clustermass.images.builder import project_frame
 from clustermass.images.local import LocalFrames
-from clustermass.images.mock import MockSource
-from clustermass.mock.frames import NX, NY, field_at, pixel_coords, write_frame
+from clustermass.mock.source import MockSource
+from clustermass.mock.frames import NX, NY, field_at, fields_covering, pixel_coords, write_frame
 from clustermass.mock.instrument import cutout_noise, frame_noise
 from clustermass.mock.population import build_universe
 from clustermass.mock.scene import Scene
-from clustermass.mock.writers import read_truth, write_universe
+from clustermass.mock.writers import write_universe
+from clustermass.model.truth import read_truth
 
 REAL_FRAME = "sdss_frames/stellar_classification/frame-g-000756-2-0471.fits.bz2"
 

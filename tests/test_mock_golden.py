@@ -24,7 +24,7 @@ GOLDEN = Path(__file__).with_name("mock_golden.json")
 def mock_digest(folder: Path) -> dict:
     """Summary numbers of the reference universe (seed 5, 12 clusters on 3 deg^2) and its cutouts."""
     from clustermass.images.base import CutoutGrid
-    from clustermass.images.mock import MockSource
+    from clustermass.mock.source import MockSource
     from clustermass.mock.population import build_universe
     from clustermass.mock.writers import read_truth, write_universe
 

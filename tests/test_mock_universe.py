@@ -10,11 +10,12 @@ import pytest
 from astropy.table import Table
 
 from clustermass.images.base import BANDS, CutoutGrid
-from clustermass.images.mock import MockSource
+from clustermass.mock.source import MockSource
 from clustermass.mock.frames import field_at
 from clustermass.mock.instrument import cutout_noise
 from clustermass.mock.population import build_universe
-from clustermass.mock.writers import FILES, read_truth, write_universe
+from clustermass.mock.writers import FILES, write_universe
+from clustermass.model.truth import read_truth
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_mock_source_is_deterministic_and_matches_universe(universe_dir):
 
 def test_mock_source_flux_and_noise():
     """The synthetic cluster's light is where it should be and the noise has the configured level."""
-    from clustermass.images.mock import synthetic_halo
+    from clustermass.mock.source import synthetic_halo
 
     assert synthetic_halo(3, 200.03, 5.0, 0.2, 120.0)["off_x_mpc"] == 0.0  # a well-centred one
     grid = CutoutGrid(size=64, aperture_mpc=None, aperture_arcsec=256.0)

@@ -11,9 +11,10 @@ import torch
 from sqlalchemy import text
 
 from clustermass.images.base import CutoutGrid
-from clustermass.images.mock import MockSource
+from clustermass.mock.source import MockSource
 from clustermass.mock.population import build_universe
-from clustermass.mock.version import MOCK_VERSION, SOURCE_NAME, TRUTH_META_KEY, MockVersionError
+from clustermass.mock.version import MOCK_VERSION, SOURCE_NAME, MockVersionError
+from clustermass.model.truth import TRUTH_META_KEY
 from clustermass.mock.writers import FILES, read_truth, write_universe
 from model_helpers import load_into_db, mock_clusters, tiny_config
 

@@ -21,10 +21,11 @@ from clustermass.mock.version import SOURCE_NAME
 from clustermass.model import baseline
 from clustermass.model.registry import save_model
 from clustermass.pipeline import predict as predict_mod
-from clustermass.pipeline.predict import predict_in_batches, predict_tile, worker_settings
-from clustermass.pipeline.runner import prepare_run, run_tiles_status
+from clustermass.pipeline.predict import predict_in_batches, predict_tile
+from clustermass.pipeline.worker import worker_settings
+from clustermass.pipeline.runs import prepare_run
 
-from pipeline_helpers import TinyPredictor, add_clusters, fake_mass
+from pipeline_helpers import TinyPredictor, add_clusters, fake_mass, run_tiles_status, tiny_loader
 
 COEF = [14.3, 1.1, -0.3]
 
@@ -90,9 +91,9 @@ def test_predict_tile_with_images_from_store_then_cache(db, settings, monkeypatc
     src = FlakySource(bad_id=int(clusters["id"].iloc[3]))
     monkeypatch.setattr(predict_mod, "image_source", lambda *a: src)
     url = db.url.render_as_string(hide_password=False)
-    args = {"model_id": model_id, "settings": worker_settings(settings), "loader": "pipeline_helpers:tiny_loader"}
+    args = {"model_id": model_id, "settings": worker_settings(settings)}
     run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(4), args)
-    results = [predict_tile(url, run_id, t.norder, t.npix, **args) for t in todo]
+    results = [predict_tile(url, run_id, t.norder, t.npix, **args, loader=tiny_loader) for t in todo]
     assert sum(r["n_done"] for r in results) == 29 and sum(r["n_failed"] for r in results) == 1
     pred = _predictions(db)
     assert len(pred) == 29 and int(clusters["id"].iloc[3]) not in set(pred["cluster_id"])
@@ -107,7 +108,7 @@ def test_predict_tile_with_images_from_store_then_cache(db, settings, monkeypatc
     calls = src.calls
     run2, _, todo2, *_ = prepare_run(db, "predict", sky.TileSpec(4), args, rerun=True)
     for t in todo2:
-        predict_tile(url, run2, t.norder, t.npix, **args)
+        predict_tile(url, run2, t.norder, t.npix, **args, loader=tiny_loader)
     assert src.calls - calls <= len(todo2)
     assert len(_predictions(db)) == 29 and set(_predictions(db)["run_id"]) == {run2}
 
@@ -249,10 +250,10 @@ def test_predict_tile_with_the_mock_renderer(db, settings):
     clusters = add_clusters(db, 12, ra=(150, 150.5), dec=(2, 2.5))
     model_id = richness_model(db, settings)
     url = db.url.render_as_string(hide_password=False)
-    args = {"model_id": model_id, "settings": worker_settings(settings), "loader": "pipeline_helpers:tiny_loader",
+    args = {"model_id": model_id, "settings": worker_settings(settings),
             "source": "mock", "source_options": {"universe_dir": None, "seed": 1}}
     run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(5), args)
-    res = [predict_tile(url, run_id, t.norder, t.npix, **args) for t in todo]
+    res = [predict_tile(url, run_id, t.norder, t.npix, **args, loader=tiny_loader) for t in todo]
     assert sum(r["n_done"] for r in res) == 12
     with db.connect() as conn:
         rows = conn.execute(text("SELECT source, size, status, path FROM cutouts")).all()

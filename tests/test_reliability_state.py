@@ -13,10 +13,12 @@ from clustermass.errors import ModelError
 from clustermass.images.store import read_store
 from clustermass.model import registry
 from clustermass.model.networks import MassHead, Trunk
-from clustermass.pipeline.predict import predict_tile, worker_settings
-from clustermass.pipeline.runner import execute_tile, prepare_run, run_tiles_status
+from clustermass.pipeline.predict import predict_tile
+from clustermass.pipeline.worker import worker_settings
+from clustermass.pipeline.runner import execute_tile
+from clustermass.pipeline.runs import prepare_run
 
-from pipeline_helpers import add_clusters, add_model
+from pipeline_helpers import add_clusters, add_model, run_tiles_status, tiny_loader
 
 
 def _store_rows(db) -> list:
@@ -28,13 +30,13 @@ def _run_all(db, args: dict, rerun: bool) -> int:
     url = db.url.render_as_string(hide_password=False)
     run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(5), args, rerun=rerun)
     for t in todo:
-        assert execute_tile(predict_tile, url, run_id, t.norder, t.npix, args)["status"] == "done"
+        assert execute_tile(predict_tile, url, run_id, t.norder, t.npix, {**args, "loader": tiny_loader})["status"] == "done"
     return run_id
 
 
 def test_changed_cutout_files_are_refetched_never_used(db, settings):
     clusters = add_clusters(db, 12, ra=(30.0, 31.0), dec=(10.0, 11.0))
-    args = {"model_id": add_model(db), "settings": worker_settings(settings), "loader": "pipeline_helpers:tiny_loader",
+    args = {"model_id": add_model(db), "settings": worker_settings(settings),
             "source": "mock", "source_options": {"seed": 3}}
     _run_all(db, args, rerun=False)
     rows = _store_rows(db)

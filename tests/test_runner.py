@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import text
 
 from clustermass import sky
-from clustermass.pipeline import runner
-from clustermass.pipeline.runner import Tile, execute_tile, plan_tiles, prepare_run, run_tiles
+from clustermass.pipeline import tiles as tiling
+from clustermass.pipeline.runner import execute_tile, run_tiles
+from clustermass.pipeline.runs import prepare_run
+from clustermass.pipeline.tiles import Tile, plan_tiles
 
-from pipeline_helpers import add_clusters, add_model, fake_mass, fake_task
+from pipeline_helpers import add_clusters, add_model, fake_mass, fake_task, run_tiles_status
 
 
 def counts_from(hpx: np.ndarray):
@@ -53,13 +55,13 @@ def test_plan_explicit_pixels_keeps_empty_and_respects_depth():
 
 
 def test_scope_and_lock_keys_are_stable_and_distinct():
-    a = runner.run_scope("predict", {"model": 1, "tiles": "3"})
-    assert a == runner.run_scope("predict", {"tiles": "3", "model": 1})
-    assert a != runner.run_scope("predict", {"model": 2, "tiles": "3"})
-    assert a != runner.run_scope("fetch", {"model": 1, "tiles": "3"})
-    k = runner.tile_lock_key(a, 3, 5)
-    assert -(2**63) <= k < 2**63 and k != runner.tile_lock_key(a, 3, 6)
-    assert runner.spec_string(sky.parse_tiles("4:7,9")) == "4:7,9"
+    a = tiling.run_scope("predict", {"model": 1, "tiles": "3"})
+    assert a == tiling.run_scope("predict", {"tiles": "3", "model": 1})
+    assert a != tiling.run_scope("predict", {"model": 2, "tiles": "3"})
+    assert a != tiling.run_scope("fetch", {"model": 1, "tiles": "3"})
+    k = tiling.tile_lock_key(a, 3, 5)
+    assert -(2**63) <= k < 2**63 and k != tiling.tile_lock_key(a, 3, 6)
+    assert tiling.spec_string(sky.parse_tiles("4:7,9")) == "4:7,9"
 
 
 def _predictions(db) -> pd.DataFrame:
@@ -78,7 +80,7 @@ def test_execute_tile_records_failure_reason_and_retry_completes(db):
     bad = todo[0]
     res = execute_tile(fake_task, url, run_id, bad.norder, bad.npix, {**args, "fail_pix": bad.npix})
     assert res["status"] == "failed" and "ValueError: boom in tile" in res["error"]
-    st = runner.run_tiles_status(db, run_id).set_index("npix")
+    st = run_tiles_status(db, run_id).set_index("npix")
     assert st.loc[bad.npix, "status"] == "failed" and "boom" in st.loc[bad.npix, "error"]
     assert _predictions(db).empty  # the failed tile's transaction left nothing behind
     for t in todo:
@@ -149,7 +151,7 @@ def test_run_tiles_on_dask_processes_failure_then_resume(db, settings, dask_clus
     assert events[-1].tiles_finished == first.n_tiles and events[-1].clusters_finished == 160
     pred = _predictions(db)
     assert len(pred) == 160 and pred["cluster_id"].is_unique and set(pred["cluster_id"]) == set(clusters["id"])
-    st = runner.run_tiles_status(db, first.run_id)
+    st = run_tiles_status(db, first.run_id)
     assert (st["status"] == "done").all() and st["worker"].str.startswith("tcp://").all()
     assert st["n_clusters"].max() <= 20
 

@@ -30,8 +30,9 @@ from clustermass.db.urls import mask_url, parse_url, scrub
 from clustermass.db.models import TABLES
 from clustermass.errors import CmcatError, InputError
 from clustermass.model.registry import get_model, save_model
-from clustermass.pipeline.sql import check_read_only, run_read_only
-from clustermass.pipeline.runner import execute_tile, prepare_run
+from clustermass.results.sql import check_read_only, run_read_only
+from clustermass.pipeline.runner import execute_tile
+from clustermass.pipeline.runs import prepare_run
 from clustermass import sky
 
 import faults

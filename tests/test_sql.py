@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from clustermass.config import load_settings
 from clustermass.errors import ConfigError, DatabaseError, InputError
-from clustermass.pipeline import sql as sql_module
-from clustermass.pipeline.sql import check_read_only, run_read_only
+from clustermass.results import sql as sql_module
+from clustermass.results.sql import check_read_only, run_read_only
 
 from pipeline_helpers import add_clusters
 

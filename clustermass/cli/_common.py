@@ -21,9 +21,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from clustermass.allocator import tune_for_tensors
 from clustermass.config import Settings, load_settings
 from clustermass.errors import CmcatError, InputError
+from clustermass.pipeline.worker import tune_for_tensors
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -98,7 +98,7 @@ def main() -> None:
 
     Files and folders cmcat writes (and those of the worker processes it starts) are never
     world-writable, whatever the caller's umask. The allocator is tuned for the networks'
-    large tensors (clustermass.allocator).
+    large tensors (clustermass.pipeline.worker).
     """
     os.umask(os.umask(0) | 0o002)
     tune_for_tensors()

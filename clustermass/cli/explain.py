@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -40,7 +39,7 @@ def explain(
     tiles on Dask; with the mock source, the enrichment of attribution on member and BCG pixels
     from the truth (plotted vs mass and redshift with --summary).
     """
-    from clustermass.cli.predict import check_frames_indexed, source_options
+    from clustermass.pipeline.sources import check_frames_indexed, source_options
     from clustermass.db import migrate
 
     if (cluster is None) == (tiles is None):
@@ -59,28 +58,28 @@ def explain(
 
 
 def _explain_single(engine, settings, ref, model_ref, out_dir, source, opts, radius, tta, json_out) -> None:
-    import json
-
-    from clustermass.explain_plots import plot_explanation
+    from clustermass.images.base import BANDS
+    from clustermass.model.preprocess import colour_composite
+    from clustermass.plots.explain import plot_explanation
     from clustermass.pipeline.explain import explain_one, find_cluster, load_explain_model, save_maps
-    from clustermass.pipeline.predict import image_source
     from clustermass.db.engine import resolve_url
+    from clustermass.pipeline.sources import image_source
 
     with progress(transient=True) as bar:
         task = bar.add_task("loading model and cutout", total=3)
         model = load_explain_model(engine, settings, model_ref, tta)
         row = find_cluster(engine, ref)
-        src = image_source(source, resolve_url(settings), settings, json.dumps(opts, sort_keys=True))
+        src = image_source(source, resolve_url(settings), settings, opts)
         bar.update(task, advance=1, description="integrated gradients + Grad-CAM")
         ce = explain_one(engine, settings, model, row, src, radius)
         bar.update(task, advance=1, description="writing PNG and maps")
         c, s, e = ce.cluster, ce.scores, ce.explanation
         stem = f"explain-{int(c['id'])}-model{model.model_id}"
         png = plot_explanation(
-            ce.image, e.joint, e.ig.attributions, e.cam, out_dir / f"{stem}.png",
+            colour_composite(ce.image), e.joint, e.ig.attributions, e.cam, out_dir / f"{stem}.png",
             title=f"{c['name'] or c['id']} (id {c['id']}, z={c['z']:.3f}, lambda={c['richness']:.1f}), model {model.name}",
             predicted=s["log10_m500_pred"], labelled=s["log10_m500_label"], true=s["log10_m500_true"],
-            members_xy=ce.members_xy,
+            members_xy=ce.members_xy, bands=BANDS,
         )
         npz = save_maps(ce, out_dir / f"{stem}.npz")
         bar.update(task, advance=1)
@@ -96,11 +95,11 @@ def _explain_single(engine, settings, ref, model_ref, out_dir, source, opts, rad
 def _explain_tiles(engine, settings, tiles, model_ref, out_dir, source, opts, radius, tta, workers, scheduler, rerun,
                    summary, json_out) -> None:
     from clustermass import sky
-    from clustermass.explain_plots import plot_enrichment
+    from clustermass.plots.explain import plot_enrichment
     from clustermass.model.registry import get_model
     from clustermass.pipeline.explain import explain_tile, read_results, summarise
-    from clustermass.pipeline.predict import worker_settings
     from clustermass.pipeline.runner import run_tiles
+    from clustermass.pipeline.worker import torch_threads_for, worker_settings
 
     try:
         spec = sky.parse_tiles(tiles)
@@ -111,7 +110,7 @@ def _explain_tiles(engine, settings, tiles, model_ref, out_dir, source, opts, ra
     ident = {"model_id": model_id, "source": source, "source_options": opts, "radius": radius, "tta": tta,
              "out": str(out_dir)}
     args = {**ident, "settings": worker_settings(settings),
-            "torch_threads": None if scheduler else max(1, (os.cpu_count() or 1) // n_workers)}
+            "torch_threads": torch_threads_for(scheduler, n_workers)}
     with tile_progress() as on_progress:
         run = run_tiles(settings, "explain", spec, explain_tile, args, identity=ident, model_id=model_id,
                         scheduler=scheduler, workers=n_workers, rerun=rerun, on_progress=on_progress)

@@ -40,12 +40,13 @@ def fetch(
     finished tiles, and stored cutouts are reused after their checksum is verified.
     """
     from clustermass import sky
-    from clustermass.cli.predict import _catalog_id, check_frames_indexed, source_options
     from clustermass.db import migrate
+    from clustermass.db.queries import catalog_id_by_name
     from clustermass.images.base import CutoutGrid
     from clustermass.pipeline.fetch import fetch_tile
-    from clustermass.pipeline.predict import worker_settings
     from clustermass.pipeline.runner import run_tiles
+    from clustermass.pipeline.sources import check_frames_indexed, source_options
+    from clustermass.pipeline.worker import worker_settings
 
     settings = STATE.settings
     engine = STATE.engine()
@@ -60,7 +61,7 @@ def fetch(
             spec = sky.parse_tiles(tiles)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        catalog_id = _catalog_id(engine, catalog)
+        catalog_id = catalog_id_by_name(engine, catalog)
         opts = source_options(source, frames, universe, seed)
         check_frames_indexed(engine, source)
         grid = CutoutGrid(size=size, aperture_mpc=None if aperture_arcsec else aperture_mpc, aperture_arcsec=aperture_arcsec)

@@ -247,6 +247,7 @@ def baseline_cmd(
     from clustermass.catalogs.crossmatch import catalog_ids, labelled_clusters
     from clustermass.errors import InputError
     from clustermass.model import baseline
+    from clustermass.plots.model import plot_baseline
 
     with STATE.engine().connect() as conn:
         ids = catalog_ids(conn, catalog) if catalog else None
@@ -264,8 +265,8 @@ def baseline_cmd(
     coef = baseline.fit(df["richness"].to_numpy(), df["z"].to_numpy(), df["log10_m500"].to_numpy())
     plot_path = plot or STATE.settings.output_dir / "baseline.png"
     o = cv["overall"]
-    baseline.save_plot(plot_path, df["log10_m500"].to_numpy(), cv["predicted"], df["source"].to_numpy(),
-                       f"richness baseline, {folds}-fold CV: MAE {o['mae']:.3f} dex (N={o['n']})")
+    plot_baseline(plot_path, df["log10_m500"].to_numpy(), cv["predicted"], df["source"].to_numpy(),
+                  f"richness baseline, {folds}-fold CV: MAE {o['mae']:.3f} dex (N={o['n']})")
     result = {"n": len(df), "folds": folds, "seed": seed, "overall": o, "per_fold": cv["folds"],
               "per_source": cv["groups"], "coef_all": coef.tolist(), "plot": str(plot_path)}
     if json_out:
@@ -288,7 +289,7 @@ def baseline_cmd(
 @app.command("status")
 def status_cmd(json_out: bool = JSON) -> None:
     """What is loaded: catalogues, rows, labels per source, cutouts, models, predictions."""
-    from clustermass.catalogs.status import status
+    from clustermass.results.status import status
 
     with STATE.engine().connect() as conn:
         info = status(conn)

@@ -84,7 +84,7 @@ def frames(
     import numpy as np
 
     from clustermass.errors import InputError
-    from clustermass.images.mock import universe_seed
+    from clustermass.mock.source import universe_seed
     from clustermass.mock.frames import plan_frames, write_frame, write_window_flist
     from clustermass.mock.scene import Scene
     from clustermass.mock.writers import read_truth
@@ -146,8 +146,9 @@ def plot(
 
     from clustermass.errors import InputError
     from clustermass.images.base import CutoutGrid
-    from clustermass.images.mock import MockSource
-    from clustermass.mock.plots import plot_all, plot_gallery
+    from clustermass.mock.source import MockSource
+    from clustermass.mock.calibrate import comparison
+    from clustermass.plots.mock import plot_all, plot_gallery
     from clustermass.mock.writers import read_truth
 
     real = real or STATE.settings.real_data_dir
@@ -156,7 +157,8 @@ def plot(
     out = out or STATE.settings.output_dir / "mock"
     with progress(transient=True) as bar:
         task = bar.add_task("comparing with the real data", total=None)
-        paths, numbers = plot_all(Path(universe_dir), Path(real), out)
+        data, numbers = comparison(Path(universe_dir), Path(real))
+        paths = plot_all(data, out)
         bar.update(task, description="rendering a gallery")
         truth = read_truth(universe_dir)
         rm = truth[truth.rm_id > 0].sort_values("rm_id")
@@ -203,7 +205,7 @@ def oracle(
     import pandas as pd
 
     from clustermass.errors import InputError
-    from clustermass.images.mock import MATCH_ARCSEC
+    from clustermass.model.truth import MATCH_ARCSEC
     from clustermass.mock.oracle import FEATURES, features_table, oracle_table
     from clustermass.mock.scene import Scene
     from clustermass.mock.version import provenance

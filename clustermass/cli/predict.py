@@ -2,57 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import typer
 
 from clustermass.cli._common import MAX_SEED, STATE, check_device, app, console, emit_json, table, tile_progress
 from clustermass.errors import InputError
-
-SOURCES = ("mock", "local", "sas")
-
-
-def _catalog_id(engine, name: str | None) -> int | None:
-    if name is None:
-        return None
-    from sqlalchemy import select
-
-    from clustermass.db.models import Catalog
-
-    with engine.connect() as conn:
-        cid = conn.execute(select(Catalog.id).where(Catalog.name == name)).scalar_one_or_none()
-        known = conn.execute(select(Catalog.name).order_by(Catalog.id)).scalars().all()
-    if cid is None:
-        raise InputError(f"no catalogue named {name!r}; known: {', '.join(known) or 'none (run cmcat ingest)'}")
-    return cid
-
-
-def source_options(source: str, frames: str | None, universe: str | None, seed: int) -> dict:
-    """Keyword options of the image source (plain data, stored with the run)."""
-    if source not in SOURCES:
-        raise InputError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
-    if source == "local":
-        if not frames:
-            raise InputError("--source local needs --frames DIR (a folder in the SAS layout, e.g. from `cmcat mock frames`)")
-        return {"root": os.path.abspath(frames)}
-    if source == "mock":
-        from clustermass.mock.version import MOCK_VERSION, check_universe
-
-        if universe:
-            check_universe(universe)  # refuse a universe of another mock version before any work
-        return {"universe_dir": os.path.abspath(universe) if universe else None, "seed": seed,
-                "mock_version": MOCK_VERSION}
-    return {}
-
-
-def check_frames_indexed(engine, source: str) -> None:
-    """Stop at once when --source sas or local would find no frame because `fields` is empty."""
-    if source in ("sas", "local"):
-        from clustermass.images.frames import require_field_index
-
-        require_field_index(engine)
-
 
 @app.command("predict")
 def predict(
@@ -83,8 +38,11 @@ def predict(
     from clustermass import sky
     from clustermass.db import migrate
     from clustermass.model.registry import get_model
-    from clustermass.pipeline.predict import predict_tile, worker_settings
+    from clustermass.db.queries import catalog_id_by_name
+    from clustermass.pipeline.predict import predict_tile
     from clustermass.pipeline.runner import run_tiles
+    from clustermass.pipeline.sources import check_frames_indexed, source_options
+    from clustermass.pipeline.worker import torch_threads_for, worker_settings
 
     check_device(device)
     settings = STATE.settings
@@ -95,7 +53,7 @@ def predict(
         "device": device,
         "batch_size": batch_size,
         "settings": worker_settings(settings),
-        "torch_threads": None if scheduler else max(1, (os.cpu_count() or 1) // n_workers),
+        "torch_threads": torch_threads_for(scheduler, n_workers),
     }
     if resume is not None:
         spec, args, ident, model_id, catalog_id = None, exec_args, None, None, None
@@ -108,7 +66,7 @@ def predict(
             raise InputError(str(exc)) from None
         opts = source_options(source, frames, universe, seed)
         model_id = get_model(engine, model).id
-        catalog_id = _catalog_id(engine, catalog)
+        catalog_id = catalog_id_by_name(engine, catalog)
         check_frames_indexed(engine, source)
         ident = {"model_id": model_id, "source": source, "source_options": opts}
         args = {**exec_args, "model_id": model_id, "source": source, "source_options": opts}

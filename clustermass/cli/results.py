@@ -42,7 +42,7 @@ def sql(
     can only read them (cmcat_reader, or CMCAT_SQL_DATABASE_URL). Examples in docs/pipeline.md.
     """
     from clustermass.db.reader import sql_url
-    from clustermass.pipeline.sql import run_read_only
+    from clustermass.results.sql import run_read_only
 
     settings = STATE.settings
     res = run_read_only(sql_url(settings), query, timeout or settings.sql_timeout, max_rows, warn=_warn)
@@ -81,7 +81,7 @@ def export(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Export a model's predicted masses with cluster positions, z, richness and any X-ray/SZ label."""
-    from clustermass.pipeline.export import export_predictions
+    from clustermass.results.export import export_predictions
 
     engine = STATE.engine()
     with engine.connect() as conn:
@@ -95,7 +95,7 @@ def export(
 
 def _frame(engine, ref: str):
     from clustermass.errors import InputError
-    from clustermass.pipeline.export import predictions_frame
+    from clustermass.results.export import predictions_frame
 
     model = _model(engine, ref)
     with engine.connect() as conn:
@@ -117,7 +117,7 @@ def skymap(
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/skymap-MODEL-VALUE.png)."),
 ) -> None:
     """Healpy Mollweide map of predicted masses or cluster counts."""
-    from clustermass.pipeline.plots import plot_skymap
+    from clustermass.plots.results import plot_skymap
 
     model_d, df = _frame(STATE.engine(), model)
     path = plot_skymap(df, _out(out, f"skymap-{model_d['name']}-{value}.png"), value, order)
@@ -130,7 +130,7 @@ def mass_richness(
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/mass-richness-MODEL.png)."),
 ) -> None:
     """Predicted log10 M500 vs richness, coloured by redshift (measured masses circled)."""
-    from clustermass.pipeline.plots import plot_mass_richness
+    from clustermass.plots.results import plot_mass_richness
 
     model_d, df = _frame(STATE.engine(), model)
     path = plot_mass_richness(df, _out(out, f"mass-richness-{model_d['name']}.png"))

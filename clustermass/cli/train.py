@@ -9,7 +9,6 @@ from typing import Any, Iterator, Optional
 import typer
 
 from clustermass.cli._common import MAX_SEED, STATE, check_device, app, console, emit_json, progress, table
-from clustermass.cli.predict import check_frames_indexed, source_options
 from clustermass.errors import InputError
 
 models_app = typer.Typer(help="The model registry: trained models, their metrics and weights.", no_args_is_help=True)
@@ -59,6 +58,7 @@ def train(
     from clustermass.model import workflow
     from clustermass.model.data import source_images_fn
     from clustermass.model.trainconfig import load_train_config
+    from clustermass.pipeline.sources import check_frames_indexed, make_source, source_options
 
     if stage not in ("1", "2", "all"):
         raise InputError(f"--stage must be 1, 2 or all, not {stage!r}")
@@ -77,7 +77,8 @@ def train(
     results: list[dict] = []
     t0 = time.perf_counter()
     with _progress_fn(not json_out) as on_progress:
-        images_fn = source_images_fn(engine, settings, workflow.grid_of(cfg), source, opts, on_progress)
+        src = make_source(engine, settings, source, opts)
+        images_fn = source_images_fn(engine, settings, workflow.grid_of(cfg), src, on_progress)
         trunk_ref: str | int = trunk or "band-classifier"
         if stage in ("1", "all"):
             rec, new = workflow.train_band_classifier(engine, settings, cfg, seed, images_fn, source, device, on_progress,
@@ -110,10 +111,11 @@ def evaluate(
     """Richness baseline vs CNN vs hybrid on the same folds: MAE, bias, NMAD, outliers, error coverage; PNG plots."""
     from clustermass.model import workflow
     from clustermass.model.evaluate import COVERAGE_SUBSETS
-    from clustermass.model.truth import read_truth
+    from clustermass.mock.version import MOCK_VERSION
+    from clustermass.model.truth import truth_of_clusters
 
     engine, settings = STATE.engine(), STATE.settings
-    truth_df = read_truth(engine, truth) if truth else None
+    truth_df = truth_of_clusters(engine, truth, MOCK_VERSION) if truth else None
     res = workflow.evaluate_model(engine, settings, model, out or settings.output_dir, truth_df)
     tab = res["table"]
     if json_out:
@@ -184,6 +186,7 @@ def learning_curve(
     """Cross-validated MAE vs number of labelled clusters: richness vs CNN vs hybrid, as a table and plot."""
     from clustermass.model import registry, workflow
     from clustermass.model.data import source_images_fn
+    from clustermass.pipeline.sources import check_frames_indexed, make_source, source_options
 
     size_list = _size_list(sizes)
     check_device(device)
@@ -196,7 +199,7 @@ def learning_curve(
     opts = source_options(source, frames, universe, mock_seed)
     check_frames_indexed(engine, source)
     with _progress_fn(not json_out) as on_progress:
-        images_fn = source_images_fn(engine, settings, record.grid, source, opts, on_progress)
+        images_fn = source_images_fn(engine, settings, record.grid, make_source(engine, settings, source, opts), on_progress)
         data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn, device)
         curve = workflow.learning_curve(data, cfg["stage2"], size_list, int(record.config["seed"]), on_progress,
                                         device, bool(cfg["tta"]))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, ColumnElement, and_, false, or_, select
+from sqlalchemy import Connection, ColumnElement, Engine, and_, false, or_, select
 
 from clustermass import sky
-from clustermass.db.models import Cluster
+from clustermass.db.models import Catalog, Cluster
+from clustermass.errors import InputError
 
 
 def hpx_ranges_clause(column: ColumnElement, ranges: list[tuple[int, int]]) -> ColumnElement:
@@ -50,3 +51,15 @@ def tile_counts(conn: Connection, order: int, catalog_id: int | None = None) -> 
         stmt = stmt.where(Cluster.catalog_id == catalog_id)
     rows = conn.execute(stmt).all()
     return pd.Series({int(p): int(n) for p, n in rows}, dtype=np.int64, name="n").sort_index()
+
+
+def catalog_id_by_name(engine: Engine, name: str | None) -> int | None:
+    """The id of the catalogue called `name` (None for None); an InputError naming the known ones."""
+    if name is None:
+        return None
+    with engine.connect() as conn:
+        cid = conn.execute(select(Catalog.id).where(Catalog.name == name)).scalar_one_or_none()
+        known = conn.execute(select(Catalog.name).order_by(Catalog.id)).scalars().all()
+    if cid is None:
+        raise InputError(f"no catalogue named {name!r}; known: {', '.join(known) or 'none (run cmcat ingest)'}")
+    return cid

@@ -5,7 +5,7 @@ no superuser, no server-file or program roles, SELECT on the public tables (defa
 give it the tables made later too). The session connects as it over the server's Unix socket
 (local trust, no TCP), so the user's SQL has no way back to the superuser: there is no SET ROLE
 to undo. On an external server, CMCAT_SQL_DATABASE_URL names such a role; without it `cmcat sql`
-uses CMCAT_DATABASE_URL and warns when that role is privileged (pipeline.sql.run_read_only).
+uses CMCAT_DATABASE_URL and warns when that role is privileged (results.sql.run_read_only).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -208,3 +209,27 @@ def projection_shares(universe_dir: Path, bins: tuple = LAMBDA_BINS) -> dict:
     out = {f"{lo}-{hi}": float(share[(rm.lambda_obs >= lo) & (rm.lambda_obs < hi)].mean()) for lo, hi in zip(bins[:-1], bins[1:])}
     y, x = rm.log10_m500.to_numpy(), np.log(rm.lambda_obs.to_numpy())
     return {"share": out, "all": float(share.mean()), "sigma_lnlambda_at_m": _rms_of_fit(x, y)}
+
+
+def comparison(universe_dir: Path, real_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Everything `cmcat mock plot` shows: (data for clustermass.plots.mock.plot_all, the numbers
+    reported: KS statistics, baseline summary, BCG colour offsets, field counts)."""
+    base = baseline_summary(universe_dir)
+    data = {
+        "redmapper": redmapper_pair(universe_dir, real_dir),
+        "ks": ks_statistics(universe_dir, real_dir),
+        "baseline": base,
+        "bcg": (bcg_table(universe_dir), spidders_bcgs(real_dir)),
+        "field": field_comparison(real_dir),
+        "projection": projection_shares(universe_dir),
+        "assembly": assembly_effects(universe_dir),
+    }
+    numbers = {
+        "ks": data["ks"],
+        "baseline": {k: base[k] for k in ("clusters", "labelled", "fraction", "xray", "sz", "mae", "coef")},
+        "bcg_offsets": bcg_offsets(universe_dir, real_dir).round(3).to_dict(orient="records"),
+        "field": data["field"],
+        "projection": data["projection"],
+        "assembly": data["assembly"],
+    }
+    return data, numbers

@@ -2,7 +2,7 @@
 
 MOCK_VERSION is bumped whenever the mock's output changes (tests/test_mock_golden.py fails
 until it is). It is written into universe.json (`mock_version`), the truth table's Parquet
-metadata (`cmcat_mock_version`), the source name of stored mock cutouts (`mock-v{N}`) and the
+metadata (`clustermass.model.truth.TRUTH_META_KEY`), the source name of stored mock cutouts (`mock-v{N}`) and the
 `training` record of models trained on mock cutouts. Files without a version are mock v1 (the
 code before versions were recorded). Everything that reads mock output refuses another version
 with a one-line error that says what to regenerate.
@@ -16,8 +16,6 @@ from pathlib import Path
 from clustermass.errors import InputError
 
 MOCK_VERSION = 2
-#: Parquet schema-metadata key of the truth table's mock version.
-TRUTH_META_KEY = b"cmcat_mock_version"
 #: The store's source name of cutouts rendered by this mock (a cutouts row's `source`).
 SOURCE_NAME = f"mock-v{MOCK_VERSION}"
 
@@ -58,15 +56,6 @@ def check_universe(universe_dir: Path) -> dict:
             f"{Path(universe_dir) / 'universe.json'}: made by mock v{found}, this cmcat renders mock v{MOCK_VERSION}; "
             f"regenerate it with `{regenerate_hint(params, universe_dir)}` (and ingest it again)")
     return params
-
-
-def check_truth_metadata(path: Path, metadata: dict | None) -> None:
-    """MockVersionError unless a truth table's Parquet metadata names this mock version."""
-    found = int((metadata or {}).get(TRUTH_META_KEY, b"1"))
-    if found != MOCK_VERSION:
-        raise MockVersionError(
-            f"{path}: truth table of mock v{found}, this cmcat is mock v{MOCK_VERSION}; regenerate its universe "
-            f"with `cmcat mock universe --out {Path(path).parent}` (same --n/--seed) and ingest it again")
 
 
 def provenance(universe_dir: Path | str | None, seed: int) -> dict:

@@ -24,10 +24,10 @@ from astropy.io import fits
 from astropy.table import Table
 
 from clustermass.cosmology import COSMO, arcsec_per_mpc
-from clustermass.errors import InputError
 from clustermass.mock import relations as rel
 from clustermass.mock.population import Universe
-from clustermass.mock.version import MOCK_VERSION, TRUTH_META_KEY, check_truth_metadata, check_universe
+from clustermass.mock.version import MOCK_VERSION, check_universe
+from clustermass.model.truth import TRUTH_FILE, TRUTH_META_KEY, read_truth as read_truth_table
 
 #: Y(5 R500) / Y500 of the universal pressure profile (Arnaud+2010).
 Y5R500_OVER_Y500 = 1.81
@@ -37,7 +37,7 @@ FILES = {
     "redmapper_csv": "redmapper.csv.gz",
     "mcxc": "mcxc.csv.gz",
     "psz2": "psz2.fits",
-    "truth": "truth.parquet",
+    "truth": TRUTH_FILE,
     "params": "universe.json",
 }
 
@@ -231,16 +231,5 @@ def _write_truth(df: pd.DataFrame, path: Path) -> None:
 
 def read_truth(universe_dir: Path) -> pd.DataFrame:
     """The truth table of a universe folder written by write_universe (refused if another mock version made it)."""
-    path = Path(universe_dir) / FILES["truth"]
-    if not path.is_file():
-        raise InputError(f"{path}: no mock truth table; make a universe with `cmcat mock universe --out {universe_dir}`")
     check_universe(universe_dir)
-    return read_truth_file(path)
-
-
-def read_truth_file(path: Path) -> pd.DataFrame:
-    """A truth.parquet file on its own (refused if another mock version wrote it)."""
-    import pyarrow.parquet as pq
-
-    check_truth_metadata(Path(path), pq.read_schema(path).metadata)
-    return pd.read_parquet(path)
+    return read_truth_table(universe_dir, MOCK_VERSION)

@@ -7,7 +7,6 @@ assignment (`clustermass.model.folds.fold_of`) and scores with `mass_metrics`.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -73,28 +72,3 @@ def cross_validate(
         groups = np.asarray(groups)
         out["groups"] = {str(g): mass_metrics(pred[groups == g], y[groups == g]) for g in np.unique(groups)}
     return out
-
-
-def save_plot(path: Path, measured: np.ndarray, predicted: np.ndarray, groups: np.ndarray, title: str) -> Path:
-    """PNG of predicted vs measured log10 M500 with the 1:1 line, coloured by group (label source)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=120)
-    lo = float(np.nanmin([measured.min(), predicted.min()])) - 0.1
-    hi = float(np.nanmax([measured.max(), predicted.max()])) + 0.1
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
-    for g in np.unique(groups):
-        sel = groups == g
-        ax.scatter(measured[sel], predicted[sel], s=9, alpha=0.7, label=f"{g} ({int(sel.sum())})")
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=r"measured $\log_{10} M_{500}/M_\odot$",
-           ylabel=r"predicted $\log_{10} M_{500}/M_\odot$ (out of fold)", title=title)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -6,17 +6,18 @@ The training loops never see the database or an image source: these functions tu
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from clustermass.db.models import Cluster, Label
+from clustermass import sky
 from clustermass.config import Settings
+from clustermass.db.models import Cluster, Label
 from clustermass.errors import ModelError
 from clustermass.images.base import CutoutGrid, ImageSource
+from clustermass.images.store import ensure_cutouts
 
 #: images_fn(clusters) -> (N, 5, size, size) float32 nanomaggies (NaN = uncovered) in row order.
 ImagesFn = Callable[[pd.DataFrame], np.ndarray]
@@ -72,41 +73,18 @@ def usable(images: np.ndarray, min_covered: float = 0.5) -> np.ndarray:
 CHUNK_ORDER = 3
 
 
-def make_source(engine: Engine, settings: Settings, source: str, options: dict) -> ImageSource:
-    """The ImageSource named `source` ('mock' | 'local' | 'sas') with its keyword options."""
-    if source == "mock":
-        from clustermass.images.mock import MockSource
-
-        return MockSource(**options)
-    if source == "local":
-        from clustermass.images.local import LocalSource
-
-        return LocalSource(Path(options["root"]), engine)
-    if source == "sas":
-        from clustermass.images.sas import SasSource
-
-        return SasSource(settings, engine)
-    raise ModelError(f"unknown image source {source!r}; use mock, local or sas")
-
-
 def source_images_fn(
     engine: Engine,
     settings: Settings,
     grid: CutoutGrid,
-    source: str,
-    source_options: dict,
+    src: ImageSource,
     on_progress: Callable[[str, int, int, dict], None] | None = None,
 ) -> ImagesFn:
-    """An ImagesFn reading the cutout store, fetching/rendering missing cutouts from `source`.
+    """An ImagesFn reading the cutout store, fetching/rendering missing cutouts from `src`.
 
     Clusters are processed in HEALPix tiles of order CHUNK_ORDER (one store transaction each);
     rows whose cutout failed come back all-NaN (training drops them as unusable).
     """
-    from clustermass import sky
-    from clustermass.images.store import ensure_cutouts
-
-    src = make_source(engine, settings, source, source_options)
-
     def images(clusters: pd.DataFrame) -> np.ndarray:
         out = np.full((len(clusters), 5, grid.size, grid.size), np.nan, dtype=np.float32)
         tiles = sky.tile_of(sky.hpx29(clusters["ra"].to_numpy(), clusters["dec"].to_numpy()), CHUNK_ORDER)

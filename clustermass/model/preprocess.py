@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from clustermass.images.base import BANDS
+
 #: Default asinh softening, in units of the sky noise sigma.
 DEFAULT_SOFTENING = 3.0
 _MIN_SIGMA = 1e-12
@@ -40,3 +42,17 @@ def normalise(images: np.ndarray, softening: float = DEFAULT_SOFTENING) -> np.nd
     med, sigma = robust_background(images)
     scaled = (images.astype(np.float64) - med[..., None, None]) / (sigma[..., None, None] * softening)
     return np.nan_to_num(np.arcsinh(scaled), nan=0.0).astype(np.float32)
+
+
+def colour_composite(image: np.ndarray, q: float = 8.0) -> np.ndarray:
+    """(H, W, 3) uint8 Lupton et al. (2004) composite of a (5, H, W) ugriz cutout: R=i, G=r, B=g.
+
+    Each band is sky-subtracted (median); the stretch is 10 sky sigmas of the r band.
+    """
+    from astropy.visualization import make_lupton_rgb
+
+    g, r, i = (np.nan_to_num(image[BANDS.index(b)].astype(np.float64)) for b in "gri")
+    bands = np.stack([i, r, g])
+    med, sigma = robust_background(bands)
+    bands = bands - med[:, None, None]
+    return make_lupton_rgb(bands[0], bands[1], bands[2], minimum=0.0, stretch=10.0 * float(sigma[1]), Q=q)

@@ -12,18 +12,38 @@ from clustermass.db.models import Cluster
 from clustermass.errors import InputError
 from clustermass.sky import angular_separation
 
+#: Largest distance (arcsec) at which a catalogue row is the mock cluster it was made from.
 MATCH_ARCSEC = 2.0
+#: The truth table's file name inside a mock universe folder (written by `cmcat mock universe`).
+TRUTH_FILE = "truth.parquet"
+#: Parquet schema-metadata key of the mock version that wrote a truth table.
+TRUTH_META_KEY = b"cmcat_mock_version"
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """A universe folder's or a Parquet truth table (refused if of another mock version), or a CSV as is."""
-    from clustermass.mock.writers import read_truth, read_truth_file
+def read_truth(path: Path, mock_version: int | None = None) -> pd.DataFrame:
+    """A mock truth table: a universe folder (its TRUTH_FILE), or a CSV or Parquet file.
 
+    With `mock_version`, a Parquet table that records another version (TRUTH_META_KEY; none
+    recorded: version 1) is refused with what to regenerate.
+    """
+    path = Path(path)
     if path.is_dir():
-        return read_truth(path)
+        table = path / TRUTH_FILE
+        if not table.is_file():
+            raise InputError(f"{table}: no mock truth table; make a universe with `cmcat mock universe --out {path}`")
+        path = table
     if not path.is_file():
         raise InputError(f"truth table {path} does not exist; give the mock universe folder or its truth file")
-    return read_truth_file(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if path.suffix != ".parquet":
+        return pd.read_csv(path)
+    import pyarrow.parquet as pq
+
+    found = int((pq.read_schema(path).metadata or {}).get(TRUTH_META_KEY, b"1"))
+    if mock_version is not None and found != mock_version:
+        raise InputError(
+            f"{path}: truth table of mock v{found}, this cmcat is mock v{mock_version}; regenerate its universe "
+            f"with `cmcat mock universe --out {path.parent}` (same --n/--seed) and ingest it again")
+    return pd.read_parquet(path)
 
 
 def match_truth(clusters: pd.DataFrame, truth: pd.DataFrame, radius_arcsec: float = MATCH_ARCSEC) -> pd.DataFrame:
@@ -44,9 +64,10 @@ def match_truth(clusters: pd.DataFrame, truth: pd.DataFrame, radius_arcsec: floa
                          "log10_m500_true": truth["log10_m500"].to_numpy(float)[idx[ok]]})
 
 
-def read_truth(engine: Engine, path: Path) -> pd.DataFrame:
-    """True log10 M500 of the database's clusters from a mock truth table (folder, CSV or Parquet)."""
-    truth = _read_table(Path(path))
+def truth_of_clusters(engine: Engine, path: Path, mock_version: int | None = None) -> pd.DataFrame:
+    """True log10 M500 of the database's clusters from a mock truth table (folder, CSV or Parquet;
+    one of another `mock_version` is refused)."""
+    truth = read_truth(path, mock_version)
     if "rm_id" in truth:  # a mock truth table: only its catalogue clusters (not X-ray-only haloes or neighbours)
         truth = truth[truth["rm_id"] > 0]
     missing = {"ra", "dec", "log10_m500"} - set(truth.columns)

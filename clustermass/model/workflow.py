@@ -19,25 +19,19 @@ from sqlalchemy import Engine
 
 from clustermass.config import Settings
 from clustermass.errors import ModelError
-from clustermass.images.base import CutoutGrid
+from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model import baseline, registry
 from clustermass.model.calibration import cross_fitted_sigma, fit_calibration, label_errors
 from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
 from clustermass.model.datasets import aux_inputs
-from clustermass.model.evaluate import (
-    comparison_table,
-    plot_confusion,
-    plot_learning_curves,
-    plot_mae_vs_n,
-    plot_pred_vs_true,
-    plot_residuals,
-)
+from clustermass.model.evaluate import comparison_table
 from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
 from clustermass.model.train import FineTune, ProgressFn, cross_validate, train_stage1
+from clustermass.plots.model import plot_confusion, plot_learning_curves, plot_mae_vs_n, plot_pred_vs_true, plot_residuals
 
 MASS_KINDS = ("cnn", "hybrid", "richness")
 
@@ -259,17 +253,18 @@ def evaluate_model(
     out_dir = Path(out_dir)
     stem = record.training["group"]
     plots = [
-        plot_pred_vs_true(y, preds, out_dir / f"{stem}-pred-vs-measured.png"),
+        plot_pred_vs_true(y, preds, _maes(preds, y), out_dir / f"{stem}-pred-vs-measured.png"),
         plot_residuals(y, preds, labels["z"].to_numpy(), labels["richness"].to_numpy(), out_dir / f"{stem}-residuals.png"),
     ]
     if true_mass is not None and np.isfinite(true_mass).any():
-        plots.append(plot_pred_vs_true(true_mass, preds, out_dir / f"{stem}-pred-vs-true.png", label="true"))
+        plots.append(plot_pred_vs_true(true_mass, preds, _maes(preds, true_mass), out_dir / f"{stem}-pred-vs-true.png",
+                                       label="true"))
     histories = {f"{m.kind} fold {i}": h for m in models for i, h in enumerate(m.metrics.get("history", []))}
     trunk_name = record.training.get("trunk_model")
     trunk = registry.find_model(engine, trunk_name) if trunk_name else None
     if trunk is not None:
         histories["stage 1"] = trunk.metrics.get("history", [])
-        plots.append(plot_confusion(np.asarray(trunk.metrics["confusion"]), out_dir / f"{stem}-band-confusion.png"))
+        plots.append(plot_confusion(np.asarray(trunk.metrics["confusion"]), out_dir / f"{stem}-band-confusion.png", BANDS))
     plots.append(plot_learning_curves(histories, out_dir / f"{stem}-training-curves.png"))
     return {"table": table, "plots": plots, "models": [m.name for m in models],
             "band_accuracy": trunk.metrics.get("band_accuracy") if trunk else None}
@@ -301,3 +296,8 @@ def learning_curve(
 def save_learning_curve(curve: pd.DataFrame, path: Path) -> Path:
     """PNG of the learning curve table."""
     return plot_mae_vs_n(curve, Path(path))
+
+
+def _maes(predictions: dict[str, np.ndarray], reference: np.ndarray) -> dict[str, float]:
+    """Each model's mean absolute error (dex) against `reference`, for the figures' legends."""
+    return {name: mass_metrics(pred, reference)["mae"] for name, pred in predictions.items()}

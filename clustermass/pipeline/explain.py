@@ -26,7 +26,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
 from clustermass import sky
-from clustermass.config import Settings, load_settings
+from clustermass.config import Settings
 from clustermass.db.engine import engine_for_url
 from clustermass.db.models import Cluster, Label
 from clustermass.db.queries import clusters_in_tile
@@ -34,6 +34,8 @@ from clustermass.errors import InputError, ModelError
 from clustermass.images.atomic import atomic_write
 from clustermass.images.base import CutoutGrid, ImageSource, cutout_wcs
 from clustermass.images.store import ensure_cutouts
+from clustermass.mock.scene import halo_sources
+from clustermass.mock.source import MockSource, synthetic_halo
 from clustermass.model import registry
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.explain import (
@@ -47,8 +49,10 @@ from clustermass.model.explain import (
 )
 from clustermass.model.networks import BandClassifier
 from clustermass.model.preprocess import normalise
-from clustermass.pipeline.predict import image_source, setup_worker
-from clustermass.pipeline.runner import tile_transaction
+from clustermass.model.truth import MATCH_ARCSEC
+from clustermass.pipeline.runs import tile_transaction
+from clustermass.pipeline.sources import image_source
+from clustermass.pipeline.worker import setup_worker, task_settings
 
 #: HEALPix order of the store file a single-cluster explanation reads/writes (as training does).
 SINGLE_ORDER = 3
@@ -122,9 +126,6 @@ def label_masses(conn: Connection, ids: Sequence[int]) -> dict[int, float]:
 def truth_members(src: ImageSource, ra: float, dec: float, z: float, richness: float):
     """(member Sources with the BCG first, true log10 M500) of the cluster the mock source draws at
     (ra, dec), or None for sources without a truth. Members of neighbouring clusters are not included."""
-    from clustermass.images.mock import MATCH_ARCSEC, MockSource, synthetic_halo
-    from clustermass.mock.scene import halo_sources
-
     if not isinstance(src, MockSource):
         return None
     halo = src.scene.match(ra, dec, MATCH_ARCSEC)  # the same choice MockSource.render makes
@@ -267,12 +268,10 @@ def explain_tile(
 ) -> dict:
     """Tile task of `cmcat explain --tiles` (runner contract): explain the tile's clusters and
     write their result rows to `{out}/run-{run_id}/tile-{norder}-{npix}.csv`."""
-    import json
-
-    cfg = load_settings(overrides={**settings, "database_url": db_url}, environ={})
+    cfg = task_settings(settings, db_url)
     setup_worker(torch_threads)
     model = _cached_model(db_url, cfg, model_id, tta)
-    src = image_source(source, db_url, cfg, json.dumps(dict(source_options or {}), sort_keys=True))
+    src = image_source(source, db_url, cfg, source_options)
     with tile_transaction(db_url, run_id, norder, npix) as tx:
         if tx.skipped:
             return tx.result

@@ -9,15 +9,14 @@ partial, failed and the failure reasons) feed `cmcat fetch`'s summary.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from clustermass.config import load_settings
 from clustermass.db.queries import clusters_in_tile
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.images.store import ensure_cutouts
-from clustermass.pipeline.predict import image_source
-from clustermass.pipeline.runner import tile_transaction
+from clustermass.pipeline.runs import tile_transaction
+from clustermass.pipeline.sources import image_source
+from clustermass.pipeline.worker import task_settings
 
 
 def fetch_tile(
@@ -34,8 +33,8 @@ def fetch_tile(
     catalog_id: int | None = None,
 ) -> dict:
     """Tile task of `cmcat fetch` (see clustermass.pipeline.runner for the contract)."""
-    cfg = load_settings(overrides={**settings, "database_url": db_url}, environ={})
-    src = image_source(source, db_url, cfg, json.dumps(source_options or {}, sort_keys=True))
+    cfg = task_settings(settings, db_url)
+    src = image_source(source, db_url, cfg, source_options)
     cutout_grid = CutoutGrid(**(grid or {}))
     with tile_transaction(db_url, run_id, norder, npix) as tx:
         if tx.skipped:

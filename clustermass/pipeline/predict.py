@@ -10,62 +10,34 @@ is loaded once per worker process (cached), not per task.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import importlib
-import json
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from clustermass.allocator import tune_for_tensors
-from clustermass.config import Settings, load_settings
+from clustermass.config import Settings
 from clustermass.db.bulk import copy_upsert
 from clustermass.db.engine import engine_for_url
 from clustermass.db.queries import clusters_in_tile
-from clustermass.errors import PipelineError
-from clustermass.images.base import CutoutGrid, ImageSource
+from clustermass.images.base import CutoutGrid
 from clustermass.images.store import ensure_cutouts
 from clustermass.model.api import MassPredictor
-from clustermass.pipeline.runner import tile_transaction
+from clustermass.model.registry import load_predictor
+from clustermass.pipeline.runs import tile_transaction
+from clustermass.pipeline.sources import image_source
+from clustermass.pipeline.worker import setup_worker, task_settings
 
-DEFAULT_LOADER = "clustermass.model.registry:load_predictor"
 DEFAULT_BATCH_SIZE = 256
-
-
-def worker_settings(settings: Settings) -> dict[str, Any]:
-    """Settings as plain JSON-able data for tile tasks (no database URL: workers get it resolved)."""
-    out = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if f.name != "database_url" and value is not None:
-            out[f.name] = str(value) if not isinstance(value, (int, float, str)) else value
-    return out
-
-
-def _resolve(path: str) -> Callable[..., Any]:
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise PipelineError(f"cannot import model loader {path!r}: {exc}") from None
-
-
-def setup_worker(torch_threads: int | None) -> None:
-    """Per-process set-up of a tile task that runs a network: allocator tuning, torch threads."""
-    tune_for_tensors()
-    if torch_threads:
-        import torch
-
-        torch.set_num_threads(int(torch_threads))
+#: A model loader: (engine, settings, model ref, device) -> MassPredictor.
+Loader = Callable[..., MassPredictor]
 
 
 @functools.lru_cache(maxsize=4)
-def cached_predictor(db_url: str, settings: Settings, model: int | str, device: str, loader: str) -> MassPredictor:
+def cached_predictor(db_url: str, settings: Settings, model: int | str, device: str, loader: Loader) -> MassPredictor:
     """The model, loaded once per (worker) process and reused by every tile task there."""
-    return _resolve(loader)(engine_for_url(db_url), settings, model, device)
+    return loader(engine_for_url(db_url), settings, model, device)
 
 
 def predict_in_batches(
@@ -82,21 +54,13 @@ def predict_in_batches(
     return mass, err
 
 
-@functools.lru_cache(maxsize=4)
-def image_source(name: str, db_url: str, settings: Settings, options_json: str) -> ImageSource:
-    """The ImageSource `name` (mock | local | sas) with its JSON options, built once per process."""
-    from clustermass.model.data import make_source
-
-    return make_source(engine_for_url(db_url), settings, name, json.loads(options_json))
-
-
 def tile_images(
     conn: Connection, db_url: str, settings: Settings, clusters: pd.DataFrame, grid: CutoutGrid,
     source: str, source_options: dict, tile: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, 5, size, size) cutouts of `clusters` from the store, the missing ones fetched from
     `source` and stored (inside the tile's transaction `conn`), and a bool mask of usable rows."""
-    src = image_source(source, db_url, settings, json.dumps(source_options, sort_keys=True))
+    src = image_source(source, db_url, settings, source_options)
     res = ensure_cutouts(conn, settings.cutout_dir, clusters, src, grid, tile)
     return res.data, np.array([st != "failed" for st in res.status], dtype=bool)
 
@@ -114,7 +78,7 @@ def predict_tile(
     source: str = "mock",
     source_options: dict | None = None,
     catalog_id: int | None = None,
-    loader: str = DEFAULT_LOADER,
+    loader: Loader = load_predictor,
     torch_threads: int | None = None,
 ) -> dict:
     """Tile task of `cmcat predict` (see clustermass.pipeline.runner for the contract).
@@ -122,7 +86,7 @@ def predict_tile(
     Clusters without usable images or without the model's inputs (e.g. no redshift) are counted
     in n_failed and get no prediction; their count is noted in the tile's `error` column.
     """
-    cfg = load_settings(overrides={**settings, "database_url": db_url}, environ={})
+    cfg = task_settings(settings, db_url)
     setup_worker(torch_threads)
     predictor = cached_predictor(db_url, cfg, model_id, device, loader)
     with tile_transaction(db_url, run_id, norder, npix) as tx:

@@ -31,9 +31,9 @@ from clustermass.mock.population import faint_member_ratio
 from clustermass.mock.render import render_cutout
 from clustermass.mock.scene import Scene
 from clustermass.mock.version import MOCK_VERSION, SOURCE_NAME, MockVersionError, check_universe
+from clustermass.mock.writers import read_truth
+from clustermass.model.truth import MATCH_ARCSEC
 from clustermass.sky import hpx29
-
-MATCH_ARCSEC = 2.0
 
 
 def position_key(ra: float, dec: float) -> int:
@@ -92,8 +92,6 @@ class MockSource:
                                    f"v{MOCK_VERSION}; start a new run (without --resume) to render mock v{MOCK_VERSION}")
         haloes = None
         if universe_dir is not None:
-            from clustermass.mock.writers import read_truth
-
             haloes = read_truth(Path(universe_dir))
             if seed is None:
                 seed = universe_seed(Path(universe_dir))

@@ -1,6 +1,7 @@
 """PNG figures of explanations (matplotlib Agg): one cluster's maps, and enrichment vs mass and z.
 
-Kept out of the compute module so that explaining needs no plotting. Inputs are plain arrays.
+Kept out of the compute modules so that explaining needs no plotting. Inputs are plain arrays
+(the colour composite comes from clustermass.model.preprocess.colour_composite).
 """
 
 from __future__ import annotations
@@ -10,42 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clustermass.images.base import BANDS
-
-
-def _save(plt, fig, out: Path) -> Path:
-    """Lay out, write `fig` as PNG to `out` (making its folder) and free it."""
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def colour_composite(image: np.ndarray, q: float = 8.0) -> np.ndarray:
-    """(H, W, 3) uint8 Lupton et al. (2004) composite of a (5, H, W) ugriz cutout: R=i, G=r, B=g.
-
-    Each band is sky-subtracted (median); the stretch is 10 sky sigmas of the r band.
-    """
-    from astropy.visualization import make_lupton_rgb
-
-    from clustermass.model.preprocess import robust_background
-
-    g, r, i = (np.nan_to_num(image[BANDS.index(b)].astype(np.float64)) for b in "gri")
-    bands = np.stack([i, r, g])
-    med, sigma = robust_background(bands)
-    bands = bands - med[:, None, None]
-    return make_lupton_rgb(bands[0], bands[1], bands[2], minimum=0.0, stretch=10.0 * float(sigma[1]), Q=q)
+from clustermass.plots.figure import save, subplots
 
 
 def _fmt_mass(value: float | None) -> str:
@@ -53,7 +19,7 @@ def _fmt_mass(value: float | None) -> str:
 
 
 def plot_explanation(
-    image: np.ndarray,
+    rgb: np.ndarray,
     joint: np.ndarray,
     ig: np.ndarray,
     cam: np.ndarray,
@@ -63,16 +29,15 @@ def plot_explanation(
     labelled: float | None = None,
     true: float | None = None,
     members_xy: np.ndarray | None = None,
+    bands: str = "ugriz",
 ) -> Path:
     """One cluster's figure: composite, joint map over it, summed |IG| and CAM, and per-band joint maps.
 
-    image: (5, H, W) nanomaggies; joint, ig, cam: (5, H, W) in ugriz order; members_xy: (2, N)
+    rgb: (H, W, 3) colour composite; joint, ig, cam: (5, H, W) in the order of `bands`; members_xy: (2, N)
     pixel positions (BCG first) drawn as circles when given. Masses are log10(M500/Msun).
     """
-    plt = _plt()
-    rgb = colour_composite(image)
     joint_sum = joint.sum(0)
-    fig, axes = plt.subplots(2, 5, figsize=(16, 7.5))
+    fig, axes = subplots(2, 5, figsize=(16, 7.5))
     panels = [
         (rgb, "g, r, i composite"),
         (rgb, "joint map over composite"),
@@ -89,7 +54,7 @@ def plot_explanation(
     vmax = joint.max() if joint.max() > 0 else 1.0
     for b, ax in enumerate(axes[1]):
         ax.imshow(joint[b], origin="lower", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"joint map, {BANDS[b]} band", fontsize=9)
+        ax.set_title(f"joint map, {bands[b]} band", fontsize=9)
     if members_xy is not None and members_xy.shape[1]:
         for ax in (axes[0, 0], axes[0, 4]):
             ax.scatter(members_xy[0], members_xy[1], s=30, facecolors="none", edgecolors="lime", linewidths=0.7)
@@ -102,17 +67,17 @@ def plot_explanation(
         + (f", true {_fmt_mass(true)}" if true is not None and np.isfinite(true) else ""),
         fontsize=11,
     )
-    return _save(plt, fig, out)
+    return save(fig, out, dpi=90)
 
 
 def plot_enrichment(results: pd.DataFrame, out: Path, threshold: float = 3.0) -> Path:
     """Member and BCG enrichment vs true (else predicted) log10 M500 and vs redshift, one point per cluster."""
-    plt = _plt()
     mass = results["log10_m500_true"].astype(float)
     mass_name = "true"
     if not mass.notna().any():
         mass, mass_name = results["log10_m500_pred"].astype(float), "predicted"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    axes = axes[0]
     for ax, x, xlabel in ((axes[0], mass, f"{mass_name} log10 M500 [Msun]"), (axes[1], results["z"].astype(float), "redshift")):
         ax.scatter(x, results["enrichment_members"], s=12, label="member pixels")
         ax.scatter(x, results["enrichment_bcg"], s=12, marker="x", label="BCG pixels")
@@ -123,4 +88,4 @@ def plot_enrichment(results: pd.DataFrame, out: Path, threshold: float = 3.0) ->
     axes[0].set_ylabel("enrichment of joint attribution")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"attribution enrichment on cluster members ({int(results['enrichment_members'].notna().sum())} clusters)")
-    return _save(plt, fig, out)
+    return save(fig, out, dpi=90)

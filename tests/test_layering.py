@@ -1,0 +1,132 @@
+"""The package's layers: imports point down the stack only (docs: README, Layout).
+
+Every import of a `clustermass` module, at module level or inside a function, is checked
+against one ordered list of layers; an import of a higher layer fails with its file and line.
+Modules inside one layer may import each other; the leaves import only `errors` and outside
+libraries.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "clustermass"
+
+#: The stack, top first: a module may import its own layer and any layer below it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("__main__", "cli"),
+    ("jobs",),
+    ("pipeline",),
+    ("results",),
+    ("mock",),
+    ("model",),
+    ("images",),
+    ("catalogs",),
+    ("plots",),
+    ("db",),
+    ("config", "sky", "cosmology"),
+    ("errors",),
+)
+#: The leaves: single modules that import nothing of the package but `errors`.
+LEAVES = ("config", "sky", "cosmology", "errors")
+
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def part_of(module: str) -> str:
+    """The layer name of a dotted `clustermass...` module ('clustermass.db.engine' -> 'db')."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def imported(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
+    """(line, module) of every `clustermass` import in the file, wherever it stands."""
+    rel = path.relative_to(root.parent).with_suffix("").parts
+    package = rel if path.name == "__init__.py" else rel[:-1]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            if module == "clustermass":  # `from clustermass import sky`: each name is a module
+                found += [(node.lineno, f"clustermass.{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, module))
+    return [(line, m) for line, m in found if m == "clustermass" or m.startswith("clustermass.")]
+
+
+def violations(root: Path = PACKAGE) -> list[str]:
+    """'file:line: A imports B' for every import against the stack, and unknown layers."""
+    out: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent)
+        me = rel.parts[1].removesuffix(".py")
+        if me == "__init__":
+            continue
+        if me not in RANK:
+            out.append(f"{rel}:1: {me} is in no layer of the stack")
+            continue
+        for line, module in imported(path, root):
+            other = part_of(module)
+            if other == me or other == "__init__":
+                continue
+            if other not in RANK:
+                out.append(f"{rel}:{line}: imports {module}, which is in no layer of the stack")
+            elif me in LEAVES and other != "errors":
+                out.append(f"{rel}:{line}: the leaf {me} imports {module} (leaves import only errors)")
+            elif RANK[other] < RANK[me]:
+                out.append(f"{rel}:{line}: {me} imports {module}, a layer above it")
+    return out
+
+
+def folder_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Layer -> the other layers it imports."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        me = path.relative_to(root.parent).parts[1].removesuffix(".py")
+        for _, module in imported(path, root):
+            other = part_of(module)
+            if other not in (me, "", "__init__"):
+                graph.setdefault(me, set()).add(other)
+    return graph
+
+
+def test_imports_point_down_the_stack():
+    found = violations()
+    assert not found, "imports against the layering (README, Layout):\n" + "\n".join(found)
+
+
+def test_no_cycles_between_layers():
+    graph = folder_graph()
+    seen: dict[str, int] = {}  # 1 on the path, 2 finished
+
+    def visit(node: str, path: list[str]) -> None:
+        seen[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if seen.get(nxt) == 1:
+                pytest.fail("cycle between layers: " + " -> ".join(path[path.index(nxt):] + [node, nxt]))
+            if nxt not in seen:
+                visit(nxt, path + [node])
+        seen[node] = 2
+
+    for node in sorted(graph):
+        if node not in seen:
+            visit(node, [])
+
+
+def test_checker_sees_function_level_backward_imports(tmp_path):
+    pkg = tmp_path / "clustermass"
+    (pkg / "db").mkdir(parents=True)
+    (pkg / "db" / "engine.py").write_text("def f():\n    from clustermass.cli import app\n")
+    (pkg / "config.py").write_text("from clustermass.db import urls\n")
+    (pkg / "sky.py").write_text("from . import errors\n")
+    found = violations(pkg)
+    assert found == [
+        "clustermass/config.py:1: the leaf config imports clustermass.db (leaves import only errors)",
+        "clustermass/db/engine.py:2: db imports clustermass.cli, a layer above it",
+    ]
