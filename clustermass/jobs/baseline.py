@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from clustermass.catalogs.crossmatch import catalog_ids, labelled_clusters
+from clustermass.catalogs.crossmatch import catalog_ids
+from clustermass.db.queries import labelled_clusters
 from clustermass.errors import InputError
 from clustermass.model import baseline
 from clustermass.plots.model import plot_baseline
