@@ -55,8 +55,8 @@ def row_counts(conn: Connection, tables: Sequence[str]) -> dict[str, int | None]
     """Rows of each of cmcat's `tables` (None for a table the schema does not have yet)."""
     existing = set(inspect(conn).get_table_names())
     # Table names come from our own models, never from user input.
-    return {t: int(conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one()) if t in existing else None
-            for t in tables}
+    return {table: int(conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()) if table in existing else None
+            for table in tables}
 
 
 def status(engine: Engine) -> dict[str, Any]:

@@ -29,9 +29,9 @@ class FetchSummary:
 
     def add(self, p: RunProgress) -> None:
         """Count the cutouts of the tile that just finished."""
-        if p.last:
-            self.cutouts.update({k: int(p.last.get(k) or 0) for k in COUNTS})
-            self.reasons.update(p.last.get("errors") or {})
+        if p.last is not None:
+            self.cutouts.update({k: int(p.last.extra.get(k) or 0) for k in COUNTS})
+            self.reasons.update(p.last.extra.get("errors") or {})
 
     def as_dict(self) -> dict:
         return {**self.run.as_dict(), **{k: self.cutouts[k] for k in COUNTS},
