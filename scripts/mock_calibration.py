@@ -84,6 +84,11 @@ def main() -> None:
               f"sigma ln c500 {a['c500_ln_scatter']:.3f}")
         print("  BCG vs SPIDERS, max |mock - real| over 0.05 < z < 0.30: "
               + ", ".join(f"{k} {v:.3f}" for k, v in u["bcg_max_offset"].items()))
+    if len(out["universes"]) > 1:
+        mae = np.array([u["baseline"]["mae"] for u in out["universes"]])
+        slope = np.array([u["baseline"]["slope"] for u in out["universes"]])
+        print(f"over {mae.size} seeds: baseline MAE mean {mae.mean():.3f}, sd {mae.std(ddof=1):.3f} dex; "
+              f"slope mean {slope.mean():.3f}, sd {slope.std(ddof=1):.3f}")
     for kind in ("galaxies", "stars"):
         f = out["field"][kind]
         print(f"{kind} 18 < r < 21.5: {f['mock_per_deg2']:.0f} vs {f['real_per_deg2']:.0f} +- {f['real_per_deg2_err']:.0f} "
