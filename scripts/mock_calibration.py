@@ -2,10 +2,12 @@
 
 Builds universes of --n clusters (default the real catalogue's 26,350) for each --seeds, writes them
 to temporary folders and prints, per seed, every figure of docs/mock.md's calibration table: KS of
-lambda and z_lambda against redMaPPer v5.10, labelled fraction, the richness baseline (5-fold MAE,
-slope, intercept), projected share of lambda per richness bin and sigma(ln lambda | M), miscentring,
-the magnitude-gap effect, BCG colours against SPIDERS, field counts and colours against the real
-photoObj field, and the fields' seeing and sky. The mock version is printed with them.
+lambda and z_lambda against redMaPPer v5.10, labelled fraction, the richness baseline (5-fold MAE and
+slope with their bootstrap errors over the labels, intercept), projected share of lambda per richness
+bin and sigma(ln lambda | M), miscentring, the magnitude-gap effect (on the clusters' own member
+counts, as Hearin+2013, and on the observed lambda), BCG colours against SPIDERS, field counts and
+colours against the real photoObj field, and the fields' seeing and sky. The mock version is printed
+with them.
 
     PYTHONPATH=. python scripts/mock_calibration.py [--n 26350] [--seeds 0,2] [--real ../shared/data/real] [--json]
 """
@@ -37,7 +39,8 @@ def universe_figures(n: int, seed: int, real: Path) -> dict:
             "seed": seed, "build_cpu_s": round(build_cpu, 1), "ks": calibrate.ks_statistics(Path(tmp), real),
             "labels": {k: s[k] for k in ("clusters", "labelled", "fraction", "xray", "sz")},
             "baseline": {"mae": s["mae"], "intercept": s["coef"][0], "slope": s["coef"][1],
-                         "label_scatter_vs_truth": s["label_scatter_vs_truth"]},
+                         "label_scatter_vs_truth": s["label_scatter_vs_truth"],
+                         **calibrate.baseline_sampling_error(Path(tmp))},
             "projection": calibrate.projection_shares(Path(tmp)),
             "assembly": calibrate.assembly_effects(Path(tmp)),
             "bcg_max_offset": {c: float(np.abs(bcg[c]).max()) for c in ("d_gr", "d_ri", "d_r")},
@@ -67,17 +70,25 @@ def main() -> None:
         print(f"seed {u['seed']} (build {u['build_cpu_s']} CPU s)")
         print(f"  KS lambda {u['ks']['lambda']:.3f}, z {u['ks']['z']:.3f}")
         print(f"  labelled {lab['labelled']} = {100 * lab['fraction']:.2f}% ({lab['xray']} X-ray, {lab['sz']} SZ)")
-        print(f"  baseline MAE {b['mae']:.3f} dex, slope {b['slope']:.3f}, intercept {b['intercept']:.3f}; "
+        print(f"  baseline MAE {b['mae']:.3f} +- {b['mae_sd']:.3f} dex, slope {b['slope']:.3f} +- {b['slope_sd']:.3f} "
+              f"(bootstrap over the labels), intercept {b['intercept']:.3f}; "
               f"label scatter vs truth {b['label_scatter_vs_truth']:.3f} dex")
         print("  projected share of lambda: " + ", ".join(f"{k}: {v:.3f}" for k, v in p["share"].items())
               + f"; all {p['all']:.3f}; sigma(ln lambda | M) {p['sigma_lnlambda_at_m']:.3f}")
         print(f"  miscentred {a['miscentred_fraction']:.3f}, mean offset {a['miscentred_offset_rlambda']:.3f} R_lambda, "
               f"their lambda x{a['miscentred_lambda_ratio']:.3f}")
-        print(f"  sigma(log M | lambda, z) {a['sigma_logm_lambda']:.3f} -> {a['sigma_logm_lambda_gap']:.3f} with the gap "
-              f"({100 * a['gap_scatter_reduction']:.1f}% lower); median gap {a['gap12_median']:.2f} mag; "
+        print(f"  sigma(log M | own members, z) {a['sigma_logm_lambda']:.3f} -> {a['sigma_logm_lambda_gap']:.3f} with the gap "
+              f"({100 * a['gap_scatter_reduction']:.1f}% lower; with observed lambda {a['sigma_logm_lambda_obs']:.3f} -> "
+              f"{a['sigma_logm_lambda_gap_obs']:.3f}, {100 * a['gap_scatter_reduction_obs']:.1f}%); "
+              f"median gap {a['gap12_median']:.2f} mag; "
               f"sigma ln c500 {a['c500_ln_scatter']:.3f}")
         print("  BCG vs SPIDERS, max |mock - real| over 0.05 < z < 0.30: "
               + ", ".join(f"{k} {v:.3f}" for k, v in u["bcg_max_offset"].items()))
+    if len(out["universes"]) > 1:
+        mae = np.array([u["baseline"]["mae"] for u in out["universes"]])
+        slope = np.array([u["baseline"]["slope"] for u in out["universes"]])
+        print(f"over {mae.size} seeds: baseline MAE mean {mae.mean():.3f}, sd {mae.std(ddof=1):.3f} dex; "
+              f"slope mean {slope.mean():.3f}, sd {slope.std(ddof=1):.3f}")
     for kind in ("galaxies", "stars"):
         f = out["field"][kind]
         print(f"{kind} 18 < r < 21.5: {f['mock_per_deg2']:.0f} vs {f['real_per_deg2']:.0f} +- {f['real_per_deg2_err']:.0f} "

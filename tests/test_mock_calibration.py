@@ -32,17 +32,21 @@ def test_labels_and_baseline_like_the_real_sample(mid, real_data):
     assert s["xray"] > s["sz"] > 0.1 * s["labelled"]
     assert 0.13 <= s["mae"] <= 0.22, s["mae"]  # real: 0.156 dex
     assert 0.6 < s["coef"][1] < 1.05, s["coef"]  # real slope d log M / d log lambda: 0.81
+    err = calibrate.baseline_sampling_error(mid, n_boot=50)  # ~150 labels: about sqrt(3) x a full universe's
+    assert 0.006 < err["mae_sd"] < 0.03 and 0.05 < err["slope_sd"] < 0.25, err
     assert abs(s["coef"][0] - 14.33) < 0.12, s["coef"]  # real intercept at lambda = 40, z = 0.35
     assert 0.15 < np.median(s["label_z"]) < 0.35  # real labelled median z: 0.25
 
 
 def test_miscentring_and_magnitude_gap_effects(mid):
-    """Zhang+2019: 75 +- 8% well centred, offsets ~0.3 R_lambda, lambda biased low. The gap lowers
-    sigma(M|lambda); by ~8% on this mock, below Hearin+2013's 15-20% (docs/mock.md says why)."""
+    """Zhang+2019: 75 +- 8% well centred, offsets ~0.3 R_lambda, lambda biased low. Hearin+2013: the gap
+    lowers sigma(M | own member count) by 15-20% (widened for this 8,000-cluster universe); less with the
+    observed lambda, whose projection and background noise the gap does not see."""
     e = calibrate.assembly_effects(mid)
     assert 0.17 <= e["miscentred_fraction"] <= 0.33, e
     assert 0.2 < e["miscentred_offset_rlambda"] < 0.5 and 0.85 < e["miscentred_lambda_ratio"] < 1.0, e
-    assert 0.03 <= e["gap_scatter_reduction"] <= 0.22, e
+    assert 0.13 <= e["gap_scatter_reduction"] <= 0.22, e
+    assert 0.02 <= e["gap_scatter_reduction_obs"] < e["gap_scatter_reduction"], e
     assert 0.25 < e["c500_ln_scatter"] < 0.35, e
 
 
@@ -91,7 +95,7 @@ def test_full_size_universe_calibration(tmp_path_factory, real_data):
     assert 0.015 <= s["fraction"] <= 0.020 and 0.14 <= s["mae"] <= 0.18 and 0.72 <= s["coef"][1] <= 0.9, s
     p, e = calibrate.projection_shares(big), calibrate.assembly_effects(big)
     assert 0.13 <= p["share"]["20-30"] <= 0.20 and p["share"]["100-1000"] < 0.1, p
-    assert 0.2 <= e["miscentred_fraction"] <= 0.3 and 0.05 <= e["gap_scatter_reduction"] <= 0.2, e
+    assert 0.2 <= e["miscentred_fraction"] <= 0.3 and 0.15 <= e["gap_scatter_reduction"] <= 0.2, e
 
 
 def test_cli_plot_writes_the_comparison_pngs(cli, mid, real_data, tmp_path):

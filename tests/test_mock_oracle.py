@@ -91,3 +91,33 @@ def test_oracle_joins_a_trained_models_group(cli, db, universe, tmp_path):
     rows = {r["estimator"]: r for r in res["rows"]}
     richness = next(r for r in ev["rows"] if r["model"] == "richness" and r["subset"] == "all" and r["reference"] == "label")
     assert rows["richness (lambda, z; the baseline)"]["mae_label"] == pytest.approx(richness["mae"], abs=1e-6)
+
+
+def test_evaluate_reports_the_fraction_of_the_oracle_gain(cli, db, settings, universe, tmp_path):
+    """Registered out-of-fold cnn / hybrid / richness predictions (no training) and the universe's
+    oracles (registered by kind, outside their group): evaluate pairs them per cluster."""
+    from clustermass.model import registry
+    from clustermass.model.data import labelled_clusters
+
+    _ingest(cli, universe)
+    labels = labelled_clusters(db)
+    y, rng = labels["log10_m500"].to_numpy(), np.random.default_rng(0)
+    for kind, scale in (("richness", 0.4), ("cnn", 0.3), ("hybrid", 0.25)):
+        oof = {"cluster_id": labels["id"].tolist(), "fold": (np.arange(len(y)) % 5).tolist(),
+               "pred": (y + rng.normal(0.0, scale, len(y))).tolist()}
+        registry.save_model(db, settings, name=kind, kind=kind, metrics={}, training={"group": "g", "oof": oof},
+                            config={"coef": [14.0, 1.0, 0.0], "grid": {"size": 64, "aperture_mpc": 1.5}, "seed": 0})
+    cli("mock", "oracle", "--universe", str(universe), "--json")
+    ev = json.loads(cli("evaluate", "hybrid", "--truth", str(universe), "--json", "--out", str(tmp_path)).stdout)
+    rows = {(r["model"], r["reference"], r["subset"]): r for r in ev["rows"]}
+    assert {"oracle-cnn", "oracle-hybrid"} <= {r["model"] for r in ev["rows"]}
+    for model in ("cnn", "hybrid"):
+        for ref in ("label", "truth"):
+            r = rows[model, ref, "all"]
+            rich, orc = rows["richness", ref, "all"]["mae"], rows[f"oracle-{model}", ref, "all"]["mae"]
+            assert r["gain"] == pytest.approx((rich - r["mae"]) / (rich - orc)) and r["ratio"] == pytest.approx(r["mae"] / rich)
+            assert r["gain_ci95"][0] < r["gain_ci68"][0] < r["gain"] < r["gain_ci68"][1] < r["gain_ci95"][1]
+            assert r["ratio_ci95"][0] < r["ratio"] < r["ratio_ci95"][1] and r["gain_nonpositive"] == 0
+    assert rows["richness", "truth", "all"]["ratio"] == 1.0 and rows["richness", "truth", "all"]["gain"] is None
+    shown = cli("evaluate", "hybrid", "--truth", str(universe), "--out", str(tmp_path)).stdout
+    assert "fraction of the oracle's gain" in shown

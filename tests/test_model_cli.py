@@ -113,6 +113,8 @@ def test_evaluate_reports_error_coverage_overall_and_in_thirds(cli, db, settings
         assert lo <= rich[f"coverage{level}"] <= hi and passes(lo, hi, level)
     assert hyb["coverage68"] == 1.0 and not passes(*hyb["coverage68_ci"], 68)
     assert 0 < rows["richness", "truth", "all"]["coverage68"] < 1
+    assert hyb["ratio"] == pytest.approx(hyb["mae"] / rich["mae"]) and hyb["ratio_ci95"][0] < hyb["ratio"]
+    assert hyb["gain"] is None and hyb["gain_ci95"] is None  # no oracle in the database (as on real data)
     shown = cli("evaluate", "hybrid", "--out", str(tmp_path)).stdout
     assert "error coverage" in shown and "z high" in shown and "ok" in shown and "MISS" in shown
 

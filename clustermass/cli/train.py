@@ -95,10 +95,14 @@ def evaluate(
     shown = tab if detail else tab[tab["subset"] == "all"]
     cols = ["model", "subset", "reference", "n", "mae", "bias", "nmad", "outlier_frac"]
     console.print(table("cross-validated scores (dex; outliers: |error| > 0.3 dex)", cols, shown[cols].itertuples(index=False)))
-    allrows = tab[(tab["subset"] == "all") & (tab["reference"] == "label")].set_index("model")["mae"]
-    if "richness" in allrows:
-        ratios = ", ".join(f"{k} {v / allrows['richness']:.2f}x" for k, v in allrows.items() if k != "richness")
-        console.print(f"MAE relative to the richness baseline: {ratios}")
+    gain = tab[(tab["subset"] == "all") & tab["ratio"].notna() & (tab["model"] != "richness")]
+    console.print(table(
+        "MAE ratio to richness and G, the fraction of the oracle's gain over richness (paired bootstrap "
+        "intervals over clusters; '-': no oracle, or its gain <= 0)",
+        ["model", "reference", "ratio [95%]", "G", "G 68%", "G 95%", "resamples with oracle gain <= 0"],
+        [(r.model, r.reference, f"{r.ratio:.3f} {_ci(r.ratio_ci95)}", _num(r.gain), _ci(r.gain_ci68), _ci(r.gain_ci95),
+          "-" if _num(r.gain_nonpositive) == "-" else int(r.gain_nonpositive)) for r in gain.itertuples(index=False)],
+    ))
     cov = tab[tab["subset"].isin(COVERAGE_SUBSETS)]
     console.print(table(
         "error coverage: share of references within 1 / 1.96 x the error (against labels, combined with the "
@@ -128,6 +132,16 @@ def _check_sizes(sizes: str) -> str:
     except ValueError:
         raise typer.BadParameter(f"give comma-separated numbers of clusters >= 1 (e.g. 25,50,100), not {sizes!r}") from None
     return sizes
+
+
+def _num(value: float | None) -> str:
+    """A figure to 3 decimals, '-' where undefined."""
+    return "-" if value is None or value != value else f"{value:.3f}"
+
+
+def _ci(ci: list[float] | None) -> str:
+    """'[lo, hi]' to 3 decimals, '-' where undefined."""
+    return "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def _coverage_cell(frac: float, ci: list[float], level: int) -> str:

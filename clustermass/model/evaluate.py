@@ -11,10 +11,14 @@ import numpy as np
 import pandas as pd
 
 from clustermass.model.calibration import LEVELS, coverage, label_errors, thirds
-from clustermass.model.metrics import mass_metrics
+from clustermass.model.metrics import gain_vs_richness, mass_metrics
 
 METRIC_COLUMNS = ["n", "mae", "bias", "nmad", "rms", "outlier_frac"]
 COVERAGE_COLUMNS = ["coverage68", "coverage68_ci", "coverage95", "coverage95_ci"]
+GAIN_COLUMNS = ["ratio", "ratio_ci68", "ratio_ci95", "gain", "gain_ci68", "gain_ci95", "gain_nonpositive", "gain_n"]
+#: The baseline of the ratio and the gain, and the oracle kind each model's gain is measured against.
+BASELINE = "richness"
+ORACLE_OF = {"cnn": "oracle-cnn", "hybrid": "oracle-hybrid"}
 THIRDS = ("low", "mid", "high")
 #: The subsets on which coverage is checked: all, thirds of predicted mass, thirds of redshift.
 COVERAGE_SUBSETS = ["all", *(f"mass {t}" for t in THIRDS), *(f"z {t}" for t in THIRDS)]
@@ -62,5 +66,18 @@ def comparison_table(
             for subset, mask in subsets + by_mass:
                 ok = mask & np.isfinite(ref) & np.isfinite(pred)
                 rows.append({"model": model, "subset": subset, "reference": ref_name, **mass_metrics(pred[ok], ref[ok]),
-                             **_coverage(pred[ok] - ref[ok], None if half is None else half[ok])})
-    return pd.DataFrame(rows, columns=["model", "subset", "reference", *METRIC_COLUMNS, *COVERAGE_COLUMNS])
+                             **_coverage(pred[ok] - ref[ok], None if half is None else half[ok]),
+                             **_gain(predictions, model, mask, ref)})
+    table = pd.DataFrame(rows, columns=["model", "subset", "reference", *METRIC_COLUMNS, *COVERAGE_COLUMNS, *GAIN_COLUMNS])
+    for col in GAIN_COLUMNS:  # kept as objects, so that an undefined figure stays None (null in JSON), not NaN
+        table[col] = pd.Series([r[col] for r in rows], index=table.index, dtype=object)
+    return table
+
+
+def _gain(predictions: Mapping[str, np.ndarray], model: str, mask: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    """The gain columns of one row: `model` against BASELINE and its oracle on the clusters in `mask`."""
+    if BASELINE not in predictions:
+        return dict.fromkeys(GAIN_COLUMNS)
+    oracle = predictions.get(ORACLE_OF.get(model, ""))
+    pick = lambda p: None if p is None else np.asarray(p, dtype=float)[mask]  # noqa: E731
+    return gain_vs_richness(pick(predictions[model]), pick(predictions[BASELINE]), ref[mask], pick(oracle))

@@ -24,7 +24,7 @@ from clustermass.model import baseline, registry
 from clustermass.model.calibration import cross_fitted_sigma, fit_calibration, label_errors
 from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
 from clustermass.model.datasets import aux_inputs
-from clustermass.model.evaluate import comparison_table
+from clustermass.model.evaluate import ORACLE_OF, comparison_table
 from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
@@ -222,13 +222,30 @@ def group_models(engine: Engine, record: ModelRecord) -> list[ModelRecord]:
     return sorted(same, key=lambda m: MASS_KINDS.index(m.kind) if m.kind in MASS_KINDS else 99)
 
 
+def oracle_models(engine: Engine, models: list[ModelRecord], cluster_ids: list[int]) -> list[ModelRecord]:
+    """The oracles to measure `models`' gain against, beyond those in their group: for each oracle kind
+    (ORACLE_OF) not among them, the newest registered one whose out-of-fold clusters include every
+    cluster of `cluster_ids` (oracles are registered by `cmcat mock oracle`; real data have none)."""
+    have = {m.kind for m in models}
+    found = []
+    for kind in ORACLE_OF.values():
+        if kind in have:
+            continue
+        covering = [m for m in registry.list_models(engine, kind)
+                    if set(cluster_ids) <= set(m.training.get("oof", {}).get("cluster_id", []))]
+        found += covering[-1:]
+    return found
+
+
 def evaluate_model(
     engine: Engine, settings: Settings, ref: int | str, out_dir: Path, truth: pd.DataFrame | None = None
 ) -> dict[str, Any]:
     """Side-by-side table (richness / CNN / hybrid, same folds) and PNG plots for model `ref`.
 
     Coverage is that of each cluster's error from the calibration fitted on the other folds'
-    residuals (calibration.cross_fitted_sigma), so that it is not scored on its own fit.
+    residuals (calibration.cross_fitted_sigma), so that it is not scored on its own fit. The table's
+    ratio and gain columns pair each model with the richness model and the oracle of its group, or
+    the oracle found by `oracle_models`.
 
     truth: optional DataFrame (cluster_id, log10_m500_true) of true masses (the mock's truth table).
     Returns {"table": DataFrame, "plots": [paths], "models": [names]}.
@@ -236,8 +253,9 @@ def evaluate_model(
     record = registry.get_model(engine, ref)
     if (record.kind not in MASS_KINDS and not record.kind.startswith("oracle-")) or "oof" not in record.training:
         raise ModelError(f"model {record.name!r} ({record.kind}) has no cross-validated predictions to evaluate")
-    models = group_models(engine, record)
     oof = pd.DataFrame(record.training["oof"])
+    models = group_models(engine, record)
+    models += oracle_models(engine, models, oof["cluster_id"].tolist())
     labels = labelled_clusters(engine).set_index("id").loc[oof["cluster_id"]].reset_index()
     preds = {m.kind: pd.Series(m.training["oof"]["pred"], index=m.training["oof"]["cluster_id"]).reindex(oof["cluster_id"]).to_numpy()
              for m in models}

@@ -1,0 +1,59 @@
+"""scripts/accuracy_study.py on a small universe and a tiny config: the table's structure, every
+figure finite or explicitly null, and a rerun that resumes from the finished run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from model_helpers import tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _figures(value, path=""):
+    """(path, number) of every number in a JSON value."""
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _figures(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _figures(v, f"{path}[{i}]")]
+    return [(path, value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+@pytest.mark.slow
+def test_study_table_on_a_small_universe(tmp_path):
+    work = Path(tempfile.mkdtemp(prefix="cms", dir="/tmp"))  # short: the embedded server's socket lives there
+    cmd = [sys.executable, str(REPO / "scripts" / "accuracy_study.py"), "--work", str(work), "--seeds", "101",
+           "--control-seed", "-1", "--n", "2000", "--config", str(tiny_config(tmp_path)), "--threads", "1", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
+        (run,) = res["runs"]
+        assert run["run"] == "s101" and run["mock_version"] == 2 and run["config"] == "tiny"
+        assert {(r["model"], r["reference"]) for r in run["rows"]} == {(m, ref) for m in ("cnn", "hybrid")
+                                                                       for ref in ("label", "truth")}
+        assert {"db", "universe", "crossmatch", "train", "oracle", "evaluate"} <= set(run["seconds"])
+        assert len(res["pooled"]) == 4 and all(p["n_seeds"] == 1 for p in res["pooled"])
+        for row in run["rows"]:
+            assert row["ratio"] is not None and row["gain_nonpositive"] is not None  # an oracle was registered
+            for key in ("ratio_ci95", "gain_ci68", "gain_ci95"):
+                assert row[key] is None or (len(row[key]) == 2 and row[key][0] <= row[key][1])
+        assert all(math.isfinite(v) for _, v in _figures(res))  # the others are null
+        assert (work / "s101" / "result.json").is_file()
+        again = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        assert json.loads(again.stdout) == res  # resumed from result.json
+        table = subprocess.run(cmd[:-1], capture_output=True, text=True, check=True, env=env).stdout
+        assert "pooled (1 seeds)" in table and "G [68%]" in table
+    finally:
+        from clustermass.db.embedded import stop
+
+        stop(work / "s101" / "data" / "pg")
+        shutil.rmtree(work, ignore_errors=True)
