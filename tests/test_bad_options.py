@@ -9,19 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 import pytest
 
 from test_ingest import one_error_line, run_cmcat, short_redmapper, snapshot
 
 WIDE = 300_000  # columns in a header of ~3.6 MB
-
-
-def _mass_table(tmp_path: Path) -> list[str]:
-    path = tmp_path / "wl.csv"
-    pd.DataFrame({"RA": [10.0], "DEC": [1.0], "Z": [0.1], "M": [2e14]}).to_csv(path, index=False)
-    return ["ingest", "table", str(path), "--ra", "RA", "--dec", "DEC", "--z", "Z", "--mass", "M", "--mass-unit",
-            "msun", "--method", "bogus"]
 
 
 def _all_rows_bad(tmp_path: Path) -> list[str]:
@@ -47,7 +39,6 @@ def _wide_header(tmp_path: Path) -> list[str]:
 
 # case -> (command line from tmp_path, database URL (None: the test database), words the line must hold)
 CASES: dict[str, tuple[Callable[[Path], list[str]], str | None, list[str]]] = {
-    "method_bogus": (_mass_table, None, ["unknown method 'bogus'", "xray, sz, wl, other"]),
     "skip_bad_every_row_bad": (_all_rows_bad, None, ["rm.csv: all 3 rows are invalid", "RA outside",
                                                      "Nothing was loaded"]),
     "symlink_loop": (_symlink_loop, None, ["loop.csv: a symbolic link loop"]),

@@ -3,7 +3,6 @@ from pathlib import Path
 import pytest
 
 from clustermass.config import load_settings
-from clustermass.db.urls import public_settings
 from clustermass.errors import ConfigError
 
 
@@ -33,8 +32,3 @@ def test_unknown_key_and_bad_value_are_named(tmp_path: Path) -> None:
         load_settings(environ={"CMCAT_WORKERS": "many"})
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.toml", environ={})
-
-
-def test_public_dict_masks_password() -> None:
-    s = load_settings(environ={"CMCAT_DATABASE_URL": "postgresql://alice:s3cr3t@db.example/cm"})
-    assert "s3cr3t" not in str(public_settings(s))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import typer
@@ -88,6 +89,24 @@ USAGE = [
     ["baseline", "--folds", "1"],
     ["predict", "--workers", "0"],
     ["learning-curve", "--sizes", "0,50"],
+    ["predict", "--tiles", "2", "--model", "richness", "--device", "tpu"],
+    ["fetch", "--tiles", "0", "--source", "ftp"],
+    ["export", "out", "--model", "m", "--format", "xls"],
+    ["ingest", "table", "t.csv", "--ra", "RA", "--dec", "DEC", "--method", "bogus"],
+]
+#: Options with a fixed set of values: any other value is a usage error.
+BAD_CHOICES = [
+    ["train", "--stage", "3"],
+    ["train", "--device", "gpu"],
+    ["train", "--source", "ftp"],
+    ["learning-curve", "--device", "tpu"],
+    ["learning-curve", "--source", "http"],
+    ["predict", "--source", "ftp"],
+    ["explain", "1", "--source", "ftp"],
+    ["export", "out", "--model", "m", "--format", "PARQUET"],
+    ["mock", "universe", "--out", "u", "--variant", "nope"],
+    ["ingest", "mcxc", "m.fits", "--mass-unit", "kg"],
+    ["ingest", "table", "t.csv", "--ra", "RA", "--dec", "DEC", "--mass-unit", "1e13msun"],
 ]
 #: Numeric options that had no range (each is checked by the parser; the subprocess cases above
 #: show that such errors exit with 2).
@@ -120,11 +139,74 @@ def test_usage_errors_exit_2_with_the_usage(env, args):
     assert "unexpected error" not in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("args", OUT_OF_RANGE, ids=[" ".join(a) for a in OUT_OF_RANGE])
+@pytest.mark.parametrize("args", OUT_OF_RANGE + BAD_CHOICES, ids=[" ".join(a) for a in OUT_OF_RANGE + BAD_CHOICES])
 def test_option_values_out_of_range_are_usage_errors(args):
     with pytest.raises(typer.TyperException) as err:
         parse(args)
     assert err.value.exit_code == 2
+
+
+def test_choices_are_the_library_values():
+    """The CLI's choices (written out so that parsing stays light) are the values the library takes."""
+    from typing import get_args
+
+    from clustermass.catalogs.readers import MASS_UNITS, METHODS
+    from clustermass.cli import choices
+    from clustermass.mock.relations import VARIANTS
+    from clustermass.pipeline.sources import SOURCES
+    from clustermass.results.export import FORMATS
+
+    assert get_args(choices.Source) == SOURCES
+    assert get_args(choices.Format) == FORMATS
+    assert get_args(choices.Variant) == tuple(VARIANTS)
+    assert get_args(choices.MassUnit) == tuple(MASS_UNITS)
+    assert get_args(choices.Method) == METHODS
+
+
+WORK_ORDER = ["db", "ingest", "crossmatch", "baseline", "mock", "fetch", "train", "evaluate", "learning-curve",
+              "models", "predict", "explain", "sql", "export", "plot", "status"]
+
+
+def test_help_lists_commands_in_the_order_of_the_work_and_flags_as_flags(env):
+    res = cmcat(env, "--help")
+    assert res.returncode == 0, res.stderr
+    listed = [line.split()[1] for line in res.stdout.split("Commands", 1)[1].splitlines()
+              if line.startswith("│ ") and line[2] != " "]
+    assert listed == WORK_ORDER
+    assert "--debug" in res.stdout and "<bool>" not in res.stdout
+    for args in (["predict", "--help"], ["explain", "--help"], ["mock", "universe", "--help"]):
+        res = cmcat(env, *args)
+        assert res.returncode == 0 and "--json" in res.stdout and "<bool>" not in res.stdout, res.stdout
+        assert "<cpu|cuda>" in res.stdout or "--variant" in res.stdout or "--tta" in res.stdout
+
+
+@pytest.fixture
+def fresh_env(pg_engine, pg_url: str, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Environment of a `cmcat` on a brand-new, empty database of the test server (no schema)."""
+    from sqlalchemy.engine import make_url
+
+    name = f"cmcat_fresh_{os.getpid()}"
+    with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield {**env, "CMCAT_DATABASE_URL": make_url(pg_url).set(database=name).render_as_string(hide_password=False)}
+    with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["status"], ""),
+    (["baseline"], "error: only 0 labelled clusters"),
+    (["crossmatch"], ""),
+    (["models", "list"], ""),
+    (["export", "out", "--model", "cnn"], "error: no model 'cnn'"),
+])
+def test_first_command_on_a_brand_new_database_meets_its_tables(fresh_env, tmp_path, args, message):
+    """Every command that touches the database makes its schema first (none says 'relation does not exist')."""
+    res = subprocess.run([str(CMCAT), *args], env=fresh_env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert "unexpected error" not in res.stderr and "does not exist" not in res.stderr, res.stderr
+    assert res.returncode == (1 if message else 0), res.stderr
+    assert res.stderr.strip().startswith(message), res.stderr
 
 
 # --------------------------------------------------------------------------- 1: errors

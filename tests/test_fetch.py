@@ -141,7 +141,7 @@ def test_fetch_rejects_bad_options(cli):
 
     assert "--frames" in error_of("fetch", "--source", "local", "--tiles", "0")
     assert "bad tile spec" in error_of("fetch", "--tiles", "x")
-    assert "--source must be one of" in error_of("fetch", "--source", "ftp", "--tiles", "0")
+    assert "'ftp' is not one of" in error_of("fetch", "--source", "ftp", "--tiles", "0")
     assert "--tiles" in error_of("fetch")
 
 

@@ -130,3 +130,28 @@ def test_checker_sees_function_level_backward_imports(tmp_path):
         "clustermass/config.py:1: the leaf config imports clustermass.db (leaves import only errors)",
         "clustermass/db/engine.py:2: db imports clustermass.cli, a layer above it",
     ]
+
+
+#: The longest a CLI command function may be, signature and docstring included (lines): a
+#: command parses, calls one job (clustermass/jobs/) and renders its summary.
+MAX_COMMAND_LINES = 45
+
+
+def command_lengths(root: Path = PACKAGE / "cli") -> dict[str, int]:
+    """'file:function' -> lines of every function registered as a command (`@....command(...)`)."""
+    out: dict[str, int] = {}
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and any(
+                isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command"
+                for d in node.decorator_list
+            ):
+                out[f"{path.name}:{node.name}"] = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+    return out
+
+
+def test_cli_commands_are_thin():
+    lengths = command_lengths()
+    assert len(lengths) >= 20  # every command is seen
+    long = {name: n for name, n in lengths.items() if n > MAX_COMMAND_LINES}
+    assert not long, f"commands longer than {MAX_COMMAND_LINES} lines (move the work into clustermass/jobs/): {long}"

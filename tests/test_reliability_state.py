@@ -30,7 +30,7 @@ def _run_all(db, args: dict, rerun: bool) -> int:
     url = db.url.render_as_string(hide_password=False)
     run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(5), args, rerun=rerun)
     for t in todo:
-        assert execute_tile(predict_tile, url, run_id, t.norder, t.npix, {**args, "loader": tiny_loader})["status"] == "done"
+        assert execute_tile(predict_tile, url, run_id, t.norder, t.npix, {**args, "loader": tiny_loader}).status == "done"
     return run_id
 
 
@@ -111,7 +111,7 @@ def test_changed_weights_are_refused(db, settings, damage):
     url = db.url.render_as_string(hide_password=False)
     run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(3), args)
     for t in todo:
-        assert execute_tile(predict_tile, url, run_id, t.norder, t.npix, args)["status"] == "failed"
+        assert execute_tile(predict_tile, url, run_id, t.norder, t.npix, args).status == "failed"
     st = run_tiles_status(db, run_id)
     assert (st["status"] == "failed").all() and st["error"].str.contains("fail the checksum").all()
     with db.connect() as conn:

@@ -54,6 +54,15 @@ def test_plan_explicit_pixels_keeps_empty_and_respects_depth():
     assert dense == [Tile(5, int(sky.tile_of(hpx[:1], 5)[0]), 50)]
 
 
+def test_pixels_split_into_their_four_children():
+    p = tiling.Pixel(3, 12)
+    assert p.children() == [tiling.Pixel(4, c) for c in (48, 49, 50, 51)] and str(p) == "3/12"
+    assert Tile(3, 12, 7).pixel == p
+    ranges = [sky.tile_range(c.order, c.pixel) for c in p.children()]  # the children cover the parent exactly
+    assert (ranges[0][0], ranges[-1][1]) == sky.tile_range(3, 12)
+    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
 def test_scope_and_lock_keys_are_stable_and_distinct():
     a = tiling.run_scope("predict", {"model": 1, "tiles": "3"})
     assert a == tiling.run_scope("predict", {"tiles": "3", "model": 1})
@@ -79,14 +88,14 @@ def test_execute_tile_records_failure_reason_and_retry_completes(db):
     url = db.url.render_as_string(hide_password=False)
     bad = todo[0]
     res = execute_tile(fake_task, url, run_id, bad.norder, bad.npix, {**args, "fail_pix": bad.npix})
-    assert res["status"] == "failed" and "ValueError: boom in tile" in res["error"]
+    assert res.status == "failed" and "ValueError: boom in tile" in res.error and res.pixel == bad.pixel
     st = run_tiles_status(db, run_id).set_index("npix")
     assert st.loc[bad.npix, "status"] == "failed" and "boom" in st.loc[bad.npix, "error"]
     assert _predictions(db).empty  # the failed tile's transaction left nothing behind
     for t in todo:
-        assert execute_tile(fake_task, url, run_id, t.norder, t.npix, args)["status"] == "done"
+        assert execute_tile(fake_task, url, run_id, t.norder, t.npix, args).status == "done"
     # a tile done in this run is not recomputed
-    assert execute_tile(fake_task, url, run_id, bad.norder, bad.npix, args)["status"] == "skipped"
+    assert execute_tile(fake_task, url, run_id, bad.norder, bad.npix, args).status == "skipped"
     pred = _predictions(db)
     assert sorted(pred["cluster_id"]) == sorted(clusters["id"])
     np.testing.assert_allclose(
@@ -117,10 +126,10 @@ def test_concurrent_runs_do_not_compute_a_tile_twice(db):
         th.start()
     for th in threads:
         th.join()
-    statuses = sorted(r["status"] for r in results.values())
+    statuses = sorted(r.status for r in results.values())
     assert statuses == ["done", "skipped"], results
-    skipped = next(r for r in results.values() if r["status"] == "skipped")
-    assert "concurrent run" in skipped["reason"]
+    skipped = next(r for r in results.values() if r.status == "skipped")
+    assert "concurrent run" in skipped.reason
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM predictions")).scalar_one() == t.n_clusters
         done = conn.execute(

@@ -474,7 +474,7 @@ def test_tile_failure_text_is_scrubbed(db, secret_url):
     run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(0), {"x": 1})
     t = todo[0]
     res = execute_tile(faults.task_quoting_url, secret_url, run_id, t.norder, t.npix, {})
-    assert res["status"] == "failed" and PASSWORD not in res["error"] and "***" in res["error"]
+    assert res.status == "failed" and PASSWORD not in res.error and "***" in res.error
     with db.connect() as conn:
         err = conn.execute(text("SELECT error FROM run_tiles WHERE run_id = :r AND norder = :o AND npix = :p"),
                            {"r": run_id, "o": t.norder, "p": t.npix}).scalar_one()

@@ -231,20 +231,3 @@ def crossmatch(
     per_source = {str(k): int(v) for k, v in labels["source"].value_counts().items()}
     return MatchSummary(len(clusters), len(meas), int((~usable).sum()), len(labels), per_source,
                         radius_arcsec, dz, tuple(priority), list(catalogs))
-
-
-def labelled_clusters(conn: Connection, catalog_ids: Sequence[int] | None = None) -> pd.DataFrame:
-    """Labelled clusters with richness and z: id, richness, z, log10_m500, log10_m500_err, source."""
-    stmt = (
-        select(Cluster.id, Cluster.richness, Cluster.z, Label.log10_m500, Label.log10_m500_err, Label.source)
-        .join(Label, Label.cluster_id == Cluster.id)
-        .where(Cluster.richness > 0, Cluster.z.is_not(None))
-        .order_by(Cluster.id)
-    )
-    if catalog_ids is not None:
-        stmt = stmt.where(Cluster.catalog_id.in_(list(catalog_ids)))
-    df = pd.DataFrame(conn.execute(stmt).all(),
-                      columns=["id", "richness", "z", "log10_m500", "log10_m500_err", "source"])
-    for col in ("richness", "z", "log10_m500", "log10_m500_err"):
-        df[col] = pd.to_numeric(df[col]).astype(float)
-    return df

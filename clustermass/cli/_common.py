@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from clustermass.cli.choices import Device
 from clustermass.config import Settings, load_settings
 from clustermass.errors import CmcatError, InputError
 from clustermass.pipeline.worker import tune_for_tensors
@@ -28,7 +30,47 @@ from clustermass.pipeline.worker import tune_for_tensors
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
+#: The commands in the order of the work, as `cmcat --help` lists them.
+WORK_ORDER = ("db", "ingest", "crossmatch", "baseline", "mock", "fetch", "train", "evaluate", "learning-curve",
+              "models", "predict", "explain", "sql", "export", "plot", "status")
+
+
+def _flags_as_flags(command: Any) -> None:
+    """Show on/off options without a value type in help, in `command` and every command below it.
+
+    typer 0.29 shows `<bool>` beside every flag (and `--help`), which reads as if the flag took
+    a value; an empty metavar leaves the type column blank.
+    """
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    help_option = command.get_help_option
+
+    def blank_help_option(ctx: Any) -> Any:
+        option = help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = blank_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _flags_as_flags(sub)
+
+
+class WorkOrderGroup(TyperGroup):
+    """The top-level `cmcat` group: commands listed in `WORK_ORDER`, flags shown as flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _flags_as_flags(self)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: WORK_ORDER.index(n) if n in WORK_ORDER else len(WORK_ORDER))
+
+
 app = typer.Typer(
+    cls=WorkOrderGroup,
     name="cmcat",
     help=(
         "Galaxy-cluster masses for whole survey catalogues from SDSS ugriz images "
@@ -50,6 +92,7 @@ class State:
     overrides: dict[str, Any] = field(default_factory=dict)
     debug: bool = False
     _settings: Settings | None = None
+    _schema_ready: bool = False
 
     @property
     def settings(self) -> Settings:
@@ -58,9 +101,24 @@ class State:
         return self._settings
 
     def engine(self):  # -> sqlalchemy.Engine
+        """The engine as it is, for commands that report or change the schema themselves (`cmcat db`)."""
         from clustermass.db.engine import get_engine
 
         return get_engine(self.settings)
+
+    def database(self):  # -> sqlalchemy.Engine
+        """The engine of a database whose schema is at the newest migration (created on a new database).
+
+        Every command that reads or writes cmcat's tables goes through here, so none of them meets
+        a brand-new database without its tables.
+        """
+        from clustermass.db import migrate
+
+        engine = self.engine()
+        if not self._schema_ready:
+            migrate.upgrade(engine)
+            self._schema_ready = True
+        return engine
 
 
 STATE = State()
@@ -79,6 +137,7 @@ def _global(
     STATE.overrides = {"database_url": database_url, "data_dir": data_dir}
     STATE.debug = debug
     STATE._settings = None
+    STATE._schema_ready = False
 
 
 #: Largest --seed (seeds are 32-bit unsigned, as numpy's legacy and most tools expect).
@@ -193,30 +252,61 @@ def progress(transient: bool = False) -> Progress:
 
 
 @contextmanager
-def tile_progress(extra: Callable[[Any], None] | None = None) -> Iterator[Callable[[Any], None]]:
+def counting_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """One progress bar that appears with its first update; yields `update(done, total)`."""
+    bar = progress()
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+@contextmanager
+def tile_progress() -> Iterator[Callable[[Any], None]]:
     """Progress bars for a tile run (tiles and clusters) plus the Dask dashboard link.
 
-    Yields the `on_progress` callback for `pipeline.runner.run_tiles`; `extra` also sees each update.
+    Yields the `on_progress` callback for `pipeline.runner.run_tiles`.
+    The bars appear with the first update, so a command that stops before its run prints none.
     """
-    with progress() as bar:
-        tiles_task = bar.add_task("tiles", total=None)
-        clusters_task = bar.add_task("clusters", total=None)
+    bar = progress()
+    tiles_task = bar.add_task("tiles", total=None)
+    clusters_task = bar.add_task("clusters", total=None)
 
-        def on_progress(p: Any) -> None:
-            if p.tiles_finished == 0 and p.dashboard_link:
-                err_console.print(f"Dask dashboard: {p.dashboard_link}")
-            if extra is not None:
-                extra(p)
-            bar.update(tiles_task, total=p.tiles_total, completed=p.tiles_finished)
-            bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
+    def on_progress(p: Any) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        if p.tiles_finished == 0 and p.dashboard_link:
+            err_console.print(f"Dask dashboard: {p.dashboard_link}")
+        bar.update(tiles_task, total=p.tiles_total, completed=p.tiles_finished)
+        bar.update(clusters_task, total=p.clusters_total, completed=p.clusters_finished)
 
+    try:
         yield on_progress
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
-def check_device(device: str) -> None:
-    """Validate a --device option: cpu, or cuda when torch sees a GPU."""
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, not {device!r}")
+def print_failures(kind: str, s: Any, resume: bool = True, shown: int = 10) -> None:
+    """The failed tiles of a run (`RunSummary`), at most `shown`, and how to continue it."""
+    for f in s.failures[:shown]:
+        console.print(f"[red]tile {f['norder']}/{f['npix']} failed:[/red] {f['error']}", highlight=False)
+    if len(s.failures) > shown:
+        console.print(f"... and {len(s.failures) - shown} more (SELECT * FROM run_tiles WHERE run_id = {s.run_id} AND status = 'failed')")
+    if s.failures and resume:
+        console.print(f"fix the cause, then continue with `cmcat {kind} --resume {s.run_id}`")
+
+
+def check_device(device: Device) -> None:
+    """Check a --device option: cuda only when torch sees a GPU (the choice itself is a usage check)."""
     if device == "cuda":
         import torch
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, progress, table, tile_progress
+from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, print_failures, progress, table, tile_progress
+from clustermass.cli.choices import Source
 from clustermass.errors import InputError
 
 
@@ -20,7 +21,7 @@ def explain(
         None, "--tiles", help="Batch mode: HEALPix tiles ORDER or ORDER:PIX,PIX; explains every cluster there, on Dask."
     ),
     summary: bool = typer.Option(False, "--summary", help="Batch mode: print the enrichment summary and plot it vs mass and z."),
-    source: str = typer.Option("mock", "--source", help="Where missing cutouts come from: mock, local or sas."),
+    source: Source = typer.Option("mock", "--source", help="Where missing cutouts come from: mock, local or sas."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[str] = typer.Option(None, "--universe", help="Mock universe folder (its truth gives member positions)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
@@ -39,93 +40,31 @@ def explain(
     tiles on Dask; with the mock source, the enrichment of attribution on member and BCG pixels
     from the truth (plotted vs mass and redshift with --summary).
     """
-    from clustermass.pipeline.sources import check_frames_indexed, source_options
-    from clustermass.db import migrate
-
+    from clustermass.jobs.explain import ExplainSettings, explain_cluster, explain_tiles
+    from clustermass.jobs.tiles import RunOptions, SourceChoice
     if (cluster is None) == (tiles is None):
         raise InputError("give a CLUSTER (id or name) or --tiles SPEC, not both and not neither")
-    settings = STATE.settings
-    engine = STATE.engine()
-    migrate.upgrade(engine)
-    opts = source_options(source, frames, universe, seed)
-    check_frames_indexed(engine, source)
+    engine, settings = STATE.database(), STATE.settings
+    how = ExplainSettings(model, SourceChoice(source, frames, universe, seed), radius, tta)
     out_dir = (out or settings.output_dir / "explain").resolve()
     if cluster is not None:
-        _explain_single(engine, settings, cluster, model, out_dir, source, opts, radius, tta, json_out)
-    else:
-        _explain_tiles(engine, settings, tiles, model, out_dir, source, opts, radius, tta, workers, scheduler, rerun,
-                       summary, json_out)
+        with progress(transient=True) as bar:
+            task = bar.add_task("loading model and cutout", total=3)
+            one = explain_cluster(engine, settings, cluster, how, out_dir, lambda step: bar.update(task, advance=1, description=step))
+            bar.update(task, advance=1)
+        return _render(one.as_dict(), f"explain cluster {one.cluster_id} ({one.name})", json_out, ("cluster_id", "name"))
+    with tile_progress() as on_progress:
+        many = explain_tiles(engine, settings, tiles, how, out_dir, summary=summary, options=RunOptions(scheduler, workers, rerun), on_progress=on_progress)
+    _render(many.as_dict(), f"explain run {many.run.run_id}", json_out, run=many.run)
+    if many.run.status != "done":
+        raise typer.Exit(1)
 
 
-def _explain_single(engine, settings, ref, model_ref, out_dir, source, opts, radius, tta, json_out) -> None:
-    from clustermass.images.base import BANDS
-    from clustermass.model.preprocess import colour_composite
-    from clustermass.plots.explain import plot_explanation
-    from clustermass.pipeline.explain import explain_one, find_cluster, load_explain_model, save_maps
-    from clustermass.db.engine import resolve_url
-    from clustermass.pipeline.sources import image_source
-
-    with progress(transient=True) as bar:
-        task = bar.add_task("loading model and cutout", total=3)
-        model = load_explain_model(engine, settings, model_ref, tta)
-        row = find_cluster(engine, ref)
-        src = image_source(source, resolve_url(settings), settings, opts)
-        bar.update(task, advance=1, description="integrated gradients + Grad-CAM")
-        ce = explain_one(engine, settings, model, row, src, radius)
-        bar.update(task, advance=1, description="writing PNG and maps")
-        c, s, e = ce.cluster, ce.scores, ce.explanation
-        stem = f"explain-{int(c['id'])}-model{model.model_id}"
-        png = plot_explanation(
-            colour_composite(ce.image), e.joint, e.ig.attributions, e.cam, out_dir / f"{stem}.png",
-            title=f"{c['name'] or c['id']} (id {c['id']}, z={c['z']:.3f}, lambda={c['richness']:.1f}), model {model.name}",
-            predicted=s["log10_m500_pred"], labelled=s["log10_m500_label"], true=s["log10_m500_true"],
-            members_xy=ce.members_xy, bands=BANDS,
-        )
-        npz = save_maps(ce, out_dir / f"{stem}.npz")
-        bar.update(task, advance=1)
-    result = {"cluster_id": int(c["id"]), "name": c["name"], "model": model.name, "png": png, "npz": npz,
-              **{k: (None if isinstance(v, float) and v != v else v) for k, v in s.items()}}
+def _render(result: dict, title: str, json_out: bool, hidden: tuple[str, ...] = (), run: Any = None) -> None:
+    """The result as JSON or a two-column table (without `hidden` keys), then a run's failed tiles."""
     if json_out:
         emit_json(result)
         return
-    rows = [(k, v) for k, v in result.items() if k not in ("cluster_id", "name")]
-    console.print(table(f"explain cluster {c['id']} ({c['name']})", ["", ""], rows))
-
-
-def _explain_tiles(engine, settings, tiles, model_ref, out_dir, source, opts, radius, tta, workers, scheduler, rerun,
-                   summary, json_out) -> None:
-    from clustermass import sky
-    from clustermass.plots.explain import plot_enrichment
-    from clustermass.model.registry import get_model
-    from clustermass.pipeline.explain import explain_tile, read_results, summarise
-    from clustermass.pipeline.runner import run_tiles
-    from clustermass.pipeline.worker import torch_threads_for, worker_settings
-
-    try:
-        spec = sky.parse_tiles(tiles)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    model_id = get_model(engine, model_ref).id
-    n_workers = workers or settings.workers
-    ident = {"model_id": model_id, "source": source, "source_options": opts, "radius": radius, "tta": tta,
-             "out": str(out_dir)}
-    args = {**ident, "settings": worker_settings(settings),
-            "torch_threads": torch_threads_for(scheduler, n_workers)}
-    with tile_progress() as on_progress:
-        run = run_tiles(settings, "explain", spec, explain_tile, args, identity=ident, model_id=model_id,
-                        scheduler=scheduler, workers=n_workers, rerun=rerun, on_progress=on_progress)
-    results = read_results(out_dir, run.run_id)
-    result = {"run_id": run.run_id, "status": run.status, "tiles": run.n_tiles, "tiles_failed": run.n_tiles_failed,
-              "n_explained": len(results), "results": out_dir / f"run-{run.run_id}"}
-    if summary:
-        result.update(summarise(results))
-        if len(results):
-            result["plot"] = plot_enrichment(results, out_dir / f"run-{run.run_id}" / "enrichment.png")
-    if json_out:
-        emit_json(result)
-    else:
-        console.print(table(f"explain run {run.run_id}", ["", ""], list(result.items())))
-        for f in run.failures[:10]:
-            console.print(f"[red]tile {f['norder']}/{f['npix']} failed:[/red] {f['error']}", highlight=False)
-    if run.status != "done":
-        raise typer.Exit(1)
+    console.print(table(title, ["", ""], [(k, v) for k, v in result.items() if k not in hidden]))
+    if run is not None:
+        print_failures("explain", run, resume=False)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Optional
 
 import typer
 
-from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, table, tile_progress
-from clustermass.errors import InputError
+from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, print_failures, table, tile_progress
+from clustermass.cli.choices import Source
 
 
 @app.command("fetch")
@@ -16,7 +15,7 @@ def fetch(
     tiles: Optional[str] = typer.Option(
         None, "--tiles", help="HEALPix tiles: ORDER (all tiles of that order holding clusters, e.g. '3') or ORDER:PIX,PIX ('3:12,13')."
     ),
-    source: str = typer.Option("sas", "--source", help="sas (SDSS frames over HTTP, cached), local (frame mirror, --frames) or mock (rendered)."),
+    source: Source = typer.Option("sas", "--source", help="sas (SDSS frames over HTTP, cached), local (frame mirror, --frames) or mock (rendered)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame mirror folder in the SAS layout for --source local."),
     universe: Optional[str] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
@@ -39,56 +38,21 @@ def fetch(
     for --source sas and local. One Dask task per HEALPix tile; running the same command again skips
     finished tiles, and stored cutouts are reused after their checksum is verified.
     """
-    from clustermass import sky
-    from clustermass.db import migrate
-    from clustermass.db.queries import catalog_id_by_name
     from clustermass.images.base import CutoutGrid
-    from clustermass.pipeline.fetch import fetch_tile
-    from clustermass.pipeline.runner import run_tiles
-    from clustermass.pipeline.sources import check_frames_indexed, source_options
-    from clustermass.pipeline.worker import worker_settings
+    from clustermass.jobs.fetch import fetch_tiles
+    from clustermass.jobs.tiles import RunOptions, SourceChoice
 
-    settings = STATE.settings
-    engine = STATE.engine()
-    migrate.upgrade(engine)
-    exec_args = {"settings": worker_settings(settings)}
-    if resume is not None:
-        spec, args, ident, catalog_id = None, exec_args, None, None
-    else:
-        if not tiles:
-            raise InputError("give --tiles (e.g. '3' or '3:12,13'), or --resume RUN to continue a run")
-        try:
-            spec = sky.parse_tiles(tiles)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        catalog_id = catalog_id_by_name(engine, catalog)
-        opts = source_options(source, frames, universe, seed)
-        check_frames_indexed(engine, source)
-        grid = CutoutGrid(size=size, aperture_mpc=None if aperture_arcsec else aperture_mpc, aperture_arcsec=aperture_arcsec)
-        ident = {"source": source, "source_options": opts, "grid": grid.as_dict()}
-        args = {**exec_args, **ident}
-
-    totals: Counter = Counter()
-    reasons: Counter = Counter()
-
-    def count(p) -> None:
-        if p.last:
-            totals.update({k: int(p.last.get(k) or 0) for k in ("cached", "fetched", "changed", "partial", "failed")})
-            reasons.update(p.last.get("errors") or {})
-
-    with tile_progress(count) as on_progress:
-        summary = run_tiles(
-            settings, "fetch", spec, fetch_tile, args, identity=ident, catalog_id=catalog_id,
-            scheduler=scheduler, workers=workers, resume=resume, rerun=rerun, max_per_tile=max_per_tile,
-            on_progress=on_progress,
-        )
-    result = {**summary.as_dict(), **{k: totals[k] for k in ("cached", "fetched", "changed", "partial", "failed")},
-              "failure_reasons": dict(reasons.most_common())}
+    grid = CutoutGrid(size=size, aperture_mpc=None if aperture_arcsec else aperture_mpc, aperture_arcsec=aperture_arcsec)
+    options = RunOptions(scheduler, workers, rerun, resume, max_per_tile)
+    with tile_progress() as on_progress:
+        summary = fetch_tiles(STATE.database(), STATE.settings, tiles, SourceChoice(source, frames, universe, seed), grid,
+                              catalog=catalog, options=options, on_progress=on_progress)
     if json_out:
-        emit_json(result)
+        emit_json(summary.as_dict())
     else:
-        _print_summary(result)
-    if summary.status != "done":
+        _print_summary(summary.as_dict())
+        print_failures("fetch", summary.run)
+    if summary.run.status != "done":
         raise typer.Exit(1)
 
 
@@ -104,7 +68,3 @@ def _print_summary(r: dict) -> None:
     console.print(table("fetch", ["", ""], rows))
     for why, n in list(r["failure_reasons"].items())[:10]:
         console.print(f"[red]{n} failed:[/red] {why}", highlight=False)
-    for f in r["failures"][:10]:
-        console.print(f"[red]tile {f['norder']}/{f['npix']} failed:[/red] {f['error']}", highlight=False)
-    if r["failures"]:
-        console.print(f"fix the cause, then continue with `cmcat fetch --resume {r['run_id']}`")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import typer
 
 from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, progress, table
+from clustermass.cli.choices import MassUnit, Method
 
 if TYPE_CHECKING:
     from clustermass.catalogs.readers import Mapping
@@ -39,10 +40,8 @@ def _ingest(kind: str, path: Path, mapping: "Mapping", name: str | None, replace
             hdu: str | None, json_out: bool) -> None:
     """Run one ingest with a progress bar and print its summary (or JSON)."""
     from clustermass.catalogs.ingest import STAGES, ingest_file
-    from clustermass.db import migrate
 
-    engine = STATE.engine()
-    migrate.upgrade(engine)
+    engine = STATE.database()
     hdu_arg: str | int | None = int(hdu) if hdu is not None and hdu.isdigit() else hdu
     with progress(transient=True) as bar:
         task = bar.add_task(f"ingest {kind} {path.name}", total=len(STAGES))
@@ -80,7 +79,7 @@ def _register(kind: str, doc: str, with_mass: bool) -> None:
 
     if with_mass:
         def command(path: Path = FILE, name: Optional[str] = NAME, replace: bool = REPLACE, skip_bad: bool = SKIP_BAD,
-                    hdu: Optional[str] = HDU, mass_unit: str = MASS_UNIT, json_out: bool = JSON) -> None:
+                    hdu: Optional[str] = HDU, mass_unit: MassUnit = MASS_UNIT, json_out: bool = JSON) -> None:
             _ingest(kind, path, with_mass_unit(KINDS[kind], mass_unit), name, replace, skip_bad, hdu, json_out)
     else:
         def command(path: Path = FILE, name: Optional[str] = NAME, replace: bool = REPLACE, skip_bad: bool = SKIP_BAD,
@@ -150,8 +149,8 @@ def ingest_table(
         None, "--mass", help="Column of M500: the table is then loaded as mass measurements instead of clusters."
     ),
     mass_err: Optional[str] = typer.Option(None, "--mass-err", help="Column of the symmetric M500 error (mass unit)."),
-    mass_unit: str = MASS_UNIT,
-    method: str = typer.Option("other", "--method", help="Measurement method of the masses: xray, sz, wl, other."),
+    mass_unit: MassUnit = MASS_UNIT,
+    method: Method = typer.Option("other", "--method", help="Measurement method of the masses: xray, sz, wl, other."),
     name: Optional[str] = NAME,
     replace: bool = REPLACE,
     skip_bad: bool = SKIP_BAD,
@@ -218,7 +217,7 @@ def crossmatch_cmd(
     prio = parse_priority(priority)
     with progress(transient=True) as bar:
         task = bar.add_task("cross-match", total=1)
-        summary = crossmatch(STATE.engine(), radius_arcsec, dz, prio, tuple(catalog or ()), force=force)
+        summary = crossmatch(STATE.database(), radius_arcsec, dz, prio, tuple(catalog or ()), force=force)
         bar.update(task, completed=1)
     if json_out:
         emit_json(dataclasses.asdict(summary))
@@ -244,46 +243,24 @@ def baseline_cmd(
 
     The bar every learned model must beat. Prints MAE (dex), median bias, NMAD scatter, fold by fold and per label source, and writes a predicted-vs-measured PNG.
     """
-    from clustermass.catalogs.crossmatch import catalog_ids, labelled_clusters
-    from clustermass.errors import InputError
-    from clustermass.model import baseline
-    from clustermass.plots.model import plot_baseline
+    from clustermass.jobs.baseline import richness_baseline
 
-    with STATE.engine().connect() as conn:
-        ids = catalog_ids(conn, catalog) if catalog else None
-        df = labelled_clusters(conn, ids)
-    if len(df) < 2 * folds:
-        raise InputError(
-            f"only {len(df)} labelled clusters with richness and z: too few for {folds}-fold CV. "
-            "Ingest a cluster catalogue and mass catalogues, then run `cmcat crossmatch`"
-        )
-    try:
-        cv = baseline.cross_validate(df["id"].to_numpy(), df["richness"].to_numpy(), df["z"].to_numpy(),
-                                     df["log10_m500"].to_numpy(), folds, seed, groups=df["source"].to_numpy())
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    coef = baseline.fit(df["richness"].to_numpy(), df["z"].to_numpy(), df["log10_m500"].to_numpy())
-    plot_path = plot or STATE.settings.output_dir / "baseline.png"
-    o = cv["overall"]
-    plot_baseline(plot_path, df["log10_m500"].to_numpy(), cv["predicted"], df["source"].to_numpy(),
-                  f"richness baseline, {folds}-fold CV: MAE {o['mae']:.3f} dex (N={o['n']})")
-    result = {"n": len(df), "folds": folds, "seed": seed, "overall": o, "per_fold": cv["folds"],
-              "per_source": cv["groups"], "coef_all": coef.tolist(), "plot": str(plot_path)}
+    done = richness_baseline(STATE.database(), folds, seed, catalog, plot or STATE.settings.output_dir / "baseline.png")
     if json_out:
-        emit_json(result)
+        emit_json(done.as_dict())
         return
     cols = ["", "N", "MAE", "bias", "NMAD", "RMS", ">0.3 dex"]
 
     def row(label, m):
         return (label, m["n"], m["mae"], m["bias"], m["nmad"], m["rms"], m["outlier_frac"])
 
-    rows = [row(f"fold {f['fold']}", f) for f in cv["folds"]]
-    rows += [row(f"source {s}", m) for s, m in cv["groups"].items()]
-    rows.append(row("all", o))
+    rows = [row(f"fold {f['fold']}", f) for f in done.per_fold]
+    rows += [row(f"source {s}", m) for s, m in done.per_source.items()]
+    rows.append(row("all", done.overall))
     console.print(table(f"richness baseline, {folds}-fold CV (seed {seed}), dex", cols, rows))
-    a, b, c = coef
+    a, b, c = done.coef_all
     console.print(f"fit on all: log10 M500 = {a:.3f} + {b:.3f} log10(lambda/40) + {c:.3f} log10((1+z)/1.35)")
-    console.print(f"MAE [bold]{o['mae']:.3f} dex[/bold] over {o['n']} clusters; plot: {plot_path}")
+    console.print(f"MAE [bold]{done.overall['mae']:.3f} dex[/bold] over {done.overall['n']} clusters; plot: {done.plot}")
 
 
 @app.command("status")
@@ -291,7 +268,7 @@ def status_cmd(json_out: bool = JSON) -> None:
     """What is loaded: catalogues, rows, labels per source, cutouts, models, predictions."""
     from clustermass.results.status import status
 
-    with STATE.engine().connect() as conn:
+    with STATE.database().connect() as conn:
         info = status(conn)
     if json_out:
         emit_json(info)

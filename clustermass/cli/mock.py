@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
-from clustermass.cli._common import MAX_SEED, STATE, app, console, emit_json, progress, table
+from clustermass.cli._common import MAX_SEED, STATE, app, console, counting_bar, emit_json, progress, table
+from clustermass.cli.choices import Variant
 
 mock_app = typer.Typer(help="Mock universe: catalogues + truth, SDSS-format frames, calibration plots.",
                        no_args_is_help=True)
@@ -24,7 +24,7 @@ def universe(
         None, "--area", min=0.01, max=16900.0,
         help="Sky area (deg^2, at most 16,900: below the pole) of a square patch around RA=180, Dec=25; default: the SDSS footprint."
     ),
-    variant: str = typer.Option("default", "--variant", help="default (calibrated) or control (a positive control: "
+    variant: Variant = typer.Option("default", "--variant", help="default (calibrated) or control (a positive control: "
                                 "the richness scatter has a strong visible cause; docs/mock.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -32,14 +32,9 @@ def universe(
 
     The files go through `cmcat ingest` like the real ones; truth.parquet is for evaluation only.
     """
-    from clustermass.errors import InputError
     from clustermass.mock.population import build_universe
-    from clustermass.mock.relations import VARIANTS
     from clustermass.mock.version import MOCK_VERSION
     from clustermass.mock.writers import write_universe
-
-    if variant not in VARIANTS:
-        raise InputError(f"--variant {variant!r}: use one of {', '.join(VARIANTS)}")
 
     with progress(transient=True) as bar:
         task = bar.add_task("drawing haloes", total=None)
@@ -81,46 +76,10 @@ def frames(
     index with `cmcat ingest fields OUT/window_flist.fits` and read them with `--source local`.
     Files that already exist are kept (a second run does no repeated work).
     """
-    import numpy as np
+    from clustermass.jobs.mock import render_frames
 
-    from clustermass.errors import InputError
-    from clustermass.mock.source import universe_seed
-    from clustermass.mock.frames import plan_frames, write_frame, write_window_flist
-    from clustermass.mock.scene import Scene
-    from clustermass.mock.writers import read_truth
-    from clustermass.sky import hpx29, parse_tiles, tile_of
-
-    if not bands or any(b not in "ugriz" for b in bands):
-        raise InputError(f"--bands {bands!r}: use letters of ugriz, e.g. 'gri'")
-    truth = read_truth(universe_dir)
-    clusters = truth[truth.rm_id > 0]
-    if tiles:
-        try:
-            spec = parse_tiles(tiles)
-        except ValueError as exc:
-            raise InputError(f"--tiles: {exc}") from None
-        hpx = hpx29(clusters.ra.to_numpy(), clusters.dec.to_numpy())
-        clusters = clusters[np.isin(tile_of(hpx, spec.order), spec.resolve(hpx))]
-    seed = universe_seed(universe_dir) if seed is None else seed
-    specs = plan_frames(clusters, aperture_mpc)
-    planned = len(specs)
-    if max_frames is not None:
-        specs = specs[:max_frames]
-    scene = Scene(seed, truth)
-    written = skipped = 0
-    with progress() as bar:
-        task = bar.add_task("rendering fields", total=len(specs))
-        for field in specs:
-            if all((out / field.relpath(b)).is_file() for b in bands):
-                skipped += 1
-            else:
-                write_frame(scene, field, bands, out)
-                written += 1
-            bar.advance(task)
-    flist = write_window_flist(specs, out, seed)
-    summary = {"clusters": int(len(clusters)), "fields_planned": planned, "fields": len(specs),
-               "fields_written": written, "fields_skipped": skipped, "bands": bands,
-               "frames": len(specs) * len(bands), "window_flist": str(flist), "out": str(out)}
+    with counting_bar("rendering fields") as on_field:
+        summary = render_frames(universe_dir, out, tiles, bands, aperture_mpc, max_frames, seed, on_field).as_dict()
     if json_out:
         emit_json(summary)
         return
@@ -142,33 +101,13 @@ def plot(
     field counts/colours vs photoObj, projection / miscentring / magnitude-gap effects against the
     literature, and a gallery of mock cutouts.
     """
-    import pandas as pd
+    from clustermass.jobs.mock import compare_with_real
 
-    from clustermass.errors import InputError
-    from clustermass.images.base import CutoutGrid
-    from clustermass.mock.source import MockSource
-    from clustermass.mock.calibrate import comparison
-    from clustermass.plots.mock import plot_all, plot_gallery
-    from clustermass.mock.writers import read_truth
-
-    real = real or STATE.settings.real_data_dir
-    if real is None or not Path(real).is_dir():
-        raise InputError(f"real data folder {real} not found; pass --real /path/to/shared/data/real")
-    out = out or STATE.settings.output_dir / "mock"
     with progress(transient=True) as bar:
         task = bar.add_task("comparing with the real data", total=None)
-        data, numbers = comparison(Path(universe_dir), Path(real))
-        paths = plot_all(data, out)
-        bar.update(task, description="rendering a gallery")
-        truth = read_truth(universe_dir)
-        rm = truth[truth.rm_id > 0].sort_values("rm_id")
-        pick = rm.iloc[np.linspace(0, len(rm) - 1, min(5, len(rm))).astype(int)]
-        rows = pd.DataFrame({"id": pick.rm_id, "ra": pick.ra, "dec": pick.dec, "z": pick.z_phot,
-                             "richness": pick.lambda_obs})
-        cuts = MockSource(universe_dir).cutouts(rows, CutoutGrid())
-        for c, r in zip(cuts, pick.itertuples()):
-            c.meta["title"] = f"lambda {r.lambda_obs:.0f}, z {r.z_phot:.2f}, logM {r.log10_m500:.2f}"
-        paths["gallery"] = plot_gallery(cuts, out)
+        paths, numbers = compare_with_real(universe_dir, real or STATE.settings.real_data_dir,
+                                           out or STATE.settings.output_dir / "mock",
+                                           lambda step: bar.update(task, description=step))
     if json_out:
         emit_json({"files": {k: str(v) for k, v in paths.items()}, **numbers})
         return
@@ -199,76 +138,16 @@ def oracle(
     registers the best CNN / hybrid oracle's per-cluster out-of-fold predictions as models of kind
     oracle-cnn / oracle-hybrid (`cmcat evaluate` shows them; with --model, next to that model).
     """
-    import hashlib
-    import json as _json
+    from clustermass.jobs.mock import mock_oracles
 
-    import pandas as pd
-
-    from clustermass.errors import InputError
-    from clustermass.model.truth import MATCH_ARCSEC
-    from clustermass.mock.oracle import FEATURES, features_table, oracle_table
-    from clustermass.mock.scene import Scene
-    from clustermass.mock.version import provenance
-    from clustermass.mock.writers import read_truth
-    from clustermass.model import registry
-    from clustermass.model.data import labelled_clusters
-    from clustermass.model.folds import fold_of
-    from clustermass.model.metrics import mass_metrics
-
-    engine, settings = STATE.engine(), STATE.settings
-    prov = provenance(universe_dir, 0)
-    truth = read_truth(universe_dir)
-    scene = Scene(int(prov["universe"]["seed"]), truth)
-    labels = labelled_clusters(engine)
-    if model:
-        rec = registry.get_model(engine, model)
-        if "oof" not in rec.training or rec.kind.startswith("oracle-"):
-            raise InputError(f"--model {rec.name!r} ({rec.kind}) has no out-of-fold predictions of a trained model")
-        oof = pd.DataFrame(rec.training["oof"])
-        labels = labels.set_index("id").loc[oof["cluster_id"]].reset_index()
-        fold, group, fold_seed = oof["fold"].to_numpy(), rec.training["group"], int(rec.config["seed"])
-        aperture = rec.config["grid"].get("aperture_mpc")
-        if aperture is None:
-            raise InputError(f"--model {rec.name!r} uses a fixed angular aperture; the oracle needs a physical one (--grid)")
-    else:
-        try:
-            _, aperture = (float(v) for v in grid.split(":"))
-        except ValueError:
-            raise InputError(f"--grid {grid!r}: give SIZE:APERTURE_MPC, e.g. 64:1.5") from None
-        fold_seed = seed
-        fold = fold_of(labels["id"].to_numpy(), 5, seed)
-        digest = hashlib.sha256(_json.dumps([prov, grid, seed, labels["id"].tolist()], sort_keys=True).encode()).hexdigest()[:10]
-        group = f"mock-{grid.replace(':', 'px-')}mpc-s{seed}-{digest}"
-    halo = [scene.match(r.ra, r.dec, MATCH_ARCSEC) for r in labels.itertuples()]
-    ok = np.array([h is not None for h in halo])
-    if ok.sum() < 10:
-        raise InputError(f"only {int(ok.sum())} labelled clusters match {universe_dir}; ingest that universe and run `cmcat crossmatch`")
-    labels, fold = labels[ok].reset_index(drop=True), fold[ok]
-    halo_rows = pd.DataFrame([h for h in halo if h is not None])
-    clusters = labels[["ra", "dec", "z"]].assign(halo_id=halo_rows.halo_id.to_numpy())
     with progress(transient=True) as bar:
-        bar.add_task(f"oracle features of {len(labels)} clusters", total=None)
-        feats = features_table(scene, clusters, float(aperture) / 2)
-        y, y_true = labels["log10_m500"].to_numpy(float), halo_rows.log10_m500.to_numpy(float)
-        tab, best = oracle_table(feats, y, y_true, labels["richness"].to_numpy(float), fold, fold_seed)
-    registered = []
-    for kind, pred in best.items():
-        name = f"{kind}-{group}"
-        if registry.find_model(engine, name) is None:
-            registry.save_model(
-                engine, settings, name=name, kind=kind,
-                config={"features": FEATURES + (["log10_lambda"] if kind == "oracle-hybrid" else []),
-                        "aperture_mpc": float(aperture), "seed": fold_seed},
-                metrics={"cv": mass_metrics(pred, y), "cv_truth": mass_metrics(pred, y_true)},
-                training={"group": group, "source": "mock", "mock": prov, "n_labels": len(y),
-                          "oof": {"cluster_id": labels["id"].tolist(), "pred": pred.tolist(), "fold": fold.tolist()}},
-            )
-        registered.append(name)
+        bar.add_task("oracle features of the labelled clusters", total=None)
+        done = mock_oracles(STATE.database(), STATE.settings, universe_dir, grid, model, seed)
     if json_out:
-        emit_json({"clusters": len(y), "group": group, "models": registered, "rows": tab.to_dict(orient="records")})
+        emit_json(done.as_dict())
         return
     rows = [(r.estimator, f"{r.mae_label:.4f}", f"{r.ratio_label:.3f}x", f"{r.mae_truth:.4f}", f"{r.ratio_truth:.3f}x")
-            for r in tab.itertuples()]
-    console.print(table(f"oracles on {len(y)} labelled clusters (5 folds, seed {fold_seed}; MAE in dex)",
+            for r in done.table.itertuples()]
+    console.print(table(f"oracles on {done.clusters} labelled clusters (5 folds, seed {done.fold_seed}; MAE in dex)",
                         ["estimator", "vs label", "ratio", "vs truth", "ratio"], rows))
-    console.print(f"registered {', '.join(registered)}: compare with `cmcat evaluate {registered[-1]}`")
+    console.print(f"registered {', '.join(done.models)}: compare with `cmcat evaluate {done.models[-1]}`")

@@ -6,8 +6,11 @@ from typing import Optional
 
 import typer
 
-from clustermass.cli._common import MAX_SEED, STATE, check_device, app, console, emit_json, table, tile_progress
-from clustermass.errors import InputError
+from clustermass.cli._common import (
+    MAX_SEED, STATE, app, check_device, console, emit_json, print_failures, table, tile_progress,
+)
+from clustermass.cli.choices import Device, Source
+
 
 @app.command("predict")
 def predict(
@@ -19,9 +22,9 @@ def predict(
         None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster of worker processes."
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of the local cluster (default: setting `workers`)."),
-    device: str = typer.Option("cpu", "--device", help="Run the model on cpu or cuda."),
+    device: Device = typer.Option("cpu", "--device", help="Run the model on cpu or cuda."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Clusters per forward pass."),
-    source: str = typer.Option("mock", "--source", help="Where missing cutouts come from: mock (rendered), local (frame mirror) or sas (SDSS over HTTP)."),
+    source: Source = typer.Option("mock", "--source", help="Where missing cutouts come from: mock (rendered), local (frame mirror) or sas (SDSS over HTTP)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[str] = typer.Option(None, "--universe", help="Mock universe folder for --source mock (default: synthesise from the catalogue)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
@@ -35,48 +38,15 @@ def predict(
 
     One Dask task per HEALPix tile. Re-running the same command skips finished tiles (idempotent and resumable after an interruption); see docs/pipeline.md for running on a Dask cluster.
     """
-    from clustermass import sky
-    from clustermass.db import migrate
-    from clustermass.model.registry import get_model
-    from clustermass.db.queries import catalog_id_by_name
-    from clustermass.pipeline.predict import predict_tile
-    from clustermass.pipeline.runner import run_tiles
-    from clustermass.pipeline.sources import check_frames_indexed, source_options
-    from clustermass.pipeline.worker import torch_threads_for, worker_settings
+    from clustermass.jobs.predict import predict_tiles
+    from clustermass.jobs.tiles import RunOptions, SourceChoice
 
     check_device(device)
-    settings = STATE.settings
-    engine = STATE.engine()
-    migrate.upgrade(engine)
-    n_workers = workers or settings.workers
-    exec_args = {
-        "device": device,
-        "batch_size": batch_size,
-        "settings": worker_settings(settings),
-        "torch_threads": torch_threads_for(scheduler, n_workers),
-    }
-    if resume is not None:
-        spec, args, ident, model_id, catalog_id = None, exec_args, None, None, None
-    else:
-        if not tiles or not model:
-            raise InputError("give --tiles and --model (or --resume RUN to continue a run)")
-        try:
-            spec = sky.parse_tiles(tiles)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        opts = source_options(source, frames, universe, seed)
-        model_id = get_model(engine, model).id
-        catalog_id = catalog_id_by_name(engine, catalog)
-        check_frames_indexed(engine, source)
-        ident = {"model_id": model_id, "source": source, "source_options": opts}
-        args = {**exec_args, "model_id": model_id, "source": source, "source_options": opts}
-
+    options = RunOptions(scheduler, workers, rerun, resume, max_per_tile)
     with tile_progress() as on_progress:
-        summary = run_tiles(
-            settings, "predict", spec, predict_tile, args, identity=ident, catalog_id=catalog_id, model_id=model_id,
-            scheduler=scheduler, workers=n_workers, resume=resume, rerun=rerun, max_per_tile=max_per_tile,
-            on_progress=on_progress,
-        )
+        summary = predict_tiles(STATE.database(), STATE.settings, tiles, model, SourceChoice(source, frames, universe, seed),
+                                catalog=catalog, device=device, batch_size=batch_size, options=options,
+                                on_progress=on_progress)
     if json_out:
         emit_json(summary.as_dict())
     else:
@@ -95,9 +65,4 @@ def _print_summary(s) -> None:
         ("throughput", f"{s.clusters_per_s:.1f} clusters/s"),
     ]
     console.print(table("predict", ["", ""], rows))
-    for f in s.failures[:10]:
-        console.print(f"[red]tile {f['norder']}/{f['npix']} failed:[/red] {f['error']}", highlight=False)
-    if len(s.failures) > 10:
-        console.print(f"... and {len(s.failures) - 10} more (SELECT * FROM run_tiles WHERE run_id = {s.run_id} AND status = 'failed')")
-    if s.failures:
-        console.print(f"fix the cause, then continue with `cmcat predict --resume {s.run_id}`")
+    print_failures("predict", s)

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from clustermass.cli._common import STATE, app, console, emit_json, err_console, table
+from clustermass.cli.choices import Format
 
 plot_app = typer.Typer(help="PNG plots of the predictions (sky map, mass vs richness).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
@@ -73,7 +74,7 @@ def _model(engine, ref: str) -> dict:
 def export(
     out: Path = typer.Argument(..., help="Output path: a folder for parquet and hats, a file for fits/csv."),
     model: str = typer.Option(..., "--model", help="Model id, name or kind (newest of that kind)."),
-    fmt: str = typer.Option(
+    fmt: Format = typer.Option(
         "parquet", "--format", help="parquet (folder partitioned Norder=k/Dir=d/Npix=p), hats (a HATS catalogue LSDB "
         "opens), fits or csv.",
     ),
@@ -83,7 +84,7 @@ def export(
     """Export a model's predicted masses with cluster positions, z, richness and any X-ray/SZ label."""
     from clustermass.results.export import export_predictions
 
-    engine = STATE.engine()
+    engine = STATE.database()
     with engine.connect() as conn:
         summary = export_predictions(conn, _model(engine, model), fmt, out, order)
     if json_out:
@@ -119,7 +120,7 @@ def skymap(
     """Healpy Mollweide map of predicted masses or cluster counts."""
     from clustermass.plots.results import plot_skymap
 
-    model_d, df = _frame(STATE.engine(), model)
+    model_d, df = _frame(STATE.database(), model)
     path = plot_skymap(df, _out(out, f"skymap-{model_d['name']}-{value}.png"), value, order)
     console.print(f"wrote {path} ({len(df)} clusters)")
 
@@ -132,6 +133,6 @@ def mass_richness(
     """Predicted log10 M500 vs richness, coloured by redshift (measured masses circled)."""
     from clustermass.plots.results import plot_mass_richness
 
-    model_d, df = _frame(STATE.engine(), model)
+    model_d, df = _frame(STATE.database(), model)
     path = plot_mass_richness(df, _out(out, f"mass-richness-{model_d['name']}.png"))
     console.print(f"wrote {path} ({len(df)} clusters)")

@@ -8,7 +8,8 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from clustermass.cli._common import MAX_SEED, STATE, check_device, app, console, emit_json, progress, table
+from clustermass.cli._common import MAX_SEED, STATE, app, check_device, console, emit_json, progress, table
+from clustermass.cli.choices import Device, Source, Stage
 from clustermass.errors import InputError
 
 models_app = typer.Typer(help="The model registry: trained models, their metrics and weights.", no_args_is_help=True)
@@ -35,11 +36,11 @@ def _progress_fn(enabled: bool = True) -> Iterator[Any]:
 
 @app.command("train")
 def train(
-    stage: str = typer.Option("all", "--stage", help="1 (band classifier), 2 (mass models on the newest/--trunk classifier) or all."),
+    stage: Stage = typer.Option("all", "--stage", help="1 (band classifier), 2 (mass models on the newest/--trunk classifier) or all."),
     config: str = typer.Option("quick", "--config", help="Training config: quick, full or a TOML file."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: Device = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of sampling, folds, initialisation and augmentation."),
-    source: str = typer.Option("mock", "--source", help="Where cutouts come from when not in the store: mock, local or sas."),
+    source: Source = typer.Option("mock", "--source", help="Where cutouts come from when not in the store: mock, local or sas."),
     frames: Optional[Path] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[Path] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
     mock_seed: int = typer.Option(0, "--mock-seed", min=0, max=MAX_SEED, help="Seed of the mock renderer (--source mock)."),
@@ -51,53 +52,22 @@ def train(
 
     Rerunning with the same data, config and seed finds the registered models instead of training again.
     """
-    import time
+    from clustermass.jobs.tiles import SourceChoice
+    from clustermass.jobs.train import train_models
 
-    import torch
-
-    from clustermass.model import workflow
-    from clustermass.model.data import source_images_fn
-    from clustermass.model.trainconfig import load_train_config
-    from clustermass.pipeline.sources import check_frames_indexed, make_source, source_options
-
-    if stage not in ("1", "2", "all"):
-        raise InputError(f"--stage must be 1, 2 or all, not {stage!r}")
     check_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = load_train_config(config)
-    opts = source_options(source, frames, universe, mock_seed)
-    provenance = None
-    if source == "mock":
-        from clustermass.mock.version import provenance as mock_provenance
-
-        provenance = mock_provenance(opts["universe_dir"], mock_seed)
-    engine, settings = STATE.engine(), STATE.settings
-    check_frames_indexed(engine, source)
-    results: list[dict] = []
-    t0 = time.perf_counter()
+    chosen = SourceChoice(source, frames and str(frames), universe and str(universe), mock_seed)
     with _progress_fn(not json_out) as on_progress:
-        src = make_source(engine, settings, source, opts)
-        images_fn = source_images_fn(engine, settings, workflow.grid_of(cfg), src, on_progress)
-        trunk_ref: str | int = trunk or "band-classifier"
-        if stage in ("1", "all"):
-            rec, new = workflow.train_band_classifier(engine, settings, cfg, seed, images_fn, source, device, on_progress,
-                                                     provenance)
-            results.append({**rec.summary(), "trained": new})
-            trunk_ref = rec.id
-        if stage in ("2", "all"):
-            for rec, new in workflow.train_mass_models(engine, settings, cfg, seed, images_fn, source, trunk_ref, device,
-                                                       on_progress, provenance):
-                results.append({**rec.summary(), "trained": new})
-    seconds = time.perf_counter() - t0
+        done = train_models(STATE.database(), STATE.settings, stage, config, seed, chosen, trunk=trunk, device=device,
+                            threads=threads, on_progress=on_progress)
     if json_out:
-        emit_json({"models": results, "seconds": seconds, "config": cfg["name"], "seed": seed})
+        emit_json(done.as_dict())
         return
     rows = [(r["id"], r["name"], r["kind"], "trained" if r["trained"] else "existing",
              r["band_accuracy"] if r["kind"] == "band-classifier" else r["mae"], r["n_labels"] or r["n_clusters"])
-            for r in results]
+            for r in done.models]
     console.print(table("models", ["id", "name", "kind", "status", "band acc. / CV MAE [dex]", "clusters"], rows))
-    console.print(f"config {cfg['name']}, seed {seed}, {seconds:.0f} s. Compare them with `cmcat evaluate {results[-1]['name']}`.")
+    console.print(f"config {done.config}, seed {seed}, {done.seconds:.0f} s. Compare them with `cmcat evaluate {done.models[-1]['name']}`.")
 
 
 @app.command("evaluate")
@@ -114,7 +84,7 @@ def evaluate(
     from clustermass.mock.version import MOCK_VERSION
     from clustermass.model.truth import truth_of_clusters
 
-    engine, settings = STATE.engine(), STATE.settings
+    engine, settings = STATE.database(), STATE.settings
     truth_df = truth_of_clusters(engine, truth, MOCK_VERSION) if truth else None
     res = workflow.evaluate_model(engine, settings, model, out or settings.output_dir, truth_df)
     tab = res["table"]
@@ -189,12 +159,12 @@ def learning_curve(
     sizes: str = typer.Option(
         "25,50,100,200,400", "--sizes", callback=_check_sizes, help="Comma-separated numbers of labelled clusters."
     ),
-    source: str = typer.Option("mock", "--source", help="Where cutouts come from when not in the store."),
+    source: Source = typer.Option("mock", "--source", help="Where cutouts come from when not in the store."),
     frames: Optional[Path] = typer.Option(None, "--frames", help="Frame mirror folder for --source local."),
     universe: Optional[Path] = typer.Option(None, "--universe", help="Mock universe folder for --source mock."),
     mock_seed: int = typer.Option(0, "--mock-seed", min=0, max=MAX_SEED, help="Seed of the mock renderer."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: output dir/learning-curve.png)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (features, and fine-tuning if the config asks)."),
+    device: Device = typer.Option("cpu", "--device", help="cpu or cuda (features, and fine-tuning if the config asks)."),
     json_out: bool = typer.Option(False, "--json", help="Print the curve as JSON."),
 ) -> None:
     """Cross-validated MAE vs number of labelled clusters: richness vs CNN vs hybrid, as a table and plot."""
@@ -204,7 +174,7 @@ def learning_curve(
 
     size_list = _size_list(sizes)
     check_device(device)
-    engine, settings = STATE.engine(), STATE.settings
+    engine, settings = STATE.database(), STATE.settings
     record = registry.get_model(engine, model)
     if record.kind not in ("cnn", "hybrid"):
         raise InputError(f"--model must be a cnn or hybrid model, {record.name!r} is {record.kind!r}")
@@ -233,7 +203,7 @@ def list_models(
     """Registered models with their kind, headline metric and training data."""
     from clustermass.model import registry
 
-    models = [m.summary() for m in registry.list_models(STATE.engine(), kind)]
+    models = [m.summary() for m in registry.list_models(STATE.database(), kind)]
     if json_out:
         emit_json(models)
         return

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from clustermass.db.models import TABLES
 from clustermass.errors import DatabaseError
@@ -51,19 +51,20 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     return before, after
 
 
+def row_counts(conn: Connection, tables: Sequence[str]) -> dict[str, int | None]:
+    """Rows of each of cmcat's `tables` (None for a table the schema does not have yet)."""
+    existing = set(inspect(conn).get_table_names())
+    # Table names come from our own models, never from user input.
+    return {table: int(conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()) if table in existing else None
+            for table in tables}
+
+
 def status(engine: Engine) -> dict[str, Any]:
     """Current and head revision, server version and the row count of every cmcat table."""
     with engine.connect() as conn:
         version = conn.execute(text("SHOW server_version")).scalar_one()
         current = MigrationContext.configure(conn).get_current_revision()
-        existing = set(inspect(conn).get_table_names())
-        counts: dict[str, int | None] = {}
-        for table in TABLES:
-            if table in existing:
-                # Table names come from our own models, never from user input.
-                counts[table] = conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()
-            else:
-                counts[table] = None
+        counts = row_counts(conn, TABLES)
     head = head_revision()
     return {
         "server_version": version,

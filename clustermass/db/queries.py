@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, ColumnElement, Engine, and_, false, or_, select
 
 from clustermass import sky
-from clustermass.db.models import Catalog, Cluster
+from clustermass.db.models import Catalog, Cluster, Label
 from clustermass.errors import InputError
 
 
@@ -63,3 +65,25 @@ def catalog_id_by_name(engine: Engine, name: str | None) -> int | None:
     if cid is None:
         raise InputError(f"no catalogue named {name!r}; known: {', '.join(known) or 'none (run cmcat ingest)'}")
     return cid
+
+
+#: The cluster columns of `labelled_clusters` (and of the training samples, model.data).
+CLUSTER_COLUMNS = [Cluster.id, Cluster.source_id, Cluster.name, Cluster.ra, Cluster.dec, Cluster.z, Cluster.richness]
+
+
+def labelled_clusters(conn: Connection, catalog_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Clusters with a label, z and richness > 0 (of `catalog_ids`), by id: id, source_id, name, ra, dec,
+    z, richness, log10_m500, log10_m500_err (the label's 1-sigma error in dex, NaN if none), source."""
+    stmt = (
+        select(*CLUSTER_COLUMNS, Label.log10_m500, Label.log10_m500_err, Label.source)
+        .join(Label, Label.cluster_id == Cluster.id)
+        .where(Cluster.z.is_not(None), Cluster.richness.is_not(None), Cluster.richness > 0)
+        .order_by(Cluster.id)
+    )
+    if catalog_ids is not None:
+        stmt = stmt.where(Cluster.catalog_id.in_(list(catalog_ids)))
+    cols = [c.key for c in CLUSTER_COLUMNS] + ["log10_m500", "log10_m500_err", "source"]
+    df = pd.DataFrame(conn.execute(stmt).all(), columns=cols)
+    for col in ("ra", "dec", "z", "richness", "log10_m500", "log10_m500_err"):
+        df[col] = pd.to_numeric(df[col]).astype(float)  # NULL -> NaN
+    return df

@@ -8,16 +8,12 @@ the rest and libpq's own parser (`psycopg2.extensions.parse_dsn`) for key=value 
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from clustermass.config import Settings
 from clustermass.errors import ConfigError
 
 DRIVER = "postgresql+psycopg2"
@@ -120,12 +116,3 @@ def scrub(text: str, url: str | None) -> str:
                     text = text.replace(form, MASK)
     text = _URL_PW_RE.sub(rf"\1{MASK}\3", text)
     return _KV_PW_RE.sub(rf"\1{MASK}", text)
-
-
-def public_settings(settings: Settings) -> dict[str, Any]:
-    """Settings as plain data with the database passwords masked (for display and JSON)."""
-    out = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(settings).items()}
-    for key in ("database_url", "sql_database_url"):
-        if out[key]:
-            out[key] = mask_url(out[key])
-    return out

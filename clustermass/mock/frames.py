@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bz2
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from clustermass.images.atomic import atomic_write
 from clustermass.images.base import BANDS, SDSS_PIXEL_ARCSEC
 from clustermass.images.frames import frame_relpath
 from clustermass.mock.galaxies import Sources
@@ -224,13 +224,6 @@ def frame_bytes(spec: FieldSpec, band: str, image: np.ndarray, seed: int) -> byt
     return bz2.compress(buf.getvalue(), 9)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def window_flist(specs: list[FieldSpec], seed: int) -> fits.BinTableHDU:
     """window_flist rows (RUN, RERUN, CAMCOL, FIELD, RA, DEC, SCORE, MU/NU bounds, INCL, NODE, and per
     band PSF_FWHM in arcsec and SKYFLUX in nanomaggies/arcsec^2) with the fields' conditions under `seed`."""
@@ -279,7 +272,7 @@ def write_frame(scene, spec: FieldSpec, bands: str, root: Path, noise: bool = Tr
     paths = []
     for band in bands:
         path = root / spec.relpath(band)
-        write_atomic(path, frame_bytes(spec, band, render_frame(spec, band, sources, scene.seed, noise), scene.seed))
+        atomic_write(path, frame_bytes(spec, band, render_frame(spec, band, sources, scene.seed, noise), scene.seed))
         paths.append(path)
     return paths
 
@@ -289,5 +282,5 @@ def write_window_flist(specs: list[FieldSpec], root: Path, seed: int) -> Path:
     buf = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), window_flist(specs, seed)]).writeto(buf)
     path = root / "window_flist.fits"
-    write_atomic(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return path

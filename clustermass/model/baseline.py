@@ -35,12 +35,6 @@ def predict(coef: np.ndarray, richness: np.ndarray, z: np.ndarray) -> np.ndarray
     return design_matrix(richness, z) @ np.asarray(coef, dtype=np.float64)
 
 
-def residual_scatter(coef: np.ndarray, richness: np.ndarray, z: np.ndarray, log10_m500: np.ndarray) -> float:
-    """RMS residual of a fit, dex (a 1-sigma error for its predictions)."""
-    r = predict(coef, richness, z) - np.asarray(log10_m500, dtype=np.float64)
-    return float(np.sqrt(np.mean(r**2)))
-
-
 def cross_validate(
     cluster_ids: np.ndarray,
     richness: np.ndarray,

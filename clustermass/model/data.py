@@ -14,7 +14,8 @@ from sqlalchemy import Engine, func, select
 
 from clustermass import sky
 from clustermass.config import Settings
-from clustermass.db.models import Cluster, Label
+from clustermass.db import queries
+from clustermass.db.models import Cluster
 from clustermass.errors import ModelError
 from clustermass.images.base import CutoutGrid, ImageSource
 from clustermass.images.store import ensure_cutouts
@@ -22,22 +23,11 @@ from clustermass.images.store import ensure_cutouts
 #: images_fn(clusters) -> (N, 5, size, size) float32 nanomaggies (NaN = uncovered) in row order.
 ImagesFn = Callable[[pd.DataFrame], np.ndarray]
 
-_CLUSTER_COLS = [Cluster.id, Cluster.source_id, Cluster.name, Cluster.ra, Cluster.dec, Cluster.z, Cluster.richness]
-
 
 def labelled_clusters(engine: Engine) -> pd.DataFrame:
-    """Clusters with a label: id, source_id, name, ra, dec, z, richness, log10_m500, log10_m500_err
-    (the label's 1-sigma error in dex, NaN if none), source; by id."""
-    stmt = (
-        select(*_CLUSTER_COLS, Label.log10_m500, Label.log10_m500_err, Label.source)
-        .join(Label, Label.cluster_id == Cluster.id)
-        .where(Cluster.z.is_not(None), Cluster.richness.is_not(None), Cluster.richness > 0)
-        .order_by(Cluster.id)
-    )
-    cols = [c.key for c in _CLUSTER_COLS] + ["log10_m500", "log10_m500_err", "source"]
+    """Clusters with a label (`db.queries.labelled_clusters`); ModelError when there are none."""
     with engine.connect() as conn:
-        df = pd.DataFrame(conn.execute(stmt).all(), columns=cols)
-    df["log10_m500_err"] = df["log10_m500_err"].astype(float)  # NULL -> NaN
+        df = queries.labelled_clusters(conn)
     if df.empty:
         raise ModelError(
             "no labelled clusters (with z and richness) in the database: ingest a cluster catalogue and "
@@ -53,8 +43,8 @@ def sample_clusters(engine: Engine, n: int, seed: int) -> pd.DataFrame:
         if len(ids) == 0:
             raise ModelError("no clusters with a redshift in the database: ingest a catalogue with `cmcat ingest`")
         pick = np.sort(np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False))
-        rows = conn.execute(select(*_CLUSTER_COLS).where(Cluster.id.in_(pick.tolist())).order_by(Cluster.id)).all()
-    return pd.DataFrame(rows, columns=[c.key for c in _CLUSTER_COLS])
+        rows = conn.execute(select(*queries.CLUSTER_COLUMNS).where(Cluster.id.in_(pick.tolist())).order_by(Cluster.id)).all()
+    return pd.DataFrame(rows, columns=[c.key for c in queries.CLUSTER_COLUMNS])
 
 
 def count_clusters(engine: Engine) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session
 from clustermass.config import Settings
 from clustermass.db.models import Model
 from clustermass.errors import ModelError
+from clustermass.images.atomic import atomic_write
 from clustermass.images.base import CutoutGrid
 from clustermass.model.api import MassPredictor
 from clustermass.model.calibration import Calibration
@@ -131,9 +131,7 @@ def save_model(
         path = settings.model_dir / f"{name}.pt"
         buf = io.BytesIO()
         torch.save({"format": WEIGHTS_FORMAT, "kind": kind, **weights}, buf)
-        tmp = path.with_suffix(".pt.tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        atomic_write(path, buf.getvalue())
         rel, sha = path.name, _sha256(path)
     with engine.begin() as conn:
         new_id = conn.execute(

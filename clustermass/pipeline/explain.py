@@ -52,6 +52,7 @@ from clustermass.model.preprocess import normalise
 from clustermass.model.truth import MATCH_ARCSEC
 from clustermass.pipeline.runs import tile_transaction
 from clustermass.pipeline.sources import image_source
+from clustermass.pipeline.tiles import TileResult
 from clustermass.pipeline.worker import setup_worker, task_settings
 
 #: HEALPix order of the store file a single-cluster explanation reads/writes (as training does).
@@ -265,7 +266,7 @@ def explain_tile(
     tta: bool = False,
     catalog_id: int | None = None,
     torch_threads: int | None = None,
-) -> dict:
+) -> TileResult:
     """Tile task of `cmcat explain --tiles` (runner contract): explain the tile's clusters and
     write their result rows to `{out}/run-{run_id}/tile-{norder}-{npix}.csv`."""
     cfg = task_settings(settings, db_url)

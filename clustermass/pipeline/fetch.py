@@ -16,6 +16,7 @@ from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.images.store import ensure_cutouts
 from clustermass.pipeline.runs import tile_transaction
 from clustermass.pipeline.sources import image_source
+from clustermass.pipeline.tiles import TileResult
 from clustermass.pipeline.worker import task_settings
 
 
@@ -31,8 +32,9 @@ def fetch_tile(
     grid: dict | None = None,
     bands: str = BANDS,
     catalog_id: int | None = None,
-) -> dict:
-    """Tile task of `cmcat fetch` (see clustermass.pipeline.runner for the contract)."""
+) -> TileResult:
+    """Tile task of `cmcat fetch` (see clustermass.pipeline.runner for the contract): load the
+    tile's clusters, fetch and store their cutouts, count the outcome (`fetch_outcome`)."""
     cfg = task_settings(settings, db_url)
     src = image_source(source, db_url, cfg, source_options)
     cutout_grid = CutoutGrid(**(grid or {}))
@@ -43,22 +45,17 @@ def fetch_tile(
         if clusters.empty:
             return tx.done(n_clusters=0, n_done=0, cached=0, fetched=0, partial=0, failed=0, errors={})
         res = ensure_cutouts(tx.conn, cfg.cutout_dir, clusters, src, cutout_grid, (norder, npix), bands)
-        counts = res.counts()
-        partial = sum(st == "partial" for st in res.status)
-        n_failed = sum(st == "failed" for st in res.status)
-        note = None
-        if n_failed:
-            reasons = "; ".join(f"{n} x {why}" for why, n in sorted(counts["errors"].items(), key=lambda kv: -kv[1])[:3])
-            note = f"{n_failed} cluster(s) without cutout: {reasons}"[:2000]
-        return tx.done(
-            n_clusters=len(clusters),
-            n_done=len(clusters) - n_failed,
-            n_failed=n_failed,
-            error=note,
-            cached=counts["cached"],
-            fetched=counts["fetched"],
-            changed=counts["changed"],
-            partial=partial,
-            failed=counts["failed"],
-            errors=counts["errors"],
-        )
+        return tx.done(**fetch_outcome(res.status, res.counts()))
+
+
+def fetch_outcome(status: list[str], counts: dict[str, Any]) -> dict[str, Any]:
+    """A fetch tile's figures from its cutouts' status (ok | partial | failed) and the store's counts
+    (cached, fetched, changed, failed, errors: reason -> cutouts), with a note on the failed ones."""
+    n_failed = sum(st == "failed" for st in status)
+    note = None
+    if n_failed:
+        reasons = "; ".join(f"{n} x {why}" for why, n in sorted(counts["errors"].items(), key=lambda kv: -kv[1])[:3])
+        note = f"{n_failed} cluster(s) without cutout: {reasons}"[:2000]
+    return {"n_clusters": len(status), "n_done": len(status) - n_failed, "n_failed": n_failed, "error": note,
+            "cached": counts["cached"], "fetched": counts["fetched"], "changed": counts["changed"],
+            "partial": sum(st == "partial" for st in status), "failed": counts["failed"], "errors": counts["errors"]}

@@ -27,6 +27,7 @@ from clustermass.model.api import MassPredictor
 from clustermass.model.registry import load_predictor
 from clustermass.pipeline.runs import tile_transaction
 from clustermass.pipeline.sources import image_source
+from clustermass.pipeline.tiles import TileResult
 from clustermass.pipeline.worker import setup_worker, task_settings
 
 DEFAULT_BATCH_SIZE = 256
@@ -80,11 +81,12 @@ def predict_tile(
     catalog_id: int | None = None,
     loader: Loader = load_predictor,
     torch_threads: int | None = None,
-) -> dict:
+) -> TileResult:
     """Tile task of `cmcat predict` (see clustermass.pipeline.runner for the contract).
 
     Clusters without usable images or without the model's inputs (e.g. no redshift) are counted
     in n_failed and get no prediction; their count is noted in the tile's `error` column.
+    Reads as load (clusters, cutouts), compute (`prediction_rows`), write (predictions, tile done).
     """
     cfg = task_settings(settings, db_url)
     setup_worker(torch_threads)
@@ -93,37 +95,41 @@ def predict_tile(
         if tx.skipped:
             return tx.result
         clusters = clusters_in_tile(tx.conn, norder, npix, catalog_id)
-        ok = np.ones(len(clusters), dtype=bool)
-        images = None
+        images, ok = None, np.ones(len(clusters), dtype=bool)
         if predictor.needs_images and len(clusters):
             images, ok = tile_images(
                 tx.conn, db_url, cfg, clusters, predictor.grid, source, dict(source_options or {}), (norder, npix)
             )
-            images = images[ok]
-        todo = clusters[ok].reset_index(drop=True)
-        mass, err = predict_in_batches(predictor, images, todo, batch_size) if len(todo) else (np.empty(0), np.empty(0))
-        good = np.isfinite(mass)
-        fold = predictor.folds(todo["id"].to_numpy())[good]
-        out = pd.DataFrame(
-            {
-                "cluster_id": todo["id"].to_numpy()[good],
-                "model_id": predictor.model_id,
-                "run_id": run_id,
-                "log10_m500": mass[good],
-                "log10_m500_err": err[good],
-                "fold": pd.array(np.where(fold >= 0, fold, None), dtype="Int64"),
-            }
-        )
+        out, note = prediction_rows(predictor, clusters, images, ok, run_id, batch_size)
         if len(out):
             copy_upsert(
                 tx.conn, "predictions", out, conflict=["cluster_id", "model_id"],
                 update=["run_id", "log10_m500", "log10_m500_err", "fold"],
             )
-        n_failed = len(clusters) - len(out)
-        note = None
-        if n_failed:
-            note = (
-                f"{n_failed} cluster(s) without prediction: {int((~ok).sum())} without usable images, "
-                f"{int((~good).sum())} without model inputs (e.g. no redshift)"
-            )
-        return tx.done(n_clusters=len(clusters), n_done=len(out), n_failed=n_failed, error=note)
+        return tx.done(n_clusters=len(clusters), n_done=len(out), n_failed=len(clusters) - len(out), error=note)
+
+
+def prediction_rows(predictor: MassPredictor, clusters: pd.DataFrame, images: np.ndarray | None, ok: np.ndarray,
+                    run_id: int, batch_size: int) -> tuple[pd.DataFrame, str | None]:
+    """`predictions` rows of the usable clusters (`ok`, images in cluster order), and a note on
+    those without one (None when every cluster has one). Pure: no database, no files."""
+    todo = clusters[ok].reset_index(drop=True)
+    usable = images[ok] if images is not None else None
+    mass, err = predict_in_batches(predictor, usable, todo, batch_size) if len(todo) else (np.empty(0), np.empty(0))
+    good = np.isfinite(mass)
+    fold = predictor.folds(todo["id"].to_numpy())[good]
+    out = pd.DataFrame(
+        {
+            "cluster_id": todo["id"].to_numpy()[good],
+            "model_id": predictor.model_id,
+            "run_id": run_id,
+            "log10_m500": mass[good],
+            "log10_m500_err": err[good],
+            "fold": pd.array(np.where(fold >= 0, fold, None), dtype="Int64"),
+        }
+    )
+    n_failed = len(clusters) - len(out)
+    if not n_failed:
+        return out, None
+    return out, (f"{n_failed} cluster(s) without prediction: {int((~ok).sum())} without usable images, "
+                 f"{int((~good).sum())} without model inputs (e.g. no redshift)")

@@ -17,7 +17,7 @@ tiles are split to higher orders so no task holds more than `max_per_tile` clust
 scheduler (`scheduler="tcp://host:8786"`). Each tile task is a *module-level* function called on a
 worker as::
 
-    task(db_url, run_id, norder, npix, **task_args) -> dict(n_clusters=..., n_done=..., n_failed=..., ...)
+    task(db_url, run_id, norder, npix, **task_args) -> TileResult (pipeline/tiles.py)
 
 with plain, picklable arguments (`db_url` is the resolved database URL, so workers never start
 an embedded server). The task writes its results AND marks its tile done in ONE transaction,
@@ -65,12 +65,12 @@ from clustermass.db.engine import engine_for_url, get_engine, resolve_url
 from clustermass.db.urls import scrub
 from clustermass.errors import Interrupted, PipelineError
 from clustermass.pipeline.runs import claim_tile, finish_run, mark_failed, prepare_run
-from clustermass.pipeline.tiles import DEFAULT_MAX_PER_TILE, Tile
+from clustermass.pipeline.tiles import DEFAULT_MAX_PER_TILE, Pixel, Tile, TileResult
 
 #: Waits (s) between attempts of a tile whose database connection failed (server restarting).
 DB_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
-TileTask = Callable[..., dict]
+TileTask = Callable[..., TileResult]
 
 
 def db_unreachable(exc: BaseException) -> bool:
@@ -87,7 +87,7 @@ def db_unreachable(exc: BaseException) -> bool:
     )
 
 
-def execute_tile(task: TileTask, db_url: str, run_id: int, norder: int, npix: int, task_args: dict) -> dict:
+def execute_tile(task: TileTask, db_url: str, run_id: int, norder: int, npix: int, task_args: dict) -> TileResult:
     """Run one tile task on a worker: mark it running, call it, record a failure's reason.
 
     Never raises for task errors (they are data: the tile is marked failed with the reason).
@@ -105,21 +105,20 @@ def execute_tile(task: TileTask, db_url: str, run_id: int, norder: int, npix: in
     raise AssertionError("unreachable")
 
 
-def _execute_tile_once(task: TileTask, db_url: str, run_id: int, norder: int, npix: int, task_args: dict) -> dict:
+def _execute_tile_once(task: TileTask, db_url: str, run_id: int, norder: int, npix: int,
+                       task_args: dict) -> TileResult:
     engine = engine_for_url(db_url)
     claimed = claim_tile(engine, run_id, norder, npix)
     if not claimed:
-        return {"status": "skipped", "reason": "already done in this run", "n_clusters": 0, "norder": norder, "npix": npix}
+        return TileResult(Pixel(norder, npix), "skipped", reason="already done in this run")
     try:
-        result = dict(task(db_url, run_id, norder, npix, **task_args))
+        return task(db_url, run_id, norder, npix, **task_args)
     except Exception as exc:  # noqa: BLE001 - any task error becomes the tile's recorded failure
         if db_unreachable(exc):
             raise
         reason = scrub(f"{type(exc).__name__}: {exc}", db_url)[:2000]
         mark_failed(engine, run_id, norder, npix, reason)
-        return {"status": "failed", "error": reason, "n_clusters": 0, "n_done": 0, "n_failed": 0, "norder": norder, "npix": npix}
-    result.setdefault("status", "done")
-    return {**result, "norder": norder, "npix": npix}
+        return TileResult(Pixel(norder, npix), "failed", error=reason)
 
 
 @dataclass
@@ -132,7 +131,7 @@ class RunProgress:
     clusters_total: int
     clusters_finished: int
     dashboard_link: str | None = None
-    last: dict | None = None  # the last tile's result (status, n_clusters, n_done, error, ...)
+    last: TileResult | None = None  # the last tile's result
 
 
 @dataclass
@@ -354,7 +353,7 @@ def _execute(
             except Exception as exc:  # noqa: BLE001 - lost worker (KilledWorker) or unpicklable task
                 reason = scrub(f"worker lost or task not runnable: {type(exc).__name__}: {exc}", db_url)[:2000]
                 mark_failed(engine, summary.run_id, tile.norder, tile.npix, reason)
-                res = {"status": "failed", "error": reason, "norder": tile.norder, "npix": tile.npix}
+                res = TileResult(tile.pixel, "failed", error=reason)
             _account(summary, tile, res)
             progress.tiles_finished += 1
             progress.clusters_finished += tile.n_clusters
@@ -363,15 +362,14 @@ def _execute(
                 on_progress(progress)
 
 
-def _account(summary: RunSummary, tile: Tile, res: dict) -> None:
-    status = res.get("status")
-    if status == "failed":
+def _account(summary: RunSummary, tile: Tile, res: TileResult) -> None:
+    if res.status == "failed":
         summary.n_tiles_failed += 1
-        summary.failures.append({"norder": tile.norder, "npix": tile.npix, "error": res.get("error")})
-    elif status == "skipped":
+        summary.failures.append({"norder": tile.norder, "npix": tile.npix, "error": res.error})
+    elif res.status == "skipped":
         summary.n_tiles_skipped += 1
     else:
         summary.n_tiles_done += 1
-        summary.n_clusters += int(res.get("n_clusters", 0))
-        summary.n_done += int(res.get("n_done", 0))
-        summary.n_failed += int(res.get("n_failed", 0))
+        summary.n_clusters += res.n_clusters
+        summary.n_done += res.n_done
+        summary.n_failed += res.n_failed

@@ -21,7 +21,9 @@ from clustermass.db.engine import engine_for_url
 from clustermass.db.models import Run, RunTile
 from clustermass.db.queries import tile_counts
 from clustermass.errors import PipelineError
-from clustermass.pipeline.tiles import DEFAULT_MAX_PER_TILE, Tile, plan_tiles, run_scope, spec_string, tile_lock_key
+from clustermass.pipeline.tiles import (
+    DEFAULT_MAX_PER_TILE, Pixel, Tile, TileResult, plan_tiles, run_scope, spec_string, tile_lock_key,
+)
 
 
 @dataclass
@@ -33,9 +35,10 @@ class TileTransaction:
     norder: int
     npix: int
     skipped: bool = False
-    result: dict | None = None
+    result: TileResult | None = None
 
-    def done(self, n_clusters: int, n_done: int, n_failed: int = 0, error: str | None = None, **extra: Any) -> dict:
+    def done(self, n_clusters: int, n_done: int, n_failed: int = 0, error: str | None = None,
+             **extra: Any) -> TileResult:
         """Mark the tile done (same transaction as the task's writes); return the task result.
 
         `error` is a note for partial failures (e.g. clusters without images); `extra` is
@@ -54,14 +57,8 @@ class TileTransaction:
                 seconds=func.extract("epoch", func.clock_timestamp() - func.coalesce(RunTile.started, func.now())),
             )
         )
-        self.result = {
-            "status": "done",
-            "n_clusters": int(n_clusters),
-            "n_done": int(n_done),
-            "n_failed": int(n_failed),
-            "error": error,
-            **extra,
-        }
+        self.result = TileResult(Pixel(self.norder, self.npix), "done", int(n_clusters), int(n_done), int(n_failed),
+                                 error, extra=extra)
         return self.result
 
 
@@ -99,10 +96,10 @@ def tile_transaction(db_url: str, run_id: int, norder: int, npix: int) -> Iterat
         if hit is not None:
             tx.skipped = True
             if hit.run_id == run_id:
-                tx.result = {"status": "skipped", "reason": "already done in this run", "n_clusters": 0}
+                tx.result = TileResult(Pixel(norder, npix), "skipped", reason="already done in this run")
             else:
                 tx.done(n_clusters=hit.n_clusters, n_done=0, error=f"done by concurrent run {hit.run_id}")
-                tx.result = {"status": "skipped", "reason": f"done by concurrent run {hit.run_id}", "n_clusters": 0}
+                tx.result = TileResult(Pixel(norder, npix), "skipped", reason=f"done by concurrent run {hit.run_id}")
         yield tx
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -20,6 +20,21 @@ DEFAULT_MAX_PER_TILE = 2000
 MAX_SPLIT_DEPTH = 6
 
 
+@dataclass(frozen=True, order=True)
+class Pixel:
+    """A HEALPix NESTED pixel: number `pixel` at `order` (as hats' HealpixPixel)."""
+
+    order: int
+    pixel: int
+
+    def children(self) -> list[Pixel]:
+        """The 4 pixels one order deeper that make up this one."""
+        return [Pixel(self.order + 1, c) for c in range(4 * self.pixel, 4 * self.pixel + 4)]
+
+    def __str__(self) -> str:
+        return f"{self.order}/{self.pixel}"
+
+
 @dataclass(frozen=True)
 class Tile:
     """One unit of work: HEALPix NESTED pixel `npix` at order `norder`, holding `n_clusters`."""
@@ -27,6 +42,24 @@ class Tile:
     norder: int
     npix: int
     n_clusters: int
+
+    @property
+    def pixel(self) -> Pixel:
+        return Pixel(self.norder, self.npix)
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """What one tile task reports to the runner: its outcome, cluster counts and its own figures."""
+
+    pixel: Pixel
+    status: str  # done | skipped | failed
+    n_clusters: int = 0  # clusters in the tile
+    n_done: int = 0  # clusters with a result written
+    n_failed: int = 0  # clusters without one (the tile itself succeeded)
+    error: str | None = None  # failed: the reason; done: a note on the clusters that failed
+    reason: str | None = None  # skipped: why
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the task's own figures (fetch: cutouts per outcome)
 
 
 def plan_tiles(
@@ -44,10 +77,10 @@ def plan_tiles(
     """
     counts: dict[int, pd.Series] = {}
 
-    def n_of(order: int, pix: int) -> int:
-        if order not in counts:
-            counts[order] = count_at(order)
-        return int(counts[order].get(pix, 0))
+    def n_of(p: Pixel) -> int:
+        if p.order not in counts:
+            counts[p.order] = count_at(p.order)
+        return int(counts[p.order].get(p.pixel, 0))
 
     base = count_at(spec.order)
     counts[spec.order] = base
@@ -57,14 +90,14 @@ def plan_tiles(
         pixels = sorted(set(int(p) for p in spec.pixels))
     stop = min(sky.MAX_ORDER, spec.order + max_depth)
     out: list[Tile] = []
-    stack = [(spec.order, p) for p in pixels]
+    stack = [Pixel(spec.order, p) for p in pixels]
     while stack:
-        order, pix = stack.pop()
-        n = n_of(order, pix)
-        if n > max_per_tile and order < stop:
-            stack.extend((order + 1, c) for c in range(4 * pix, 4 * pix + 4) if n_of(order + 1, c) > 0)
+        pix = stack.pop()
+        n = n_of(pix)
+        if n > max_per_tile and pix.order < stop:
+            stack.extend(c for c in pix.children() if n_of(c) > 0)
         else:
-            out.append(Tile(order, pix, n))
+            out.append(Tile(pix.order, pix.pixel, n))
     return sorted(out, key=lambda t: (-t.n_clusters, t.norder, t.npix))
 
 

@@ -6,7 +6,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from clustermass.db.models import Catalog, Cluster, Cutout, Field, Label, MassMeasurement, Model, Prediction
+from clustermass.db.migrate import row_counts
+from clustermass.db.models import Catalog, Cutout, Label, Model, Prediction
+
+#: The tables whose rows `status` counts, in its order.
+COUNTED = ("clusters", "mass_measurements", "fields", "labels", "cutouts", "models", "predictions")
 
 
 def status(conn: Connection) -> dict[str, Any]:
@@ -18,9 +22,6 @@ def status(conn: Connection) -> dict[str, Any]:
             .order_by(Catalog.id)
         ).mappings()
     ]
-
-    def count(model) -> int:
-        return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
 
     def grouped(column) -> dict[str, int]:
         rows = conn.execute(select(column, func.count()).group_by(column).order_by(column)).all()
@@ -37,15 +38,7 @@ def status(conn: Connection) -> dict[str, Any]:
     ]
     return {
         "catalogs": catalogs,
-        "rows": {
-            "clusters": count(Cluster),
-            "mass_measurements": count(MassMeasurement),
-            "fields": count(Field),
-            "labels": count(Label),
-            "cutouts": count(Cutout),
-            "models": count(Model),
-            "predictions": count(Prediction),
-        },
+        "rows": row_counts(conn, COUNTED),
         "labels_per_source": grouped(Label.source),
         "cutouts_per_status": grouped(Cutout.status),
         "models": models,
