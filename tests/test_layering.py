@@ -101,22 +101,56 @@ def test_imports_point_down_the_stack():
     assert not found, "imports against the layering (README, Layout):\n" + "\n".join(found)
 
 
-def test_no_cycles_between_layers():
-    graph = folder_graph()
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the directed graph (its nodes in order, the first repeated last), or None."""
     seen: dict[str, int] = {}  # 1 on the path, 2 finished
 
-    def visit(node: str, path: list[str]) -> None:
+    def visit(node: str, path: list[str]) -> list[str] | None:
         seen[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if seen.get(nxt) == 1:
-                pytest.fail("cycle between layers: " + " -> ".join(path[path.index(nxt):] + [node, nxt]))
-            if nxt not in seen:
-                visit(nxt, path + [node])
+                return path[path.index(nxt):] + [node, nxt] if nxt in path else [node, nxt]
+            if nxt not in seen and (cycle := visit(nxt, path + [node])):
+                return cycle
         seen[node] = 2
+        return None
 
     for node in sorted(graph):
-        if node not in seen:
-            visit(node, [])
+        if node not in seen and (cycle := visit(node, [])):
+            return cycle
+    return None
+
+
+def module_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (`from pkg import mod` counts as mod)."""
+    files = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for me, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module
+                         for a in node.names]
+            graph.setdefault(me, set()).update(n for n in names if n in files and n != me)
+    return graph
+
+
+def test_no_cycles_between_layers():
+    cycle = find_cycle(folder_graph())
+    assert cycle is None, "cycle between layers: " + " -> ".join(cycle or [])
+
+
+def test_no_cycles_between_modules():
+    cycle = find_cycle(module_graph())
+    assert cycle is None, "cycle between modules: " + " -> ".join(cycle or [])
+
+
+def test_cycle_finder_sees_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
 def test_checker_sees_function_level_backward_imports(tmp_path):

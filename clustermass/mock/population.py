@@ -119,7 +119,7 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
     rho = physics.lambda_assembly_corr
     lam_true = rel.lambda_mean(m500) * np.exp(physics.lambda_ln_scatter * (rho * a + np.sqrt(1 - rho**2) * rng.standard_normal(n)))
     n_red = rng.poisson(lam_true)
-    faint_ratio = faint_member_ratio()
+    faint_ratio = rel.faint_member_ratio()
     n_faint = rng.poisson(lam_true * faint_ratio)
     background = rel.FIELD_BACKGROUND[0] * lam_true + rel.FIELD_BACKGROUND[1]  # smooth field inside R_lambda
     miscentred = rng.random(n) < rel.MISCENTRED_FRACTION
@@ -177,15 +177,6 @@ def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.D
     lam_obs = own + proj + obs.background_noise.to_numpy()
     return obs.assign(lambda_members=own, lambda_proj=proj, lambda_obs=lam_obs,
                       lambda_err=np.sqrt(np.maximum(lam_obs, 1.0) + obs.background.to_numpy()))
-
-
-def faint_member_ratio() -> float:
-    """Number of members between 0.05 and 0.2 L* per member above 0.2 L* (Schechter alpha)."""
-    from scipy.special import gammaincc, gamma
-
-    a = rel.SCHECHTER_ALPHA + 1.0
-    upper = lambda x: gammaincc(a, x) * gamma(a)  # noqa: E731  (integral from x to inf, a > 0)
-    return float((upper(rel.L_CUT_FAINT) - upper(rel.L_CUT_LAMBDA)) / upper(rel.L_CUT_LAMBDA))
 
 
 def sky_positions(rng: np.random.Generator, n: int, area_deg2: float | None) -> tuple[np.ndarray, np.ndarray]:

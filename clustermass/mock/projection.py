@@ -54,12 +54,11 @@ def draw_interlopers(rng: np.random.Generator, z: np.ndarray, lam_true: np.ndarr
     a = rng.standard_normal(n)
     lam = rel.lambda_mean(m500) * np.exp(rel.LAMBDA_LN_SCATTER * rng.standard_normal(n))
     bcg, gap, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, zi)
-    from clustermass.mock.population import faint_member_ratio
 
     return pd.DataFrame({
         "host": host, "key_kind": KEY_INTERLOPER, "key_id": keys[host] * (MAX_INTERLOPERS + 1) + k,
         "dx_mpc": r_p * np.cos(phi), "dy_mpc": r_p * np.sin(phi), "z": zi, "log10_m500": logm,
-        "lambda_true": lam, "n_red": rng.poisson(lam), "n_faint": rng.poisson(lam * faint_member_ratio()),
+        "lambda_true": lam, "n_red": rng.poisson(lam), "n_faint": rng.poisson(lam * rel.faint_member_ratio()),
         "bcg_mr": bcg, "gap12": gap, "c500": c500, "assembly": a,
     })
 

@@ -177,3 +177,12 @@ def ysz500(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
 def m500_of_ysz(y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """The mass an SZ catalogue infers from Y500 (inverse of ysz500)."""
     return 6e14 * (np.asarray(y) / ysz500(6e14, z)) ** (1.0 / YSZ_SLOPE)
+
+
+def faint_member_ratio() -> float:
+    """Number of members between 0.05 and 0.2 L* per member above 0.2 L* (Schechter alpha)."""
+    from scipy.special import gammaincc, gamma
+
+    a = SCHECHTER_ALPHA + 1.0
+    upper = lambda x: gammaincc(a, x) * gamma(a)  # noqa: E731  (integral from x to inf, a > 0)
+    return float((upper(L_CUT_FAINT) - upper(L_CUT_LAMBDA)) / upper(L_CUT_LAMBDA))

@@ -27,7 +27,6 @@ from clustermass.mock import relations as rel
 from clustermass.mock.frames import field_at
 from clustermass.mock.galaxies import deproject
 from clustermass.mock.instrument import cutout_noise
-from clustermass.mock.population import faint_member_ratio
 from clustermass.mock.render import render_cutout
 from clustermass.mock.scene import Scene
 from clustermass.mock.version import MOCK_VERSION, SOURCE_NAME, MockVersionError, check_universe
@@ -58,7 +57,7 @@ def synthetic_halo(seed: int, ra: float, dec: float, z: float, richness: float) 
     return {
         "halo_id": 0, "key": key, "ra": ra, "dec": dec, "halo_ra": float(halo_ra[0]), "halo_dec": float(halo_dec[0]),
         "off_x_mpc": off_x if off else 0.0, "off_y_mpc": off_y if off else 0.0, "z": z, "log10_m500": logm, "n_red": n_red,
-        "n_faint": int(rng.poisson(n_red * faint_member_ratio())),
+        "n_faint": int(rng.poisson(n_red * rel.faint_member_ratio())),
         "lambda_true": max(lam, 1.0),
         # assembly history as in the universe (mock/relations.py); its link to richness is not imposed here
         **dict(zip(("bcg_mr", "gap12", "c500"),
