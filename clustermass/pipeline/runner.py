@@ -184,7 +184,10 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            silence_logs=logging.ERROR,
+            # workers log at ERROR when the scheduler stops first (e.g. after Ctrl-C: "Failed to
+            # communicate with scheduler during heartbeat", with a traceback); a tile's failure or a
+            # lost worker is recorded in run_tiles and the run summary, not read from these logs
+            silence_logs=logging.CRITICAL,
         )
     with cluster, Client(cluster) as client:
         yield client
