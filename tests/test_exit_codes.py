@@ -262,10 +262,18 @@ def test_unreachable_scheduler_fails_the_run_with_one_line(db_env, db, settings,
 # --------------------------------------------------------------------------- 130: Ctrl-C
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT as a terminal's foreground process has it. A test run
+    started in the background by a shell without job control inherits SIGINT ignored, and
+    Python then keeps ignoring it, so Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ctrl_c_after(env: dict[str, str], args: list[str], db, tiles_done: int, out: Path) -> tuple[int, str, str]:
     """Start `cmcat ARGS`, press Ctrl-C once `tiles_done` tiles are done; (exit code, stdout, stderr)."""
     with open(out / "stdout", "w") as so, open(out / "stderr", "w") as se:
-        proc = subprocess.Popen([str(CMCAT), *args], env=env, stdout=so, stderr=se, start_new_session=True)
+        proc = subprocess.Popen([str(CMCAT), *args], env=env, stdout=so, stderr=se, start_new_session=True,
+                                preexec_fn=_as_from_a_terminal)
         try:
             wait_for(db, "SELECT count(*) FROM run_tiles WHERE status = 'done'", tiles_done, proc=proc)
             assert proc.poll() is None, "the run ended before Ctrl-C"
@@ -334,7 +342,7 @@ def _sql_ctrl_c(db, env: dict[str, str], seconds: int) -> tuple[subprocess.Popen
     query = f"SELECT pg_sleep({seconds})"
     active = f"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '{query}'"
     proc = subprocess.Popen([str(CMCAT), "sql", query], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_as_from_a_terminal)
     try:
         assert wait_for(db, active, 1, timeout_s=60, proc=proc) == 1, "the query never ran"
         os.killpg(proc.pid, signal.SIGINT)
