@@ -118,3 +118,14 @@ def cli(db: Engine, pg_url: str, tmp_path: Path):
         return result
 
     return run
+
+
+@pytest.fixture(scope="session")
+def universe(tmp_path_factory) -> Path:
+    """A 4,000-cluster mock universe (seed 21) on disk, built once and only read by the tests."""
+    from clustermass.mock.population import build_universe
+    from clustermass.mock.writers import write_universe
+
+    out = tmp_path_factory.mktemp("universe")
+    write_universe(build_universe(4000, 21), out, {"n": 4000, "seed": 21, "area_deg2": None})
+    return out

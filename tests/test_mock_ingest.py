@@ -8,15 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from clustermass.mock import calibrate
-from clustermass.mock.population import build_universe
-from clustermass.mock.writers import FILES, write_universe
-
-
-@pytest.fixture(scope="module")
-def universe(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ingest")
-    write_universe(build_universe(4000, 21), out, {"n": 4000, "seed": 21, "area_deg2": None})
-    return out
+from clustermass.mock.writers import FILES
 
 
 def test_ingest_crossmatch_baseline_on_the_mock(cli, universe):

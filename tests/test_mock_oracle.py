@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from clustermass.mock import relations as rel
-from clustermass.mock.population import build_universe
-from clustermass.mock.writers import FILES, read_truth, write_universe
+from clustermass.mock.writers import FILES, read_truth
 
 
 def _ingest(cli, folder):
@@ -17,13 +16,6 @@ def _ingest(cli, folder):
     cli("ingest", "mcxc", str(folder / FILES["mcxc"]))
     cli("ingest", "psz2", str(folder / FILES["psz2"]))
     cli("crossmatch")
-
-
-@pytest.fixture(scope="module")
-def universe(tmp_path_factory):
-    out = tmp_path_factory.mktemp("oracle")
-    write_universe(build_universe(4000, 21), out, {"n": 4000, "seed": 21, "area_deg2": None})
-    return out
 
 
 def test_control_variant_gives_the_richness_scatter_a_visible_cause(cli, tmp_path):
