@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, insert
 from clustermass.db.models import Catalog, Cluster, Label, MassMeasurement
 from clustermass.images.base import CutoutGrid
 from clustermass.mock.source import MockSource, synthetic_halo
+from clustermass.model.trainconfig import TrainConfig
 from clustermass.sky import hpx29
 
 TINY_TOML = """
@@ -35,6 +37,11 @@ def tiny_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_TOML)
     return path
+
+
+def tiny_train_config() -> TrainConfig:
+    """TINY_TOML as a typed config (over the quick values), without a file."""
+    return TrainConfig.from_dict(tomllib.loads(TINY_TOML), "TINY_TOML")
 
 
 def mock_clusters(n: int, seed: int = 0) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from clustermass.model import registry
 from clustermass.model.calibration import passes
 from clustermass.model.data import labelled_clusters
 from clustermass.model.registry import RichnessPredictor
+from clustermass.model.trainconfig import load_train_config
 from model_helpers import load_into_db, mock_clusters, mock_images, tiny_config
 
 
@@ -140,6 +141,8 @@ def test_train_with_fine_tuning_registers_a_trunk_per_fold(cli, db, settings, tm
     out = json.loads(cli("train", "--config", str(cfg), "--json").stdout)
     assert [m["kind"] for m in out["models"]] == ["band-classifier", "hybrid"]
     record = registry.get_model(db, "hybrid")
+    typed = load_train_config(cfg)  # the row holds the plain TOML tables and gives the typed config back
+    assert record.config["train"] == typed.as_dict() and record.train_config == typed
     assert [h[0]["epoch"] for h in record.metrics["history"]] == [0] * 5  # fine-tuning curves, from the frozen start
     pred = registry.load_predictor(db, settings, "hybrid")
     assert len(pred.trunks) == 5 == len(pred.heads)

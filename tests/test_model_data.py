@@ -1,4 +1,4 @@
-"""Data pipeline of the CNN: normalisation, band order, augmentations, catalogue inputs, configs."""
+"""Data pipeline of the CNN: normalisation, band order, augmentations, catalogue inputs."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from clustermass.errors import ConfigError
 from clustermass.model.datasets import augment, aux_inputs, band_samples, dihedral, shift
 from clustermass.model.preprocess import normalise, robust_background
-from clustermass.model.trainconfig import load_train_config
 
 
 def test_normalise_removes_sky_level_and_noise_scale():
@@ -80,21 +78,6 @@ def test_aux_inputs():
     aux = aux_inputs(np.array([40.0, 400.0]), np.array([0.35, 0.0]))
     np.testing.assert_allclose(aux, [[0.0, 0.0], [1.0, np.log10(1 / 1.35)]], atol=1e-6)
     assert aux.dtype == np.float32
-
-
-def test_train_configs(tmp_path):
-    quick, full = load_train_config("quick"), load_train_config("full")
-    assert quick["name"] == "quick" and full["name"] == "full"
-    assert full["stage1"]["n_clusters"] > quick["stage1"]["n_clusters"]
-    user = tmp_path / "mine.toml"
-    user.write_text("[stage1]\nepochs = 1\n")
-    cfg = load_train_config(user)
-    assert cfg["stage1"]["epochs"] == 1 and cfg["stage1"]["width"] == quick["stage1"]["width"] and cfg["name"] == "mine"
-    user.write_text("[stage1]\nepoch = 1\n")
-    with pytest.raises(ConfigError, match="unknown key stage1.'epoch'"):
-        load_train_config(user)
-    with pytest.raises(ConfigError, match="does not exist"):
-        load_train_config(tmp_path / "nope.toml")
 
 
 def test_trunk_pooling_and_band_features():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -14,12 +16,10 @@ from clustermass.model.inference import extract_features
 from clustermass.model.networks import Trunk
 from clustermass.model.preprocess import normalise
 from clustermass.model.train import confusion_matrix, cross_validate, train_stage1
-from clustermass.model.trainconfig import load_train_config
 from clustermass.mock.instrument import cutout_noise, sky_nmgy_per_pixel
-from model_helpers import TINY_TOML, mock_clusters, mock_images
+from model_helpers import mock_clusters, mock_images, tiny_train_config
 
-S1 = {"holdout_frac": 0.2, "width": 4, "blocks": [1, 1], "epochs": 2, "batch_size": 64, "lr": 3e-3,
-      "weight_decay": 1e-4, "max_shift": 2}
+S1, S2 = tiny_train_config().stage1, tiny_train_config().stage2
 
 
 @pytest.fixture(autouse=True)
@@ -34,46 +34,40 @@ def mock():
     return clusters, normalise(mock_images(clusters))
 
 
-def _stage2_cfg(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY_TOML)
-    return load_train_config(path)["stage2"]
-
-
 def test_pure_noise_stays_near_chance():
     """Sky level and noise differ per band (as in SDSS): raw pixels give the band away, normalised ones must not."""
     rng = np.random.default_rng(0)
     sky = sky_nmgy_per_pixel()[:, None, None] * 10.0
     sigma = cutout_noise(8.0)[:, None, None]
     noise = (sky + sigma * rng.standard_normal((150, 5, 16, 16))).astype(np.float32)
-    cfg = {**S1, "epochs": 3}
+    cfg = replace(S1, epochs=3)
     normed = train_stage1(normalise(noise), cfg, seed=0)
     assert normed.accuracy < 0.35  # chance is 0.2
     raw = train_stage1(((noise - sky.mean()) / sigma.mean()).astype(np.float32), cfg, seed=0)
     assert raw.accuracy > max(0.4, normed.accuracy + 0.15)  # the shortcut exists without the normalisation
 
 
-def test_tiny_mock_end_to_end_beats_constant(mock, tmp_path):
+def test_tiny_mock_end_to_end_beats_constant(mock):
     clusters, images = mock
     res = train_stage1(images, S1, seed=0)
     assert res.confusion.shape == (5, 5) and res.confusion.sum() == 5 * res.n_holdout
-    assert len(res.history) == S1["epochs"]
+    assert len(res.history) == S1.epochs
     feats = extract_features(res.model.trunk, images, tta=True)
     assert feats.shape == (len(clusters), 5 * res.model.trunk.n_features)
     y = clusters["log10_m500"].to_numpy()
     aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
-    cv = cross_validate(feats, aux, y, clusters["id"].to_numpy(), _stage2_cfg(tmp_path), seed=0, hybrid=True)
+    cv = cross_validate(feats, aux, y, clusters["id"].to_numpy(), S2, seed=0, hybrid=True)
     assert np.isfinite(cv.oof).all() and len(cv.fits) == 5
     constant = np.mean(np.abs(y - np.median(y)))
     assert np.mean(np.abs(cv.oof - y)) < 0.8 * constant
 
 
-def test_folds_shared_with_baseline(mock, tmp_path):
+def test_folds_shared_with_baseline(mock):
     clusters, images = mock
     feats = np.random.default_rng(0).normal(size=(len(clusters), 10)).astype(np.float32)
     data = workflow.LabelledData(clusters.assign(source="mcxc"), feats,
                                  aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()), 0)
-    cfg = {**_stage2_cfg(tmp_path), "max_epochs": 5}
+    cfg = replace(S2, max_epochs=5)
     ids, y = clusters["id"].to_numpy(), clusters["log10_m500"].to_numpy()
     ref = baseline.cross_validate(ids, clusters["richness"].to_numpy(), clusters["z"].to_numpy(), y, 5, 7)
     oof_r, fold_r, _ = workflow.cv_predictions(data, cfg, "richness", 7)
@@ -84,7 +78,7 @@ def test_folds_shared_with_baseline(mock, tmp_path):
     np.testing.assert_allclose(oof_r, ref["predicted"])
 
 
-def test_same_seed_same_metrics(mock, tmp_path):
+def test_same_seed_same_metrics(mock):
     clusters, images = mock
     sub = images[:40]
     a, b = train_stage1(sub, S1, seed=3), train_stage1(sub, S1, seed=3)
@@ -96,9 +90,8 @@ def test_same_seed_same_metrics(mock, tmp_path):
     feats = extract_features(a.model.trunk, images, tta=False)
     y = clusters["log10_m500"].to_numpy()
     aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
-    cfg = _stage2_cfg(tmp_path)
-    r1 = cross_validate(feats, aux, y, clusters["id"].to_numpy(), cfg, seed=1)
-    r2 = cross_validate(feats, aux, y, clusters["id"].to_numpy(), cfg, seed=1)
+    r1 = cross_validate(feats, aux, y, clusters["id"].to_numpy(), S2, seed=1)
+    r2 = cross_validate(feats, aux, y, clusters["id"].to_numpy(), S2, seed=1)
     np.testing.assert_array_equal(r1.oof, r2.oof)
 
 
@@ -107,7 +100,7 @@ def test_confusion_matrix():
     assert cm[1, 2] == 1 and cm[1, 1] == 1 and cm.trace() == 3 and cm.sum() == 4
 
 
-def test_ridge_heads_choose_their_penalty_and_round_trip(tmp_path):
+def test_ridge_heads_choose_their_penalty_and_round_trip():
     """Linear heads: uninformative features are shrunk away (hybrid -> the richness relation),
     informative ones are used; the fitted head survives a state-dict round trip."""
     from clustermass.model.registry import build_head
@@ -121,7 +114,7 @@ def test_ridge_heads_choose_their_penalty_and_round_trip(tmp_path):
     signal = rng.normal(size=n)
     y = 14.3 + 0.8 * aux[:, 0] + 0.8 * aux[:, 1] + 0.1 * signal + rng.normal(0, 0.05, n)
     noise = rng.normal(size=(n, 40)).astype(np.float32)
-    cfg = {**_stage2_cfg(tmp_path), "head": "ridge"}
+    cfg = replace(S2, head="ridge")
 
     ref = baseline.cross_validate(ids, lam, z, y, 5, 0)["predicted"]
     blind = cross_validate(noise, aux, y, ids, cfg, seed=0, hybrid=True)
@@ -134,7 +127,7 @@ def test_ridge_heads_choose_their_penalty_and_round_trip(tmp_path):
     assert all(f.penalty in RIDGE_ALPHAS and f.history == [] for f in seen.fits)
 
     with pytest.raises(ConfigError, match="stage2.head is 'forest'"):
-        cross_validate(noise, aux, y, ids, {**cfg, "head": "forest"})
+        cross_validate(noise, aux, y, ids, replace(cfg, head="forest"))
 
     fit = seen.fits[0]
     arch = {"n_in": informative.shape[1], "hidden": 0, "dropout": 0.0}
@@ -145,7 +138,7 @@ def test_ridge_heads_choose_their_penalty_and_round_trip(tmp_path):
     torch.testing.assert_close(a, b)
 
 
-def test_finetuning_keeps_its_best_epoch_and_its_trunk_makes_the_predictions(mock, tmp_path):
+def test_finetuning_keeps_its_best_epoch_and_its_trunk_makes_the_predictions(mock):
     """Fine-tuned folds: the kept (trunk, head) is the epoch best on the inner split, the trunk moves
     when that epoch is > 0, the out-of-fold predictions come from that fold's own trunk, and
     the same seed gives the same result."""
@@ -158,7 +151,7 @@ def test_finetuning_keeps_its_best_epoch_and_its_trunk_makes_the_predictions(moc
     y = clusters["log10_m500"].to_numpy()
     ids = clusters["id"].to_numpy()
     aux = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())
-    cfg = {**_stage2_cfg(tmp_path), "head": "ridge", "finetune_epochs": 4, "finetune_lr": 3e-3}
+    cfg = replace(S2, head="ridge", finetune_epochs=4, finetune_lr=3e-3)
     tune = FineTune(images, trunk, tta=False)
     cv = cross_validate(feats, aux, y, ids, cfg, seed=0, hybrid=True, finetune=tune)
     start = {k: v.clone() for k, v in trunk.state_dict().items()}
@@ -170,7 +163,7 @@ def test_finetuning_keeps_its_best_epoch_and_its_trunk_makes_the_predictions(moc
         same = all(torch.equal(fit.trunk[k], start[k]) for k in start)
         assert same == (fit.best_epoch == 0)
         moved += not same
-        own = Trunk(width=S1["width"], blocks=tuple(S1["blocks"]))
+        own = Trunk(width=S1.width, blocks=S1.blocks)
         own.load_state_dict(fit.trunk)
         test = cv.fold == i
         np.testing.assert_allclose(head_predict(fit.head, extract_features(own, images[test], tta=False), aux[test]),
@@ -182,4 +175,4 @@ def test_finetuning_keeps_its_best_epoch_and_its_trunk_makes_the_predictions(moc
     with pytest.raises(ValueError, match="needs the images and trunk"):
         cross_validate(feats, aux, y, ids, cfg, seed=0)
     with pytest.raises(ConfigError, match="finetune_epochs is -1"):
-        cross_validate(feats, aux, y, ids, {**cfg, "finetune_epochs": -1}, seed=0)
+        cross_validate(feats, aux, y, ids, replace(cfg, finetune_epochs=-1), seed=0)

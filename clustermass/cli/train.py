@@ -178,15 +178,15 @@ def learning_curve(
     record = registry.get_model(engine, model)
     if record.kind not in ("cnn", "hybrid"):
         raise InputError(f"--model must be a cnn or hybrid model, {record.name!r} is {record.kind!r}")
-    cfg = record.config["train"]
+    cfg = record.train_config
     trunk = registry.get_model(engine, record.training["trunk_model"])
     opts = source_options(source, frames, universe, mock_seed)
     check_frames_indexed(engine, source)
     with _progress_fn(not json_out) as on_progress:
         images_fn = source_images_fn(engine, settings, record.grid, make_source(engine, settings, source, opts), on_progress)
         data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn, device)
-        curve = workflow.learning_curve(data, cfg["stage2"], size_list, int(record.config["seed"]), on_progress,
-                                        device, bool(cfg["tta"]))
+        curve = workflow.learning_curve(data, cfg.stage2, size_list, int(record.config["seed"]), on_progress,
+                                        device, cfg.tta)
     path = workflow.save_learning_curve(curve, out or settings.output_dir / "learning-curve.png")
     if json_out:
         emit_json({"curve": curve.to_dict(orient="records"), "plot": path})

@@ -45,7 +45,7 @@ def train_models(engine: Engine, settings: Settings, stage: str, config: str, se
     models: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     src = make_source(engine, settings, source.name, opts)
-    images_fn = source_images_fn(engine, settings, workflow.grid_of(cfg), src, on_progress)
+    images_fn = source_images_fn(engine, settings, workflow.grid_of(cfg.grid), src, on_progress)
     trunk_ref: str | int = trunk or "band-classifier"
     if stage in ("1", "all"):
         rec, new = workflow.train_band_classifier(engine, settings, cfg, seed, images_fn, source.name, device,
@@ -56,4 +56,4 @@ def train_models(engine: Engine, settings: Settings, stage: str, config: str, se
         for rec, new in workflow.train_mass_models(engine, settings, cfg, seed, images_fn, source.name, trunk_ref, device,
                                                    on_progress, provenance):
             models.append({**rec.summary(), "trained": new})
-    return TrainSummary(models, time.perf_counter() - t0, cfg["name"], seed)
+    return TrainSummary(models, time.perf_counter() - t0, cfg.name, seed)

@@ -43,6 +43,7 @@ from clustermass.model.datasets import aux_inputs
 from clustermass.model.inference import extract_features, head_predict
 from clustermass.model.networks import BandClassifier, MassHead, Trunk
 from clustermass.model.preprocess import normalise
+from clustermass.model.trainconfig import TrainConfig
 
 KINDS = ("band-classifier", "cnn", "hybrid", "richness", "oracle-cnn", "oracle-hybrid")
 WEIGHTS_FORMAT = 1
@@ -67,6 +68,14 @@ class ModelRecord:
     def grid(self) -> CutoutGrid:
         """The cutout grid the model was trained on."""
         return CutoutGrid(**self.config.get("grid", {}))
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The training config the model was trained with (config 'train'; keys added to the training
+        configs since then take the quick config's values)."""
+        if "train" not in self.config:
+            raise ModelError(f"model {self.name!r} ({self.kind}) has no stored training config")
+        return TrainConfig.from_dict(self.config["train"], f"model {self.name!r}: stored training config")
 
     def summary(self) -> dict[str, Any]:
         """Short plain-data view for listings (no per-cluster arrays)."""

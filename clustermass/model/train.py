@@ -19,6 +19,7 @@ from clustermass.model.datasets import augment, band_samples
 from clustermass.model.folds import fold_of
 from clustermass.model.inference import classify_bands, extract_features, head_predict
 from clustermass.model.networks import N_BANDS, BandClassifier, MassHead, MassRegressor, Trunk
+from clustermass.model.trainconfig import Stage1Config, Stage2Config
 
 #: on_progress(stage, step, total, info) callback for progress bars (info: plain dict).
 ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
@@ -49,21 +50,18 @@ def holdout_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def train_stage1(
-    images: np.ndarray, cfg: dict[str, Any], seed: int = 0, device: str = "cpu", on_progress: ProgressFn | None = None
+    images: np.ndarray, cfg: Stage1Config, seed: int = 0, device: str = "cpu", on_progress: ProgressFn | None = None
 ) -> Stage1Result:
-    """Train the band classifier on normalised (N, 5, H, W) cutouts; hold out clusters, not images.
-
-    cfg keys: width, blocks, epochs, batch_size, lr, weight_decay, holdout_frac, max_shift.
-    """
+    """Train the band classifier on normalised (N, 5, H, W) cutouts; hold out clusters, not images."""
     rng = _seed_all(seed)
-    train_idx, hold_idx = holdout_split(len(images), float(cfg["holdout_frac"]), seed)
-    model = BandClassifier(Trunk(int(cfg["width"]), tuple(cfg["blocks"]))).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    train_idx, hold_idx = holdout_split(len(images), cfg.holdout_frac, seed)
+    model = BandClassifier(Trunk(cfg.width, cfg.blocks)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     clus, band = band_samples(len(train_idx))
     clus = train_idx[clus]
-    bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
+    bs, epochs = cfg.batch_size, cfg.epochs
     steps = epochs * int(np.ceil(len(clus) / bs))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(cfg["lr"]), total_steps=max(steps, 1))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
     loss_fn = nn.CrossEntropyLoss()
     hold_x, hold_y = _single_band(images, hold_idx)
     history, step = [], 0
@@ -74,7 +72,7 @@ def train_stage1(
         for start in range(0, len(order), bs):
             sel = order[start:start + bs]
             x = torch.from_numpy(images[clus[sel], band[sel]][:, None])
-            x = augment(x, rng, int(cfg["max_shift"])).to(device)
+            x = augment(x, rng, cfg.max_shift).to(device)
             y = torch.from_numpy(band[sel]).to(device)
             opt.zero_grad()
             loss = loss_fn(model(x), y)
@@ -147,13 +145,13 @@ def _ridge_solve(x: np.ndarray, t: np.ndarray, n_penalised: int, alpha: float) -
 
 
 def fit_ridge(
-    feats: np.ndarray, aux: np.ndarray, y: np.ndarray, cfg: dict[str, Any], seed: int, hybrid: bool
+    feats: np.ndarray, aux: np.ndarray, y: np.ndarray, cfg: Stage2Config, seed: int, hybrid: bool
 ) -> HeadFit:
     """A linear MassHead (hidden=0) by ridge regression on the standardised features.
 
     The hybrid's (log10 lambda, z) terms are not penalised, so it is the richness relation plus
     a shrunk image correction. alpha is chosen from RIDGE_ALPHAS by the MAE of an inner k-fold
-    CV (k = cfg['folds'], seeded) over these training rows only; then refitted on all of them.
+    CV (k = cfg.folds, seeded) over these training rows only; then refitted on all of them.
     """
     head = MassHead(feats.shape[1], hidden=0, hybrid=hybrid)
     f, a, t = torch.from_numpy(feats), torch.from_numpy(aux), torch.from_numpy(y.astype(np.float32))
@@ -163,7 +161,7 @@ def fit_ridge(
         x = np.hstack([x, ((a - head.aux_mean) / head.aux_std).double().numpy()])
     target = (y - float(head.y_mean)) / float(head.y_std)
     p = feats.shape[1]
-    k = min(int(cfg["folds"]), len(y))
+    k = min(cfg.folds, len(y))
     inner = np.random.default_rng(seed).permutation(len(y)) % k
     errors = []
     for alpha in RIDGE_ALPHAS:
@@ -181,22 +179,22 @@ def fit_ridge(
 
 
 def fit_head(
-    feats: np.ndarray, aux: np.ndarray, y: np.ndarray, val: np.ndarray, cfg: dict[str, Any], seed: int, hybrid: bool
+    feats: np.ndarray, aux: np.ndarray, y: np.ndarray, val: np.ndarray, cfg: Stage2Config, seed: int, hybrid: bool
 ) -> HeadFit:
     """Fit a MassHead on rows ~val with early stopping on the validation rows `val` (bool mask).
 
-    cfg keys: hidden, dropout, lr, weight_decay, max_epochs, patience. Full-batch AdamW, L1 loss.
+    Uses cfg's hidden, dropout, lr, weight_decay, max_epochs, patience. Full-batch AdamW, L1 loss.
     """
     _seed_all(seed)
     f = torch.from_numpy(feats)
     a = torch.from_numpy(aux)
     t = torch.from_numpy(y.astype(np.float32))
     tr = torch.from_numpy(~val)
-    head = MassHead(feats.shape[1], int(cfg["hidden"]), float(cfg["dropout"]), hybrid)
+    head = MassHead(feats.shape[1], cfg.hidden, cfg.dropout, hybrid)
     head.set_scaling(f[tr], a[tr] if hybrid else None, t[tr])
-    opt = torch.optim.AdamW(head.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_state, best_epoch, history = np.inf, copy.deepcopy(head.state_dict()), 0, []
-    for epoch in range(int(cfg["max_epochs"])):
+    for epoch in range(cfg.max_epochs):
         head.train()
         opt.zero_grad()
         loss = torch.mean(torch.abs(head(f[tr], a[tr]) - t[tr]))
@@ -206,7 +204,7 @@ def fit_head(
         history.append({"epoch": epoch + 1, "train_mae": loss.item(), "val_mae": val_mae})
         if val_mae < best - 1e-5:
             best, best_state, best_epoch = val_mae, copy.deepcopy(head.state_dict()), epoch + 1
-        elif epoch + 1 - best_epoch >= int(cfg["patience"]):
+        elif epoch + 1 - best_epoch >= cfg.patience:
             break
     head.load_state_dict(best_state)
     return HeadFit(head.eval(), history, best_epoch)
@@ -230,10 +228,10 @@ class FineTune:
 
 
 def finetune_fold(
-    ft: FineTune, start: HeadFit, aux: np.ndarray, y: np.ndarray, val: np.ndarray, cfg: dict[str, Any], seed: int
+    ft: FineTune, start: HeadFit, aux: np.ndarray, y: np.ndarray, val: np.ndarray, cfg: Stage2Config, seed: int
 ) -> HeadFit:
     """Train a copy of the trunk and the head `start` end to end on the rows ~val (L1 loss, AdamW at
-    cfg['finetune_lr'], cfg['finetune_epochs'] epochs of sky augmentations) and keep the epoch with
+    cfg.finetune_lr, cfg.finetune_epochs epochs of sky augmentations) and keep the epoch with
     the lowest validation MAE on the rows `val`; epoch 0 is the frozen start, so a fine-tune that
     does not help returns it unchanged.
 
@@ -242,7 +240,7 @@ def finetune_fold(
     """
     rng = _seed_all(seed)
     model = MassRegressor(copy.deepcopy(ft.trunk), copy.deepcopy(start.head)).to(ft.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["finetune_lr"]), weight_decay=float(cfg["weight_decay"]))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
     hybrid = start.head.hybrid
     tr, va = np.flatnonzero(~val), np.flatnonzero(val)
 
@@ -260,7 +258,7 @@ def finetune_fold(
 
     best, best_epoch = val_mae(), 0
     best_state, history = copy.deepcopy(model.state_dict()), [{"epoch": 0, "val_mae": best}]
-    for epoch in range(1, int(cfg["finetune_epochs"]) + 1):
+    for epoch in range(1, cfg.finetune_epochs + 1):
         model.train()
         model.trunk.apply(lambda m: m.eval() if isinstance(m, nn.BatchNorm2d) else None)
         total = 0.0
@@ -294,37 +292,37 @@ def cross_validate(
     aux: np.ndarray,
     y: np.ndarray,
     cluster_ids: np.ndarray,
-    cfg: dict[str, Any],
+    cfg: Stage2Config,
     seed: int = 0,
     hybrid: bool = False,
     on_progress: ProgressFn | None = None,
     finetune: FineTune | None = None,
 ) -> CVResult:
-    """k-fold CV (cfg['folds'], folds from fold_of(cluster_ids, k, seed), shared with the baseline).
+    """k-fold CV (cfg.folds, folds from fold_of(cluster_ids, k, seed), shared with the baseline).
 
-    cfg['head']: 'mlp' (default) or 'ridge'. Each fold's MLP head is early-stopped on an inner
-    validation split of its training clusters (cfg['inner_val_frac'], seeded); a ridge head picks
+    cfg.head: 'mlp' or 'ridge'. Each fold's MLP head is early-stopped on an inner
+    validation split of its training clusters (cfg.inner_val_frac, seeded); a ridge head picks
     its penalty by inner CV on them (fit_ridge): never on the test fold. With
-    cfg['finetune_epochs'] > 0 (needs `finetune`), each fold's head is fitted on the training
+    cfg.finetune_epochs > 0 (needs `finetune`), each fold's head is fitted on the training
     clusters outside the inner split, then it and a copy of the trunk are fine-tuned
     (finetune_fold), early-stopped on the inner split; the fold's trunk is in its HeadFit.
     """
-    head = cfg.get("head", "mlp")
+    head = cfg.head
     if head not in HEADS:
         raise ConfigError(f"training config: stage2.head is {head!r}; expected one of {', '.join(HEADS)}")
-    tune = int(cfg.get("finetune_epochs", 0))
+    tune = cfg.finetune_epochs
     if tune < 0:
         raise ConfigError(f"training config: stage2.finetune_epochs is {tune}; expected 0 (frozen trunk) or more")
     if tune and finetune is None:
         raise ValueError("stage2.finetune_epochs > 0 needs the images and trunk (finetune=FineTune(...))")
-    k = int(cfg["folds"])
+    k = cfg.folds
     fold = fold_of(cluster_ids, k, seed)
     oof = np.full(len(y), np.nan)
     fits = []
     for i in range(k):
         train = np.flatnonzero(fold != i)
         test = np.flatnonzero(fold == i)
-        _, inner = holdout_split(len(train), float(cfg["inner_val_frac"]), seed + 1000 + i)
+        _, inner = holdout_split(len(train), cfg.inner_val_frac, seed + 1000 + i)
         val = np.zeros(len(train), bool)
         val[inner] = True
         if head == "ridge":

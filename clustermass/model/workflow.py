@@ -31,6 +31,7 @@ from clustermass.model.networks import Trunk
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
 from clustermass.model.train import FineTune, ProgressFn, cross_validate, train_stage1
+from clustermass.model.trainconfig import GridConfig, Stage2Config, TrainConfig
 from clustermass.plots.model import plot_confusion, plot_learning_curves, plot_mae_vs_n, plot_pred_vs_true, plot_residuals
 
 MASS_KINDS = ("cnn", "hybrid", "richness")
@@ -40,10 +41,9 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def grid_of(cfg: dict[str, Any]) -> CutoutGrid:
-    """The cutout grid of a training config."""
-    g = cfg["grid"]
-    return CutoutGrid(size=int(g["size"]), aperture_mpc=g.get("aperture_mpc"), aperture_arcsec=g.get("aperture_arcsec"))
+def grid_of(grid: GridConfig) -> CutoutGrid:
+    """The cutout grid of a training config's [grid]."""
+    return CutoutGrid(size=grid.size, aperture_mpc=grid.aperture_mpc)
 
 
 def _images(images_fn: ImagesFn, clusters: pd.DataFrame, softening: float) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def _source_key(source: str, provenance: dict | None) -> Any:
 
 
 def train_band_classifier(
-    engine: Engine, settings: Settings, cfg: dict[str, Any], seed: int, images_fn: ImagesFn, source: str,
+    engine: Engine, settings: Settings, cfg: TrainConfig, seed: int, images_fn: ImagesFn, source: str,
     device: str = "cpu", on_progress: ProgressFn | None = None, provenance: dict | None = None,
 ) -> tuple[ModelRecord, bool]:
     """Stage 1 on a seeded sample of all clusters; returns (model, trained now?).
@@ -69,17 +69,17 @@ def train_band_classifier(
     provenance: what made the cutouts (the mock's version and universe parameters), recorded in
     the model's `training` as `mock`.
     """
-    s1 = cfg["stage1"]
-    clusters = sample_clusters(engine, int(s1["n_clusters"]), seed)
-    name = f"band-classifier-{cfg['name']}-s{seed}-{_digest(cfg, _source_key(source, provenance), clusters['id'].tolist())}"
+    s1, plain = cfg.stage1, cfg.as_dict()
+    clusters = sample_clusters(engine, s1.n_clusters, seed)
+    name = f"band-classifier-{cfg.name}-s{seed}-{_digest(plain, _source_key(source, provenance), clusters['id'].tolist())}"
     if (found := registry.find_model(engine, name)) is not None:
         return found, False
-    images, ok = _images(images_fn, clusters, float(cfg["softening"]))
+    images, ok = _images(images_fn, clusters, cfg.softening)
     res = train_stage1(images, s1, seed, device, on_progress)
-    arch = {"width": int(s1["width"]), "blocks": list(s1["blocks"])}
+    arch = {"width": s1.width, "blocks": list(s1.blocks)}
     record = registry.save_model(
         engine, settings, name=name, kind="band-classifier",
-        config={"arch": arch, "grid": grid_of(cfg).as_dict(), "softening": cfg["softening"], "train": cfg, "seed": seed},
+        config={"arch": arch, "grid": grid_of(cfg.grid).as_dict(), "softening": cfg.softening, "train": plain, "seed": seed},
         metrics={"band_accuracy": res.accuracy, "confusion": res.confusion.tolist(), "history": res.history},
         training={"source": source, "n_clusters": int(ok.sum()), "n_unusable": int((~ok).sum()),
                   "n_train": res.n_train, "n_holdout": res.n_holdout,
@@ -89,11 +89,11 @@ def train_band_classifier(
     return record, True
 
 
-def stage2_arch(trunk_record: ModelRecord, s2: dict[str, Any]) -> dict[str, Any]:
+def stage2_arch(trunk_record: ModelRecord, s2: Stage2Config) -> dict[str, Any]:
     """Architecture of the stage-2 models: the stage-1 trunk pooled as stage 2 asks, and the head."""
-    linear = s2.get("head", "mlp") == "ridge"
-    return {**trunk_record.config["arch"], "pooling": list(s2["pooling"]), "hidden": 0 if linear else int(s2["hidden"]),
-            "dropout": 0.0 if linear else float(s2["dropout"])}
+    linear = s2.head == "ridge"
+    return {**trunk_record.config["arch"], "pooling": list(s2.pooling), "hidden": 0 if linear else s2.hidden,
+            "dropout": 0.0 if linear else float(s2.dropout)}
 
 
 @dataclass
@@ -117,27 +117,27 @@ class LabelledData:
 
 
 def labelled_features(
-    engine: Engine, settings: Settings, trunk_record: ModelRecord, cfg: dict[str, Any], images_fn: ImagesFn,
+    engine: Engine, settings: Settings, trunk_record: ModelRecord, cfg: TrainConfig, images_fn: ImagesFn,
     device: str = "cpu",
 ) -> LabelledData:
     """Labelled clusters, their frozen-trunk features (TTA-averaged) and (log10 lambda, z) inputs."""
     clusters = labelled_clusters(engine)
-    images, ok = _images(images_fn, clusters, float(cfg["softening"]))
-    trunk = registry.build_trunk(stage2_arch(trunk_record, cfg["stage2"]), registry.load_weights(settings, trunk_record)["trunk"])
-    feats = extract_features(trunk, images, bool(cfg["tta"]), device=device)
+    images, ok = _images(images_fn, clusters, cfg.softening)
+    trunk = registry.build_trunk(stage2_arch(trunk_record, cfg.stage2), registry.load_weights(settings, trunk_record)["trunk"])
+    feats = extract_features(trunk, images, cfg.tta, device=device)
     clusters = clusters[ok].reset_index(drop=True)
     return LabelledData(clusters, feats, aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()),
                         int((~ok).sum()), images, trunk)
 
 
 def cv_predictions(
-    data: LabelledData, s2: dict[str, Any], kind: str, seed: int, on_progress: ProgressFn | None = None,
+    data: LabelledData, s2: Stage2Config, kind: str, seed: int, on_progress: ProgressFn | None = None,
     device: str = "cpu", tta: bool = True,
 ):
     """Out-of-fold predictions (N,), folds (N,) and the fitted state of one model kind (richness: the
     relation fitted on all rows, 'coef', and on each fold's training rows, 'fold_coef').
 
-    Fine-tuning (s2['finetune_epochs'] > 0; cross_validate says so if data has no images or
+    Fine-tuning (s2.finetune_epochs > 0; cross_validate says so if data has no images or
     trunk) uses data.images and data.trunk on `device`, with test-time augmentation `tta` for
     the out-of-fold features.
     """
@@ -145,7 +145,7 @@ def cv_predictions(
     ids = data.clusters["id"].to_numpy()
     if kind == "richness":
         lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
-        cv = baseline.cross_validate(ids, lam, z, y, int(s2["folds"]), seed)
+        cv = baseline.cross_validate(ids, lam, z, y, s2.folds, seed)
         fitted = {"coef": baseline.fit(lam, z, y).tolist(), "fold_coef": [f["coef"] for f in cv["folds"]]}
         return cv["predicted"], cv["fold"], fitted
     tune = None if data.images is None or data.trunk is None else FineTune(data.images, data.trunk, tta, device)
@@ -155,7 +155,7 @@ def cv_predictions(
 
 
 def train_mass_models(
-    engine: Engine, settings: Settings, cfg: dict[str, Any], seed: int, images_fn: ImagesFn, source: str,
+    engine: Engine, settings: Settings, cfg: TrainConfig, seed: int, images_fn: ImagesFn, source: str,
     trunk_ref: int | str = "band-classifier", device: str = "cpu", on_progress: ProgressFn | None = None,
     provenance: dict | None = None,
 ) -> list[tuple[ModelRecord, bool]]:
@@ -165,13 +165,13 @@ def train_mass_models(
     `evaluate_model` uses to put them side by side. provenance: as for train_band_classifier.
     Returns [(model, trained now?)].
     """
-    s2 = cfg["stage2"]
-    kinds = [k for k in s2["kinds"] if k in MASS_KINDS]
+    s2, plain = cfg.stage2, cfg.as_dict()
+    kinds = [k for k in s2.kinds if k in MASS_KINDS]
     trunk_record = registry.get_model(engine, trunk_ref)
     data = labelled_features(engine, settings, trunk_record, cfg, images_fn, device)
-    if len(data.clusters) < 2 * int(s2["folds"]):
-        raise ModelError(f"only {len(data.clusters)} labelled clusters with usable cutouts: too few for {s2['folds']} folds")
-    group = f"{cfg['name']}-s{seed}-{_digest(cfg, _source_key(source, provenance), trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
+    if len(data.clusters) < 2 * s2.folds:
+        raise ModelError(f"only {len(data.clusters)} labelled clusters with usable cutouts: too few for {s2.folds} folds")
+    group = f"{cfg.name}-s{seed}-{_digest(plain, _source_key(source, provenance), trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
     y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
     tau = label_errors(data.clusters["log10_m500_err"].to_numpy(dtype=np.float64))
     lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
@@ -187,17 +187,17 @@ def train_mass_models(
         if (found := registry.find_model(engine, name)) is not None:
             out.append((found, False))
             continue
-        oof, fold, fitted = cv_predictions(data, s2, kind, seed, on_progress, device, bool(cfg["tta"]))
+        oof, fold, fitted = cv_predictions(data, s2, kind, seed, on_progress, device, cfg.tta)
         metrics = {
             "cv": mass_metrics(oof, y),
-            "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(int(s2["folds"]))],
+            "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(s2.folds)],
             "cv_scatter": float(np.std(oof - y)),
             "calibration": fit_calibration(oof - y, tau, lam, z).as_dict(),
         }
         train_info = {**training, "oof": {"cluster_id": data.clusters["id"].tolist(), "pred": oof.tolist(),
                                           "fold": fold.tolist()}}
-        config = {"arch": arch, "grid": trunk_record.config["grid"], "softening": cfg["softening"], "tta": cfg["tta"],
-                  "train": cfg, "seed": seed}
+        config = {"arch": arch, "grid": trunk_record.config["grid"], "softening": cfg.softening, "tta": cfg.tta,
+                  "train": plain, "seed": seed}
         if kind == "richness":
             record = registry.save_model(engine, settings, name=name, kind=kind, config={**config, **fitted},
                                          metrics=metrics, training=train_info)
@@ -289,7 +289,7 @@ def evaluate_model(
 
 
 def learning_curve(
-    data: LabelledData, s2: dict[str, Any], sizes: list[int], seed: int, on_progress: ProgressFn | None = None,
+    data: LabelledData, s2: Stage2Config, sizes: list[int], seed: int, on_progress: ProgressFn | None = None,
     device: str = "cpu", tta: bool = True,
 ) -> pd.DataFrame:
     """Cross-validated MAE (dex) vs number of labelled clusters for richness, CNN and hybrid.
@@ -298,7 +298,7 @@ def learning_curve(
     """
     order = np.random.default_rng(seed).permutation(len(data.clusters))
     rows = []
-    for i, n in enumerate(sorted(s for s in sizes if 2 * int(s2["folds"]) <= s <= len(order))):
+    for i, n in enumerate(sorted(s for s in sizes if 2 * s2.folds <= s <= len(order))):
         part = data.subset(np.sort(order[:n]))
         y = part.clusters["log10_m500"].to_numpy(dtype=float)
         row = {"n_labels": n}
