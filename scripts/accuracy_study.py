@@ -114,6 +114,7 @@ def run_one(work: Path, seed: int, variant: str, args: argparse.Namespace) -> di
         "run": name, "seed": seed, "variant": variant, "config": steps["train"]["output"]["config"],
         "mock_version": steps["universe"]["output"]["mock_version"],
         "band_accuracy": _finite(ev["band_accuracy"]),
+        "reference_band_accuracy": _finite(ev.get("reference_band_accuracy")),
         "richness_mae": {ref: _finite(rows[("richness", ref)]["mae"]) for ref in REFERENCES},
         "rows": [{"model": m, "reference": ref, **{k: _finite(rows[(m, ref)][k]) for k in ROW_FIELDS}}
                  for m in MODELS for ref in REFERENCES],
@@ -153,10 +154,10 @@ def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for key in POOLED_FIELDS:
                 entry[key], entry[f"{key}_sd"] = _mean_sd([row[key] for row in rows])
             out.append(entry)
-    band = _mean_sd([r["band_accuracy"] for r in runs])
-    wall = _mean_sd([r["wall_s"] for r in runs])
-    return [{**e, "band_accuracy": band[0], "band_accuracy_sd": band[1], "wall_s": wall[0], "wall_s_sd": wall[1]}
-            for e in out]
+    extra = {}
+    for key in ("band_accuracy", "reference_band_accuracy", "wall_s"):
+        extra[key], extra[f"{key}_sd"] = _mean_sd([r.get(key) for r in runs])
+    return [{**e, **extra} for e in out]
 
 
 def _fmt(v: Any, ci: Any = None, digits: int = 3) -> str:
@@ -172,10 +173,15 @@ def _ci(ci: Any) -> str:
     return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def _band(acc: Any, reference: Any) -> str:
+    """'0.931 (0.852)': stage 1's band accuracy and the summary-statistics reference classifier's."""
+    return _fmt(acc) + ("" if reference is None else f" ({reference:.3f})")
+
+
 def render(results: list[dict[str, Any]], pool: list[dict[str, Any]]) -> str:
     """The study's table as text: one line per run x model x reference, then the pooled lines."""
     head = ("run", "model", "ref", "MAE", "ratio [95%]", "G [68%]", "G [95%]", "G<=0 resamples", "cov68", "cov95",
-            "band acc", "wall s")
+            "band acc (reference)", "wall s")
     lines = [" | ".join(head)]
     for r in results:
         for row in r["rows"]:
@@ -183,14 +189,14 @@ def render(results: list[dict[str, Any]], pool: list[dict[str, Any]]) -> str:
                 r["run"], row["model"], row["reference"], _fmt(row["mae"], digits=4), _fmt(row["ratio"], row["ratio_ci95"]),
                 _fmt(row["gain"], row["gain_ci68"], 2), _ci(row["gain_ci95"]),
                 str(row["gain_nonpositive"]), _fmt(row["coverage68"]), _fmt(row["coverage95"]),
-                _fmt(r["band_accuracy"]), _fmt(r["wall_s"], digits=0)]))
+                _band(r["band_accuracy"], r.get("reference_band_accuracy")), _fmt(r["wall_s"], digits=0)]))
     for p in pool:
         sd = lambda k: "" if p[f"{k}_sd"] is None else f" +- {p[f'{k}_sd']:.3f}"  # noqa: E731
         lines.append(" | ".join([
             f"pooled ({p['n_seeds']} seeds)", p["model"], p["reference"], _fmt(p["mae"], digits=4) + sd("mae"),
             _fmt(p["ratio"]) + sd("ratio"), _fmt(p["gain"]) + sd("gain"), "", "",
             _fmt(p["coverage68"]) + sd("coverage68"), _fmt(p["coverage95"]) + sd("coverage95"),
-            _fmt(p["band_accuracy"]) + sd("band_accuracy"), _fmt(p["wall_s"], digits=0)]))
+            _band(p["band_accuracy"], p["reference_band_accuracy"]) + sd("band_accuracy"), _fmt(p["wall_s"], digits=0)]))
     return "\n".join(lines)
 
 

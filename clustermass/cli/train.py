@@ -89,7 +89,8 @@ def evaluate(
     res = workflow.evaluate_model(engine, settings, model, out or settings.output_dir, truth_df)
     tab = res["table"]
     if json_out:
-        emit_json({"models": res["models"], "band_accuracy": res["band_accuracy"], "plots": res["plots"],
+        emit_json({"models": res["models"], "band_accuracy": res["band_accuracy"],
+                   "reference_band_accuracy": res["reference_band_accuracy"], "plots": res["plots"],
                    "rows": tab.to_dict(orient="records")})
         return
     shown = tab if detail else tab[tab["subset"] == "all"]
@@ -112,7 +113,9 @@ def evaluate(
           _coverage_cell(r.coverage95, r.coverage95_ci, 95)) for r in cov.itertuples(index=False)],
     ))
     if res["band_accuracy"] is not None:
-        console.print(f"stage-1 held-out band accuracy: {res['band_accuracy']:.1%}")
+        ref = res["reference_band_accuracy"]
+        console.print(f"stage-1 held-out band accuracy: {res['band_accuracy']:.1%}"
+                      + ("" if ref is None else f" (summary-statistics reference classifier: {ref:.1%})"))
     for p in res["plots"]:
         console.print(f"plot: {p}")
 

@@ -30,7 +30,8 @@ from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
-from clustermass.model.train import FineTune, ProgressFn, cross_validate, train_stage1
+from clustermass.model.reference import reference_band_accuracy
+from clustermass.model.train import FineTune, ProgressFn, cross_validate, holdout_split, train_stage1
 from clustermass.plots.model import plot_confusion, plot_learning_curves, plot_mae_vs_n, plot_pred_vs_true, plot_residuals
 
 MASS_KINDS = ("cnn", "hybrid", "richness")
@@ -76,11 +77,12 @@ def train_band_classifier(
         return found, False
     images, ok = _images(images_fn, clusters, float(cfg["softening"]))
     res = train_stage1(images, s1, seed, device, on_progress)
+    reference = reference_band_accuracy(images, *holdout_split(len(images), float(s1["holdout_frac"]), seed), seed)
     arch = {"width": int(s1["width"]), "blocks": list(s1["blocks"])}
     record = registry.save_model(
         engine, settings, name=name, kind="band-classifier",
         config={"arch": arch, "grid": grid_of(cfg).as_dict(), "softening": cfg["softening"], "train": cfg, "seed": seed},
-        metrics={"band_accuracy": res.accuracy, "confusion": res.confusion.tolist(), "history": res.history},
+        metrics={"band_accuracy": res.accuracy, "reference_band_accuracy": reference, "confusion": res.confusion.tolist(), "history": res.history},
         training={"source": source, "n_clusters": int(ok.sum()), "n_unusable": int((~ok).sum()),
                   "n_train": res.n_train, "n_holdout": res.n_holdout,
                   **({"mock": provenance} if provenance is not None else {})},
@@ -285,7 +287,8 @@ def evaluate_model(
         plots.append(plot_confusion(np.asarray(trunk.metrics["confusion"]), out_dir / f"{stem}-band-confusion.png", BANDS))
     plots.append(plot_learning_curves(histories, out_dir / f"{stem}-training-curves.png"))
     return {"table": table, "plots": plots, "models": [m.name for m in models],
-            "band_accuracy": trunk.metrics.get("band_accuracy") if trunk else None}
+            "band_accuracy": trunk.metrics.get("band_accuracy") if trunk else None,
+            "reference_band_accuracy": trunk.metrics.get("reference_band_accuracy") if trunk else None}
 
 
 def learning_curve(
