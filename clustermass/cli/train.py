@@ -80,7 +80,7 @@ def evaluate(
 ) -> None:
     """Richness baseline vs CNN vs hybrid on the same folds: MAE, bias, NMAD, outliers, error coverage; PNG plots."""
     from clustermass.model import workflow
-    from clustermass.model.evaluate import COVERAGE_SUBSETS
+    from clustermass.model.evaluate import COVERAGE_SUBSETS, UNLABELLED
     from clustermass.mock.version import MOCK_VERSION
     from clustermass.model.truth import truth_of_clusters
 
@@ -104,6 +104,7 @@ def evaluate(
         [(r.model, r.reference, f"{r.ratio:.3f} {_ci(r.ratio_ci95)}", _num(r.gain), _ci(r.gain_ci68), _ci(r.gain_ci95),
           "-" if _num(r.gain_nonpositive) == "-" else int(r.gain_nonpositive)) for r in gain.itertuples(index=False)],
     ))
+    _unlabelled(tab[tab["subset"] == UNLABELLED])
     cov = tab[tab["subset"].isin(COVERAGE_SUBSETS)]
     console.print(table(
         "error coverage: share of references within 1 / 1.96 x the error (against labels, combined with the "
@@ -118,6 +119,19 @@ def evaluate(
                       + ("" if ref is None else f" (summary-statistics reference classifier: {ref:.1%})"))
     for p in res["plots"]:
         console.print(f"plot: {p}")
+
+
+def _unlabelled(rows: Any) -> None:
+    """The unlabelled clusters' table of `evaluate --truth` (none: nothing printed)."""
+    if rows.empty:
+        return
+    console.print(table(
+        "the catalogue's unlabelled clusters against the mock's true masses (image models: the masses `cmcat "
+        "predict` wrote); bias = median(predicted - true): the labels' X-ray/SZ selection carried over",
+        ["model", "n", "mae", "bias", "nmad", "within 1 sigma", "within 1.96 sigma"],
+        [(r.model, r.n, f"{r.mae:.3f}", f"{r.bias:+.3f}", f"{r.nmad:.3f}", _coverage_cell(r.coverage68, r.coverage68_ci, 68),
+          _coverage_cell(r.coverage95, r.coverage95_ci, 95)) for r in rows.itertuples(index=False)],
+    ))
 
 
 def _size_list(sizes: str) -> list[int]:

@@ -18,13 +18,14 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from clustermass.config import Settings
+from clustermass.db import queries
 from clustermass.errors import ModelError
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model import baseline, registry
 from clustermass.model.calibration import cross_fitted_sigma, fit_calibration, label_errors
 from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
 from clustermass.model.datasets import aux_inputs
-from clustermass.model.evaluate import ORACLE_OF, comparison_table
+from clustermass.model.evaluate import ORACLE_OF, comparison_table, unlabelled_table
 from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
@@ -270,6 +271,9 @@ def evaluate_model(
     lam, z = labels["richness"].to_numpy(dtype=float), labels["z"].to_numpy(dtype=float)
     errors = {k: cross_fitted_sigma(p - y, tau, lam, z, fold) for k, p in preds.items()}
     table = comparison_table(labels, preds, fold, true_mass, errors)
+    if truth is not None:
+        table = pd.concat([table, unlabelled_table(unlabelled_predictions(engine, settings, models, truth))],
+                          ignore_index=True)
     out_dir = Path(out_dir)
     stem = record.training["group"]
     plots = [
@@ -289,6 +293,31 @@ def evaluate_model(
     return {"table": table, "plots": plots, "models": [m.name for m in models],
             "band_accuracy": trunk.metrics.get("band_accuracy") if trunk else None,
             "reference_band_accuracy": trunk.metrics.get("reference_band_accuracy") if trunk else None}
+
+
+def unlabelled_predictions(
+    engine: Engine, settings: Settings, models: list[ModelRecord], truth: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Per model kind, its masses of the unlabelled clusters with their true masses (cluster_id,
+    log10_m500_true): the richness model's computed here, the image models' read from `predictions`
+    (those `cmcat predict` wrote; none, no entry)."""
+    with engine.connect() as conn:
+        clusters = queries.unlabelled_clusters(conn)
+        stored = {m.kind: queries.stored_predictions(conn, m.id) for m in models if m.kind in ("cnn", "hybrid")}
+    true = truth.set_index("cluster_id")["log10_m500_true"]
+    out = {}
+    for m in models:
+        if m.kind == "richness":
+            pred, err = registry.load_predictor(engine, settings, m.id).predict(None, clusters)
+            df = pd.DataFrame({"cluster_id": clusters["id"], "log10_m500": pred, "log10_m500_err": err})
+        elif not stored.get(m.kind, pd.DataFrame()).empty:
+            df = stored[m.kind][stored[m.kind]["cluster_id"].isin(clusters["id"])]
+        else:
+            continue
+        df = df.assign(log10_m500_true=true.reindex(df["cluster_id"]).to_numpy(dtype=float))
+        if np.isfinite(df["log10_m500_true"]).any():
+            out[m.kind] = df[np.isfinite(df["log10_m500_true"])]
+    return out
 
 
 def learning_curve(
