@@ -80,19 +80,25 @@ def evaluate(
 ) -> None:
     """Richness baseline vs CNN vs hybrid on the same folds: MAE, bias, NMAD, outliers, error coverage; PNG plots."""
     from clustermass.model import workflow
-    from clustermass.model.evaluate import COVERAGE_SUBSETS, UNLABELLED
     from clustermass.mock.version import MOCK_VERSION
     from clustermass.model.truth import truth_of_clusters
 
     engine, settings = STATE.database(), STATE.settings
     truth_df = truth_of_clusters(engine, truth, MOCK_VERSION) if truth else None
     res = workflow.evaluate_model(engine, settings, model, out or settings.output_dir, truth_df)
-    tab = res["table"]
     if json_out:
         emit_json({"models": res["models"], "band_accuracy": res["band_accuracy"],
                    "reference_band_accuracy": res["reference_band_accuracy"], "plots": res["plots"],
-                   "rows": tab.to_dict(orient="records")})
+                   "rows": res["table"].to_dict(orient="records")})
         return
+    _show_evaluation(res, detail)
+
+
+def _show_evaluation(res: dict[str, Any], detail: bool) -> None:
+    """The text tables of `cmcat evaluate`."""
+    from clustermass.model.evaluate import COVERAGE_SUBSETS, UNLABELLED
+
+    tab = res["table"]
     shown = tab if detail else tab[tab["subset"] == "all"]
     cols = ["model", "subset", "reference", "n", "mae", "bias", "nmad", "outlier_frac"]
     console.print(table("cross-validated scores (dex; outliers: |error| > 0.3 dex)", cols, shown[cols].itertuples(index=False)))
