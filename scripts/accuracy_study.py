@@ -44,6 +44,8 @@ REFERENCES = ("label", "truth")
 #: Figures of each (model, reference) row of evaluate kept by the study.
 ROW_FIELDS = ("n", "mae", "ratio", "ratio_ci95", "gain", "gain_ci68", "gain_ci95", "gain_nonpositive",
               "coverage68", "coverage95")
+#: Figures of each model's row for the unlabelled clusters against truth (evaluate's subset 'unlabelled').
+UNLABELLED_FIELDS = ("n", "mae", "bias", "nmad", "coverage68", "coverage95")
 #: Figures averaged over seeds in the pooled rows.
 POOLED_FIELDS = ("mae", "ratio", "gain", "coverage68", "coverage95")
 
@@ -118,6 +120,8 @@ def run_one(work: Path, seed: int, variant: str, args: argparse.Namespace) -> di
         "richness_mae": {ref: _finite(rows[("richness", ref)]["mae"]) for ref in REFERENCES},
         "rows": [{"model": m, "reference": ref, **{k: _finite(rows[(m, ref)][k]) for k in ROW_FIELDS}}
                  for m in MODELS for ref in REFERENCES],
+        "unlabelled": [{"model": r["model"], **{k: _finite(r[k]) for k in UNLABELLED_FIELDS}}
+                       for r in ev["rows"] if r["subset"] == "unlabelled"],
         "seconds": {k: round(v["seconds"], 1) for k, v in steps.items()},
         "wall_s": round(sum(v["seconds"] for v in steps.values()), 1),
     }
@@ -197,6 +201,12 @@ def render(results: list[dict[str, Any]], pool: list[dict[str, Any]]) -> str:
             _fmt(p["ratio"]) + sd("ratio"), _fmt(p["gain"]) + sd("gain"), "", "",
             _fmt(p["coverage68"]) + sd("coverage68"), _fmt(p["coverage95"]) + sd("coverage95"),
             _band(p["band_accuracy"], p["reference_band_accuracy"]) + sd("band_accuracy"), _fmt(p["wall_s"], digits=0)]))
+    lines += ["", "unlabelled clusters against the true masses (the masses users get; bias: median predicted - true)",
+              " | ".join(("run", "model", "n", "MAE", "bias", "NMAD", "cov68", "cov95"))]
+    for r in results:
+        for u in r.get("unlabelled", []):
+            lines.append(" | ".join([r["run"], u["model"], str(u["n"]), _fmt(u["mae"], digits=4), _fmt(u["bias"], digits=4),
+                                     _fmt(u["nmad"], digits=4), _fmt(u["coverage68"]), _fmt(u["coverage95"])]))
     return "\n".join(lines)
 
 
