@@ -85,11 +85,11 @@ def unlabelled_clusters(conn: Connection) -> pd.DataFrame:
 
 
 def stored_predictions(conn: Connection, model_id: int) -> pd.DataFrame:
-    """The `predictions` rows of one model: cluster_id, log10_m500, log10_m500_err (dex)."""
-    stmt = select(Prediction.cluster_id, Prediction.log10_m500, Prediction.log10_m500_err).where(
+    """The `predictions` rows of one model: cluster_id, log10_m500, log10_m500_err, score (dex)."""
+    stmt = select(Prediction.cluster_id, Prediction.log10_m500, Prediction.log10_m500_err, Prediction.score).where(
         Prediction.model_id == model_id)
-    return pd.DataFrame(conn.execute(stmt).all(), columns=["cluster_id", "log10_m500", "log10_m500_err"]).astype(
-        {"log10_m500": float, "log10_m500_err": float})
+    cols = ["cluster_id", "log10_m500", "log10_m500_err", "score"]
+    return pd.DataFrame(conn.execute(stmt).all(), columns=cols).astype({c: float for c in cols[1:]})
 
 
 def labelled_clusters(conn: Connection, catalog_ids: Sequence[int] | None = None) -> pd.DataFrame:

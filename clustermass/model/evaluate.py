@@ -88,14 +88,16 @@ def _gain(predictions: Mapping[str, np.ndarray], model: str, mask: np.ndarray, r
 def unlabelled_table(predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Rows (model, 'unlabelled', 'truth') scoring each model's masses of the unlabelled clusters.
 
-    predictions: model name -> DataFrame of log10_m500, log10_m500_err (the error it reports, dex)
-    and log10_m500_true, one row per unlabelled cluster it predicted. These are the clusters the
-    masses are for; the labelled ones were selected by their X-ray or SZ signal, so a model fitted on
-    them can be biased for the rest (the bias column says by how much). Gain columns are undefined.
+    predictions: model name -> DataFrame of log10_m500, log10_m500_true and optionally log10_m500_err
+    (the error it reports, dex; none: no coverage), one row per unlabelled cluster it predicted. These
+    are the clusters the masses are for; the labelled ones were selected by their X-ray or SZ signal, so
+    a regression fitted on them is biased for the rest (the bias column says by how much; see
+    model.population). Gain columns are undefined.
     """
     rows = []
     for model, df in predictions.items():
-        pred, err, true = (df[c].to_numpy(dtype=float) for c in ("log10_m500", "log10_m500_err", "log10_m500_true"))
+        pred, true = df["log10_m500"].to_numpy(dtype=float), df["log10_m500_true"].to_numpy(dtype=float)
+        err = df["log10_m500_err"].to_numpy(dtype=float) if "log10_m500_err" in df else None
         rows.append({"model": model, "subset": UNLABELLED, "reference": "truth", **mass_metrics(pred, true),
                      **_coverage(pred - true, err), **dict.fromkeys(GAIN_COLUMNS)})
     table = pd.DataFrame(rows, columns=["model", "subset", "reference", *METRIC_COLUMNS, *COVERAGE_COLUMNS, *GAIN_COLUMNS])

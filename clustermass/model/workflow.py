@@ -29,6 +29,7 @@ from clustermass.model.evaluate import ORACLE_OF, comparison_table, unlabelled_t
 from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
+from clustermass.model.population import fit_population
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
 from clustermass.model.reference import reference_band_accuracy
@@ -196,6 +197,7 @@ def train_mass_models(
             "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(int(s2["folds"]))],
             "cv_scatter": float(np.std(oof - y)),
             "calibration": fit_calibration(oof - y, tau, lam, z).as_dict(),
+            "population": None if (pop := fit_population(oof, y, tau, z)) is None else pop.as_dict(),
         }
         train_info = {**training, "oof": {"cluster_id": data.clusters["id"].tolist(), "pred": oof.tolist(),
                                           "fold": fold.tolist()}}
@@ -298,9 +300,10 @@ def evaluate_model(
 def unlabelled_predictions(
     engine: Engine, settings: Settings, models: list[ModelRecord], truth: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
-    """Per model kind, its masses of the unlabelled clusters with their true masses (cluster_id,
-    log10_m500_true): the richness model's computed here, the image models' read from `predictions`
-    (those `cmcat predict` wrote; none, no entry)."""
+    """Masses of the unlabelled clusters with their true masses, per model kind (the published masses,
+    log10_m500 and log10_m500_err) and per '<kind> score' (the label-trained regression's, log10_m500):
+    the richness model's computed here, the image models' read from `predictions` (those `cmcat predict`
+    wrote; none, no entry)."""
     with engine.connect() as conn:
         clusters = queries.unlabelled_clusters(conn)
         stored = {m.kind: queries.stored_predictions(conn, m.id) for m in models if m.kind in ("cnn", "hybrid")}
@@ -308,15 +311,20 @@ def unlabelled_predictions(
     out = {}
     for m in models:
         if m.kind == "richness":
-            pred, err = registry.load_predictor(engine, settings, m.id).predict(None, clusters)
-            df = pd.DataFrame({"cluster_id": clusters["id"], "log10_m500": pred, "log10_m500_err": err})
+            predictor = registry.load_predictor(engine, settings, m.id)
+            score, err = predictor.predict(None, clusters)
+            mass, err = predictor.population.posterior(score, clusters["z"].to_numpy()) if predictor.population else (score, err)
+            df = pd.DataFrame({"cluster_id": clusters["id"], "log10_m500": mass, "log10_m500_err": err, "score": score})
         elif not stored.get(m.kind, pd.DataFrame()).empty:
             df = stored[m.kind][stored[m.kind]["cluster_id"].isin(clusters["id"])]
         else:
             continue
         df = df.assign(log10_m500_true=true.reindex(df["cluster_id"]).to_numpy(dtype=float))
-        if np.isfinite(df["log10_m500_true"]).any():
-            out[m.kind] = df[np.isfinite(df["log10_m500_true"])]
+        df = df[np.isfinite(df["log10_m500_true"])]
+        if len(df):
+            out[m.kind] = df[["log10_m500", "log10_m500_err", "log10_m500_true"]]
+            if df["score"].notna().any():
+                out[f"{m.kind} score"] = df[["score", "log10_m500_true"]].rename(columns={"score": "log10_m500"}).dropna()
     return out
 
 
