@@ -73,6 +73,7 @@ class TinyPredictor:
     """A MassPredictor that uses the images: mean r-band flux and richness (deterministic)."""
 
     needs_images = True
+    population = None  # scores are published as they are
 
     def __init__(self, model_id: int, name: str = "tiny", grid: CutoutGrid | None = None) -> None:
         self.model_id = model_id

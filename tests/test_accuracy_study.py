@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from clustermass.mock.version import MOCK_VERSION
 from model_helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,10 +38,13 @@ def test_study_table_on_a_small_universe(tmp_path):
     try:
         res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
         (run,) = res["runs"]
-        assert run["run"] == "s101" and run["mock_version"] == 2 and run["config"] == "tiny"
+        assert run["run"] == "s101" and run["mock_version"] == MOCK_VERSION and run["config"] == "tiny"
         assert {(r["model"], r["reference"]) for r in run["rows"]} == {(m, ref) for m in ("cnn", "hybrid")
                                                                        for ref in ("label", "truth")}
-        assert {"db", "universe", "crossmatch", "train", "oracle", "evaluate"} <= set(run["seconds"])
+        assert {"db", "universe", "crossmatch", "train", "oracle", "predict", "evaluate"} <= set(run["seconds"])
+        unlabelled = {u["model"]: u for u in run["unlabelled"]}
+        assert unlabelled["richness"]["n"] > 1000  # of the 2,000 clusters, few labelled
+        assert {"richness score", "hybrid", "hybrid score"} <= set(unlabelled) and unlabelled["hybrid"]["n"] > 50
         assert len(res["pooled"]) == 4 and all(p["n_seeds"] == 1 for p in res["pooled"])
         for row in run["rows"]:
             assert row["ratio"] is not None and row["gain_nonpositive"] is not None  # an oracle was registered
@@ -51,7 +55,7 @@ def test_study_table_on_a_small_universe(tmp_path):
         again = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         assert json.loads(again.stdout) == res  # resumed from result.json
         table = subprocess.run(cmd[:-1], capture_output=True, text=True, check=True, env=env).stdout
-        assert "pooled (1 seeds)" in table and "G [68%]" in table
+        assert "pooled (1 seeds)" in table and "G [68%]" in table and "unlabelled clusters against" in table
     finally:
         from clustermass.db.embedded import stop
 

@@ -80,18 +80,25 @@ def evaluate(
 ) -> None:
     """Richness baseline vs CNN vs hybrid on the same folds: MAE, bias, NMAD, outliers, error coverage; PNG plots."""
     from clustermass.model import workflow
-    from clustermass.model.evaluate import COVERAGE_SUBSETS
     from clustermass.mock.version import MOCK_VERSION
     from clustermass.model.truth import truth_of_clusters
 
     engine, settings = STATE.database(), STATE.settings
     truth_df = truth_of_clusters(engine, truth, MOCK_VERSION) if truth else None
     res = workflow.evaluate_model(engine, settings, model, out or settings.output_dir, truth_df)
-    tab = res["table"]
     if json_out:
-        emit_json({"models": res["models"], "band_accuracy": res["band_accuracy"], "plots": res["plots"],
-                   "rows": tab.to_dict(orient="records")})
+        emit_json({"models": res["models"], "band_accuracy": res["band_accuracy"],
+                   "reference_band_accuracy": res["reference_band_accuracy"], "plots": res["plots"],
+                   "rows": res["table"].to_dict(orient="records")})
         return
+    _show_evaluation(res, detail)
+
+
+def _show_evaluation(res: dict[str, Any], detail: bool) -> None:
+    """The text tables of `cmcat evaluate`."""
+    from clustermass.model.evaluate import COVERAGE_SUBSETS, UNLABELLED
+
+    tab = res["table"]
     shown = tab if detail else tab[tab["subset"] == "all"]
     cols = ["model", "subset", "reference", "n", "mae", "bias", "nmad", "outlier_frac"]
     console.print(table("cross-validated scores (dex; outliers: |error| > 0.3 dex)", cols, shown[cols].itertuples(index=False)))
@@ -103,6 +110,7 @@ def evaluate(
         [(r.model, r.reference, f"{r.ratio:.3f} {_ci(r.ratio_ci95)}", _num(r.gain), _ci(r.gain_ci68), _ci(r.gain_ci95),
           "-" if _num(r.gain_nonpositive) == "-" else int(r.gain_nonpositive)) for r in gain.itertuples(index=False)],
     ))
+    _unlabelled(tab[tab["subset"] == UNLABELLED])
     cov = tab[tab["subset"].isin(COVERAGE_SUBSETS)]
     console.print(table(
         "error coverage: share of references within 1 / 1.96 x the error (against labels, combined with the "
@@ -112,9 +120,24 @@ def evaluate(
           _coverage_cell(r.coverage95, r.coverage95_ci, 95)) for r in cov.itertuples(index=False)],
     ))
     if res["band_accuracy"] is not None:
-        console.print(f"stage-1 held-out band accuracy: {res['band_accuracy']:.1%}")
+        ref = res["reference_band_accuracy"]
+        console.print(f"stage-1 held-out band accuracy: {res['band_accuracy']:.1%}"
+                      + ("" if ref is None else f" (summary-statistics reference classifier: {ref:.1%})"))
     for p in res["plots"]:
         console.print(f"plot: {p}")
+
+
+def _unlabelled(rows: Any) -> None:
+    """The unlabelled clusters' table of `evaluate --truth` (none: nothing printed)."""
+    if rows.empty:
+        return
+    console.print(table(
+        "the catalogue's unlabelled clusters against the mock's true masses (image models: the masses `cmcat "
+        "predict` wrote); bias = median(predicted - true): the labels' X-ray/SZ selection carried over",
+        ["model", "n", "mae", "bias", "nmad", "within 1 sigma", "within 1.96 sigma"],
+        [(r.model, r.n, f"{r.mae:.3f}", f"{r.bias:+.3f}", f"{r.nmad:.3f}", _coverage_cell(r.coverage68, r.coverage68_ci, 68),
+          _coverage_cell(r.coverage95, r.coverage95_ci, 95)) for r in rows.itertuples(index=False)],
+    ))
 
 
 def _size_list(sizes: str) -> list[int]:

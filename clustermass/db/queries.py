@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import Connection, ColumnElement, Engine, and_, false, or_, select
 
 from clustermass import sky
-from clustermass.db.models import Catalog, Cluster, Label
+from clustermass.db.models import Catalog, Cluster, Label, Prediction
 from clustermass.errors import InputError
 
 
@@ -69,6 +69,27 @@ def catalog_id_by_name(engine: Engine, name: str | None) -> int | None:
 
 #: The cluster columns of `labelled_clusters` (and of the training samples, model.data).
 CLUSTER_COLUMNS = [Cluster.id, Cluster.source_id, Cluster.name, Cluster.ra, Cluster.dec, Cluster.z, Cluster.richness]
+
+
+def unlabelled_clusters(conn: Connection) -> pd.DataFrame:
+    """Clusters without a label, with z and richness > 0, by id (columns of CLUSTER_COLUMNS): the
+    population whose masses the models are for, unlike the X-ray/SZ-selected labelled clusters."""
+    labelled = select(Label.cluster_id)
+    stmt = (select(*CLUSTER_COLUMNS)
+            .where(Cluster.z.is_not(None), Cluster.richness > 0, Cluster.id.not_in(labelled))
+            .order_by(Cluster.id))
+    df = pd.DataFrame(conn.execute(stmt).all(), columns=[c.key for c in CLUSTER_COLUMNS])
+    for col in ("ra", "dec", "z", "richness"):
+        df[col] = pd.to_numeric(df[col]).astype(float)
+    return df
+
+
+def stored_predictions(conn: Connection, model_id: int) -> pd.DataFrame:
+    """The `predictions` rows of one model: cluster_id, log10_m500, log10_m500_err, score (dex)."""
+    stmt = select(Prediction.cluster_id, Prediction.log10_m500, Prediction.log10_m500_err, Prediction.score).where(
+        Prediction.model_id == model_id)
+    cols = ["cluster_id", "log10_m500", "log10_m500_err", "score"]
+    return pd.DataFrame(conn.execute(stmt).all(), columns=cols).astype({c: float for c in cols[1:]})
 
 
 def labelled_clusters(conn: Connection, catalog_ids: Sequence[int] | None = None) -> pd.DataFrame:

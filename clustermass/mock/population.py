@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import erf
 
-from clustermass.cosmology import COSMO
+from clustermass.cosmology import COSMO, halo_mass_function
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import deproject
 from clustermass.mock.projection import KEY_HALO, draw_interlopers, measure_lambda
@@ -50,27 +50,12 @@ SZ_SNR_MIN = 4.5
 
 
 @lru_cache(maxsize=1)
-def _colossus() -> None:
-    from colossus.cosmology import cosmology
-
-    cosmology.setCosmology(
-        "cmcat", params=dict(flat=True, H0=70.0, Om0=0.3, Ob0=0.045, sigma8=0.8, ns=0.96), persistence=""
-    )
-
-
-@lru_cache(maxsize=1)
 def halo_density_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(z edges, log10 M edges, expected haloes per steradian in each cell) for M500c in Msun."""
-    from colossus.lss import mass_function
-
-    _colossus()
     z_edges = np.linspace(_ZH_MIN, _ZH_MAX, 69)
     lm_edges = np.linspace(_LOGM_MIN, _LOGM_MAX, 97)
     zc, lmc = 0.5 * (z_edges[1:] + z_edges[:-1]), 0.5 * (lm_edges[1:] + lm_edges[:-1])
-    h = 0.7
-    dndlnm = np.stack(
-        [mass_function.massFunction(10**lmc * h, z, mdef="500c", model="tinker08", q_out="dndlnM") * h**3 for z in zc]
-    )  # per comoving Mpc^3 per ln M
+    dndlnm = np.stack([halo_mass_function(lmc, z) for z in zc])  # per comoving Mpc^3 per ln M
     dvdz = COSMO.differential_comoving_volume(zc).to_value("Mpc3 / sr")
     cells = dndlnm * dvdz[:, None] * np.diff(z_edges)[:, None] * np.log(10) * np.diff(lm_edges)[None, :]
     return z_edges, lm_edges, cells

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from clustermass.images.base import CutoutGrid
+from clustermass.model.population import PopulationCalibration
 
 
 class MassPredictor(Protocol):
@@ -24,9 +25,13 @@ class MassPredictor(Protocol):
     grid: CutoutGrid
     #: False for models that use only catalogue columns (e.g. the richness baseline).
     needs_images: bool
+    #: The forward relation that turns `predict`'s scores into masses for the catalogue's population
+    #: (model.population); None: the scores are published as they are.
+    population: PopulationCalibration | None
 
     def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """log10(M500/Msun) and its 1-sigma error (dex) per cluster.
+        """The score, log10(M500/Msun) as regressed on the labelled clusters, and its 1-sigma error
+        against them (dex) per cluster (`population` turns scores into the published masses).
 
         images: (N, 5, size, size) float32 nanomaggies in ugriz order (None if not needs_images);
         clusters: N rows with at least id, ra, dec, z, richness. A cluster whose label trained the

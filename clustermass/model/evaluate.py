@@ -22,6 +22,8 @@ ORACLE_OF = {"cnn": "oracle-cnn", "hybrid": "oracle-hybrid"}
 THIRDS = ("low", "mid", "high")
 #: The subsets on which coverage is checked: all, thirds of predicted mass, thirds of redshift.
 COVERAGE_SUBSETS = ["all", *(f"mass {t}" for t in THIRDS), *(f"z {t}" for t in THIRDS)]
+#: Subset of the rows that score the catalogue's unlabelled clusters against a mock's true masses.
+UNLABELLED = "unlabelled"
 
 
 def _coverage(resid: np.ndarray, half_width: np.ndarray | None) -> dict[str, Any]:
@@ -81,3 +83,22 @@ def _gain(predictions: Mapping[str, np.ndarray], model: str, mask: np.ndarray, r
     oracle = predictions.get(ORACLE_OF.get(model, ""))
     pick = lambda p: None if p is None else np.asarray(p, dtype=float)[mask]  # noqa: E731
     return gain_vs_richness(pick(predictions[model]), pick(predictions[BASELINE]), ref[mask], pick(oracle))
+
+
+def unlabelled_table(predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Rows (model, 'unlabelled', 'truth') scoring each model's masses of the unlabelled clusters.
+
+    predictions: model name -> DataFrame of log10_m500, log10_m500_true and optionally log10_m500_err
+    (the error it reports, dex; none: no coverage), one row per unlabelled cluster it predicted. These
+    are the clusters the masses are for; the labelled ones were selected by their X-ray or SZ signal, so
+    a regression fitted on them is biased for the rest (the bias column says by how much; see
+    model.population). Gain columns are undefined.
+    """
+    rows = []
+    for model, df in predictions.items():
+        pred, true = df["log10_m500"].to_numpy(dtype=float), df["log10_m500_true"].to_numpy(dtype=float)
+        err = df["log10_m500_err"].to_numpy(dtype=float) if "log10_m500_err" in df else None
+        rows.append({"model": model, "subset": UNLABELLED, "reference": "truth", **mass_metrics(pred, true),
+                     **_coverage(pred - true, err), **dict.fromkeys(GAIN_COLUMNS)})
+    table = pd.DataFrame(rows, columns=["model", "subset", "reference", *METRIC_COLUMNS, *COVERAGE_COLUMNS, *GAIN_COLUMNS])
+    return table.astype({c: object for c in GAIN_COLUMNS})

@@ -42,6 +42,7 @@ from clustermass.model.calibration import Calibration
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.inference import extract_features, head_predict
 from clustermass.model.networks import BandClassifier, MassHead, Trunk
+from clustermass.model.population import PopulationCalibration
 from clustermass.model.preprocess import normalise
 from clustermass.model.trainconfig import TrainConfig
 
@@ -272,6 +273,7 @@ class EnsemblePredictor(_HeldOut):
     tta: bool
     calibration: Calibration
     held_out: dict[int, int] = field(default_factory=dict)
+    population: PopulationCalibration | None = None
     device: str = "cpu"
     batch_size: int = 64
     needs_images: bool = True
@@ -307,6 +309,7 @@ class RichnessPredictor(_HeldOut):
     calibration: Calibration
     fold_coef: list[np.ndarray] = field(default_factory=list)
     held_out: dict[int, int] = field(default_factory=dict)
+    population: PopulationCalibration | None = None
     needs_images: bool = False
 
     def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -332,10 +335,11 @@ def load_predictor(engine: Engine, settings: Settings, ref: int | str, device: s
     record = get_model(engine, ref)
     cal = record.metrics.get("calibration")
     cal = Calibration.from_dict(cal) if cal else Calibration.constant(float(record.metrics.get("cv_scatter", 0.0)))
+    pop = PopulationCalibration.from_dict(p) if (p := record.metrics.get("population")) else None
     if record.kind == "richness":
         fold_coef = [np.asarray(c) for c in record.config.get("fold_coef", [])]
         return RichnessPredictor(record.id, record.name, record.grid, np.asarray(record.config["coef"]), cal,
-                                 fold_coef, held_out_folds(record) if fold_coef else {})
+                                 fold_coef, held_out_folds(record) if fold_coef else {}, pop)
     if record.kind not in ("cnn", "hybrid"):
         raise ModelError(f"model {record.name!r} is a {record.kind!r} model and does not predict masses")
     state = load_weights(settings, record)
@@ -345,5 +349,5 @@ def load_predictor(engine: Engine, settings: Settings, ref: int | str, device: s
     return EnsemblePredictor(
         model_id=record.id, name=record.name, grid=record.grid, trunks=trunks, heads=heads,
         softening=float(record.config.get("softening", 3.0)), tta=bool(record.config.get("tta", True)),
-        calibration=cal, held_out=held_out_folds(record), device=device,
+        calibration=cal, held_out=held_out_folds(record), population=pop, device=device,
     )

@@ -18,19 +18,22 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from clustermass.config import Settings
+from clustermass.db import queries
 from clustermass.errors import ModelError
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model import baseline, registry
 from clustermass.model.calibration import cross_fitted_sigma, fit_calibration, label_errors
 from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
 from clustermass.model.datasets import aux_inputs
-from clustermass.model.evaluate import ORACLE_OF, comparison_table
+from clustermass.model.evaluate import ORACLE_OF, comparison_table, unlabelled_table
 from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
+from clustermass.model.population import fit_population
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
-from clustermass.model.train import FineTune, ProgressFn, cross_validate, train_stage1
+from clustermass.model.reference import reference_band_accuracy
+from clustermass.model.train import FineTune, ProgressFn, cross_validate, holdout_split, train_stage1
 from clustermass.model.trainconfig import GridConfig, Stage2Config, TrainConfig
 from clustermass.plots.model import plot_confusion, plot_learning_curves, plot_mae_vs_n, plot_pred_vs_true, plot_residuals
 
@@ -76,11 +79,13 @@ def train_band_classifier(
         return found, False
     images, ok = _images(images_fn, clusters, cfg.softening)
     res = train_stage1(images, s1, seed, device, on_progress)
+    reference = reference_band_accuracy(images, *holdout_split(len(images), s1.holdout_frac, seed), seed)
     arch = {"width": s1.width, "blocks": list(s1.blocks)}
     record = registry.save_model(
         engine, settings, name=name, kind="band-classifier",
         config={"arch": arch, "grid": grid_of(cfg.grid).as_dict(), "softening": cfg.softening, "train": plain, "seed": seed},
-        metrics={"band_accuracy": res.accuracy, "confusion": res.confusion.tolist(), "history": res.history},
+        metrics={"band_accuracy": res.accuracy, "reference_band_accuracy": reference, "confusion": res.confusion.tolist(),
+                 "history": res.history},
         training={"source": source, "n_clusters": int(ok.sum()), "n_unusable": int((~ok).sum()),
                   "n_train": res.n_train, "n_holdout": res.n_holdout,
                   **({"mock": provenance} if provenance is not None else {})},
@@ -193,6 +198,7 @@ def train_mass_models(
             "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(s2.folds)],
             "cv_scatter": float(np.std(oof - y)),
             "calibration": fit_calibration(oof - y, tau, lam, z).as_dict(),
+            "population": None if (pop := fit_population(oof, y, tau, z)) is None else pop.as_dict(),
         }
         train_info = {**training, "oof": {"cluster_id": data.clusters["id"].tolist(), "pred": oof.tolist(),
                                           "fold": fold.tolist()}}
@@ -268,6 +274,9 @@ def evaluate_model(
     lam, z = labels["richness"].to_numpy(dtype=float), labels["z"].to_numpy(dtype=float)
     errors = {k: cross_fitted_sigma(p - y, tau, lam, z, fold) for k, p in preds.items()}
     table = comparison_table(labels, preds, fold, true_mass, errors)
+    if truth is not None:
+        table = pd.concat([table, unlabelled_table(unlabelled_predictions(engine, settings, models, truth))],
+                          ignore_index=True)
     out_dir = Path(out_dir)
     stem = record.training["group"]
     plots = [
@@ -285,7 +294,39 @@ def evaluate_model(
         plots.append(plot_confusion(np.asarray(trunk.metrics["confusion"]), out_dir / f"{stem}-band-confusion.png", BANDS))
     plots.append(plot_learning_curves(histories, out_dir / f"{stem}-training-curves.png"))
     return {"table": table, "plots": plots, "models": [m.name for m in models],
-            "band_accuracy": trunk.metrics.get("band_accuracy") if trunk else None}
+            "band_accuracy": trunk.metrics.get("band_accuracy") if trunk else None,
+            "reference_band_accuracy": trunk.metrics.get("reference_band_accuracy") if trunk else None}
+
+
+def unlabelled_predictions(
+    engine: Engine, settings: Settings, models: list[ModelRecord], truth: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Masses of the unlabelled clusters with their true masses, per model kind (the published masses,
+    log10_m500 and log10_m500_err) and per '<kind> score' (the label-trained regression's, log10_m500):
+    the richness model's computed here, the image models' read from `predictions` (those `cmcat predict`
+    wrote; none, no entry)."""
+    with engine.connect() as conn:
+        clusters = queries.unlabelled_clusters(conn)
+        stored = {m.kind: queries.stored_predictions(conn, m.id) for m in models if m.kind in ("cnn", "hybrid")}
+    true = truth.set_index("cluster_id")["log10_m500_true"]
+    out = {}
+    for m in models:
+        if m.kind == "richness":
+            predictor = registry.load_predictor(engine, settings, m.id)
+            score, err = predictor.predict(None, clusters)
+            mass, err = predictor.population.posterior(score, clusters["z"].to_numpy()) if predictor.population else (score, err)
+            df = pd.DataFrame({"cluster_id": clusters["id"], "log10_m500": mass, "log10_m500_err": err, "score": score})
+        elif not stored.get(m.kind, pd.DataFrame()).empty:
+            df = stored[m.kind][stored[m.kind]["cluster_id"].isin(clusters["id"])]
+        else:
+            continue
+        df = df.assign(log10_m500_true=true.reindex(df["cluster_id"]).to_numpy(dtype=float))
+        df = df[np.isfinite(df["log10_m500_true"])]
+        if len(df):
+            out[m.kind] = df[["log10_m500", "log10_m500_err", "log10_m500_true"]]
+            if df["score"].notna().any():
+                out[f"{m.kind} score"] = df[["score", "log10_m500_true"]].rename(columns={"score": "log10_m500"}).dropna()
+    return out
 
 
 def learning_curve(
