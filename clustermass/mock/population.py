@@ -13,7 +13,6 @@ Generator per halo (galaxies.cluster_sources), keyed by (batch, index) so the im
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from scipy.special import erf
 from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import deproject
+from clustermass.mock.massfunction import density_grid, sample_grid
 from clustermass.mock.projection import KEY_HALO, draw_interlopers, measure_lambda
 
 #: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
@@ -31,7 +31,6 @@ FOOTPRINT = ((110.0, 265.0, -4.0, 69.0), (315.0, 405.0, -11.0, 16.0))
 #: Centre of the patch used when an area is given.
 PATCH_CENTRE = (180.0, 25.0)
 _LOGM_MIN, _LOGM_MAX = 13.4, 15.8
-_ZH_MIN, _ZH_MAX = 0.02, 0.70
 
 #: redMaPPer completeness in z_lambda bins of 0.025 from 0.075: the ratio of the real v5.10 n(z)
 #: to this model's n(z) before the cut, normalised to its maximum (derived once, see docs/mock.md).
@@ -49,42 +48,9 @@ SZ_NOISE_SLOPE = 0.8
 SZ_SNR_MIN = 4.5
 
 
-@lru_cache(maxsize=1)
-def _colossus() -> None:
-    from colossus.cosmology import cosmology
-
-    cosmology.setCosmology(
-        "cmcat", params=dict(flat=True, H0=70.0, Om0=0.3, Ob0=0.045, sigma8=0.8, ns=0.96), persistence=""
-    )
-
-
-@lru_cache(maxsize=1)
-def halo_density_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(z edges, log10 M edges, expected haloes per steradian in each cell) for M500c in Msun."""
-    from colossus.lss import mass_function
-
-    _colossus()
-    z_edges = np.linspace(_ZH_MIN, _ZH_MAX, 69)
-    lm_edges = np.linspace(_LOGM_MIN, _LOGM_MAX, 97)
-    zc, lmc = 0.5 * (z_edges[1:] + z_edges[:-1]), 0.5 * (lm_edges[1:] + lm_edges[:-1])
-    h = 0.7
-    dndlnm = np.stack(
-        [mass_function.massFunction(10**lmc * h, z, mdef="500c", model="tinker08", q_out="dndlnM") * h**3 for z in zc]
-    )  # per comoving Mpc^3 per ln M
-    dvdz = COSMO.differential_comoving_volume(zc).to_value("Mpc3 / sr")
-    cells = dndlnm * dvdz[:, None] * np.diff(z_edges)[:, None] * np.log(10) * np.diff(lm_edges)[None, :]
-    return z_edges, lm_edges, cells
-
-
 def sample_haloes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n haloes (z, log10 M500c/Msun) distributed as the mass function times the volume."""
-    z_edges, lm_edges, cells = halo_density_grid()
-    p = cells.ravel() / cells.sum()
-    k = rng.choice(p.size, size=n, p=p)
-    iz, im = np.divmod(k, cells.shape[1])
-    z = z_edges[iz] + rng.random(n) * np.diff(z_edges)[iz]
-    lm = lm_edges[im] + rng.random(n) * np.diff(lm_edges)[im]
-    return z, lm
+    return sample_grid(rng, n, density_grid(_LOGM_MIN, _LOGM_MAX, 96))
 
 
 def completeness(z_phot: np.ndarray) -> np.ndarray:

@@ -1,0 +1,55 @@
+"""Haloes per (redshift, mass) cell: the Tinker et al. (2008) mass function times the comoving volume.
+
+colossus (Diemer 2018) with flat LCDM H0 = 70, Om0 = 0.3, Ob0 = 0.045, sigma8 = 0.8, ns = 0.96; M500c in Msun.
+Used for the clusters' haloes (population.py) and the line-of-sight groups (groups.py).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from clustermass.cosmology import COSMO
+
+#: Redshift range of every mock halo.
+Z_RANGE = (0.02, 0.70)
+
+
+@lru_cache(maxsize=1)
+def _colossus() -> None:
+    from colossus.cosmology import cosmology
+
+    cosmology.setCosmology(
+        "cmcat", params=dict(flat=True, H0=70.0, Om0=0.3, Ob0=0.045, sigma8=0.8, ns=0.96), persistence=""
+    )
+
+
+@lru_cache(maxsize=4)
+def density_grid(logm_lo: float, logm_hi: float, n_m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z edges, log10 M edges, expected haloes per steradian in each cell) over Z_RANGE in 68 z bins and
+    [logm_lo, logm_hi] in n_m bins of log10 M500c/Msun."""
+    from colossus.lss import mass_function
+
+    _colossus()
+    z_edges = np.linspace(*Z_RANGE, 69)
+    lm_edges = np.linspace(logm_lo, logm_hi, n_m + 1)
+    zc, lmc = 0.5 * (z_edges[1:] + z_edges[:-1]), 0.5 * (lm_edges[1:] + lm_edges[:-1])
+    h = 0.7
+    dndlnm = np.stack(
+        [mass_function.massFunction(10**lmc * h, z, mdef="500c", model="tinker08", q_out="dndlnM") * h**3 for z in zc]
+    )  # per comoving Mpc^3 per ln M
+    dvdz = COSMO.differential_comoving_volume(zc).to_value("Mpc3 / sr")
+    cells = dndlnm * dvdz[:, None] * np.diff(z_edges)[:, None] * np.log(10) * np.diff(lm_edges)[None, :]
+    return z_edges, lm_edges, cells
+
+
+def sample_grid(rng: np.random.Generator, n: int, grid: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """n haloes (z, log10 M500c/Msun) distributed as a density_grid (uniform within a cell)."""
+    z_edges, lm_edges, cells = grid
+    p = cells.ravel() / cells.sum()
+    k = rng.choice(p.size, size=n, p=p)
+    iz, im = np.divmod(k, cells.shape[1])
+    z = z_edges[iz] + rng.random(n) * np.diff(z_edges)[iz]
+    lm = lm_edges[im] + rng.random(n) * np.diff(lm_edges)[im]
+    return z, lm
