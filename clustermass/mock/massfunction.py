@@ -44,11 +44,18 @@ def density_grid(logm_lo: float, logm_hi: float, n_m: int) -> tuple[np.ndarray, 
     return z_edges, lm_edges, cells
 
 
-def sample_grid(rng: np.random.Generator, n: int, grid: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """n haloes (z, log10 M500c/Msun) distributed as a density_grid (uniform within a cell)."""
-    z_edges, lm_edges, cells = grid
-    p = cells.ravel() / cells.sum()
-    k = rng.choice(p.size, size=n, p=p)
+@lru_cache(maxsize=4)
+def _grid_cdf(logm_lo: float, logm_hi: float, n_m: int) -> np.ndarray:
+    cells = density_grid(logm_lo, logm_hi, n_m)[2].ravel()
+    cdf = np.cumsum(cells / cells.sum())
+    return cdf / cdf[-1]
+
+
+def sample_grid(rng: np.random.Generator, n: int, logm_lo: float, logm_hi: float, n_m: int) -> tuple[np.ndarray, np.ndarray]:
+    """n haloes (z, log10 M500c/Msun) distributed as density_grid(logm_lo, logm_hi, n_m), uniform within a cell
+    (the cell drawn as Generator.choice with those probabilities draws it)."""
+    z_edges, lm_edges, cells = density_grid(logm_lo, logm_hi, n_m)
+    k = _grid_cdf(logm_lo, logm_hi, n_m).searchsorted(rng.random(n), side="right")
     iz, im = np.divmod(k, cells.shape[1])
     z = z_edges[iz] + rng.random(n) * np.diff(z_edges)[iz]
     lm = lm_edges[im] + rng.random(n) * np.diff(lm_edges)[im]

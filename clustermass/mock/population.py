@@ -21,7 +21,7 @@ from scipy.special import erf
 from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import deproject
-from clustermass.mock.massfunction import density_grid, sample_grid
+from clustermass.mock.massfunction import sample_grid
 from clustermass.mock.projection import KEY_HALO, draw_interlopers, measure_lambda
 
 #: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
@@ -50,7 +50,7 @@ SZ_SNR_MIN = 4.5
 
 def sample_haloes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n haloes (z, log10 M500c/Msun) distributed as the mass function times the volume."""
-    return sample_grid(rng, n, density_grid(_LOGM_MIN, _LOGM_MAX, 96))
+    return sample_grid(rng, n, _LOGM_MIN, _LOGM_MAX, 96)
 
 
 def completeness(z_phot: np.ndarray) -> np.ndarray:
@@ -208,6 +208,8 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None, variant: s
             break
         z, logm = sample_haloes(rng, max(8 * (n - selected), 2000))
         obs = observe_haloes(rng, z, logm, rel.VARIANTS[variant])
+        obs["halo_ra"], obs["halo_dec"] = sky_positions(rng, len(obs), area_deg2)
+        obs["ra"], obs["dec"] = catalogue_centres(obs)  # before the richness: line-of-sight groups depend on it
         obs["key_kind"], obs["key_id"] = KEY_HALO, batch * 10**8 + np.arange(len(obs), dtype=np.int64)
         inter = draw_interlopers(rng, z, obs.lambda_true.to_numpy(), obs.key_id.to_numpy())
         obs = measured_richness(seed, obs, inter)
@@ -221,8 +223,6 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None, variant: s
         done += len(obs)
         selected = min(cum[-1], n)
     haloes = pd.concat(batches, ignore_index=True)
-    haloes["halo_ra"], haloes["halo_dec"] = sky_positions(rng, len(haloes), area_deg2)
-    haloes["ra"], haloes["dec"] = catalogue_centres(haloes)
     xray, sz, sz_has_z = _label_selection(rng, haloes)
     # the universe is the haloes that enter at least one catalogue, and their line-of-sight neighbours
     keep = haloes.rm.to_numpy() | xray | sz

@@ -21,16 +21,20 @@ import pandas as pd
 
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import RED_SEQUENCE_COLOUR_SCATTER, cluster_sources
+from clustermass.mock.groups import group_catalogue, group_members
 from clustermass.mock.render import gnomonic
 from clustermass.mock.sed import kcorr
 
-PROJ_RATE = 0.65
+PROJ_RATE = 0.5
 PROJ_AREA_SLOPE = 0.0
 PROJ_DZ = 0.03
 PROJ_LOGM = (13.0, 13.7)  # up to 5e13 Msun: richer neighbours are clusters of their own (percolation)
 PROJ_MASS_SLOPE = -0.9  # dn/dln M ~ M^slope
 PROJ_REACH = 1.5  # neighbours out to this many R_lambda (projected)
 MAX_INTERLOPERS = 63
+#: Line-of-sight groups are counted out to this many R_lambda(lambda_true) (the count's own R_lambda grows
+#: with the count as R ~ lambda^0.2: 2x reaches a count 30 times lambda_true).
+GROUP_COUNT_REACH = 2.0
 #: chi^2 (two colours) of the red-sequence window, and the photometric colour error floor (mag).
 RS_CHI2, RS_PHOT_ERR = 6.0, 0.03
 #: Member keys: (KEY_HALO, key) for universe haloes, (KEY_INTERLOPER, key) for their neighbours.
@@ -86,10 +90,11 @@ def _halo_dict(row: dict, ra: float, dec: float) -> dict:
 
 
 def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, int]:
-    """(members of the cluster, members of its neighbours) counted by the redMaPPer-like filter.
+    """(members of the cluster, members of its neighbours and of line-of-sight groups) counted by the
+    redMaPPer-like filter.
 
-    host: a halo's truth row (z, lambda_true, off_x_mpc, off_y_mpc, key_kind, key_id, member inputs);
-    neighbours: rows of draw_interlopers for it. Positions are worked out about a centre at (0, 0).
+    host: a halo's truth row (z, lambda_true, halo_ra, halo_dec, off_x_mpc, off_y_mpc, key_kind, key_id, member
+    inputs); neighbours: rows of draw_interlopers for it. Positions are worked out about the halo centre.
     """
     z = float(host["z"])
     deg = float(rel.deg_per_mpc(z))
@@ -101,6 +106,13 @@ def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, 
         xi, eta = gnomonic(src.ra[keep], src.dec[keep], 0.0, 0.0)
         parts.append(np.hypot(xi / deg - host["off_x_mpc"], eta / deg - host["off_y_mpc"]))
         own.append(np.full(int(keep.sum()), kind))
+    reach = (np.hypot(host["off_x_mpc"], host["off_y_mpc"]) + GROUP_COUNT_REACH * float(rel.r_lambda_mpc(
+        max(float(host["lambda_true"]), 1.0)))) * deg
+    groups = group_members(group_catalogue(seed, float(host["halo_ra"]), float(host["halo_dec"]), reach))
+    keep = red_sequence_window(groups.mag, z)
+    xi, eta = gnomonic(groups.ra[keep], groups.dec[keep], float(host["halo_ra"]), float(host["halo_dec"]))
+    parts.append(np.hypot(xi / deg - host["off_x_mpc"], eta / deg - host["off_y_mpc"]))
+    own.append(np.zeros(int(keep.sum()), bool))
     r = np.concatenate(parts)
     is_own = np.concatenate(own)
     radius = float(rel.r_lambda_mpc(max(float(host["lambda_true"]), 1.0)))
