@@ -279,13 +279,13 @@ def cells_in_box(ra_lo: float, ra_hi: float, dec_lo: float, dec_hi: float,
     return out
 
 
-def cell_geometry(idec: int, ira: int, n_ra: int, cell_deg: float = CELL_DEG) -> tuple[float, float, float, float, float]:
-    """(ra_lo, width in RA (deg), sin dec_lo, sin dec_hi, area (deg^2)) of a sky cell of cells_in_box."""
-    dec_lo = -90.0 + idec * cell_deg
-    dec_hi = min(dec_lo + cell_deg, 90.0)
+def cell_geometry(idec, ira, n_ra, cell_deg: float = CELL_DEG) -> tuple:
+    """(ra_lo, width in RA (deg), sin dec_lo, sin dec_hi, area (deg^2)) of sky cells of cells_in_box (one or arrays)."""
+    dec_lo = -90.0 + np.asarray(idec) * cell_deg
+    dec_hi = np.minimum(dec_lo + cell_deg, 90.0)
     ra_lo, width = ira * 360.0 / n_ra, 360.0 / n_ra
     s_lo, s_hi = np.sin(np.radians(dec_lo)), np.sin(np.radians(dec_hi))
-    return ra_lo, width, s_lo, s_hi, float(np.radians(width) * (s_hi - s_lo) * (180.0 / np.pi) ** 2)
+    return ra_lo, width, s_lo, s_hi, np.radians(width) * (s_hi - s_lo) * (180.0 / np.pi) ** 2
 
 
 def _cell_draws(seed: int, idec: int, ira: int, n_ra: int) -> dict[str, np.ndarray]:

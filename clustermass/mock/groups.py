@@ -14,8 +14,6 @@ drawn at once, vectorised, and a group's members do not depend on which region a
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from scipy.special import gammaln, ndtri
 
@@ -23,11 +21,11 @@ from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import (RED_SEQUENCE_SCATTER, Sources, _COLOUR_SCATTER_SHAPE, blue_fraction,
                                        blue_sizes_arcsec, cell_geometry, cells_around, deproject, nfw_quantile,
                                        red_sizes_arcsec, schechter_quantile)
-from clustermass.mock.massfunction import density_grid, sample_grid
+from clustermass.mock.massfunction import density_grid, grid_quantile
 from clustermass.mock.sed import kcorr
 
 GROUP_LOGM = (13.0, 14.0)  # M500c (Msun); richer haloes are the universe's clusters
-GROUP_CELL_DEG = 2.0
+GROUP_CELL_DEG = 0.5
 #: Members lie within this angle (deg) of their group's centre (R_lambda, capped: only groups below
 #: z ~ 0.04 reach it), so a region needs the groups of the cells within it.
 GROUP_REACH_DEG = 0.4
@@ -40,22 +38,25 @@ def groups_per_deg2() -> float:
     return float(density_grid(*GROUP_LOGM, 20)[2].sum() * (np.pi / 180.0) ** 2)
 
 
-@lru_cache(maxsize=64)
-def group_cell(seed: int, idec: int, ira: int, n_ra: int) -> dict[str, np.ndarray]:
-    """The groups whose centres lie in one sky cell of GROUP_CELL_DEG: position, z, log10 M500 and hash key."""
-    rng = np.random.default_rng([seed, 4, idec, ira])
+def group_cells(seed: int, cells: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+    """The groups whose centres lie in sky cells (idec, ira, n_ra) of GROUP_CELL_DEG: position, z, log10 M500
+    and hash key (a Poisson number per cell, and everything else, from counter-based uniforms)."""
+    idec, ira, n_ra = (np.array([c[i] for c in cells], dtype=np.int64) for i in range(3))
     ra_lo, width, s_lo, s_hi, area = cell_geometry(idec, ira, n_ra, GROUP_CELL_DEG)
-    n = int(rng.poisson(groups_per_deg2() * area))
-    z, logm = sample_grid(rng, n, *GROUP_LOGM, 20)
-    cell = _mix(np.array([seed], np.uint64))[0] ^ ((np.uint64(idec) << np.uint64(40)) + (np.uint64(ira) << np.uint64(20)))
-    return {"ra": ra_lo + rng.random(n) * width, "dec": np.degrees(np.arcsin(s_lo + rng.random(n) * (s_hi - s_lo))),
-            "z": z, "log10_m500": logm, "key": cell + np.arange(n, dtype=np.uint64)}
+    cell = _mix(_mix(np.array([seed], np.uint64)) ^ ((idec.astype(np.uint64) << np.uint64(40))
+                                                      + (ira.astype(np.uint64) << np.uint64(20))))
+    n = _poisson_quantile(_uniforms(cell, 1)[:, 0], groups_per_deg2() * area)
+    c = np.repeat(np.arange(n.size), n)
+    key = cell[c] + (np.arange(c.size) - np.repeat(np.cumsum(n) - n, n)).astype(np.uint64) + np.uint64(1)
+    u = _uniforms(key, 5)
+    z, logm = grid_quantile(u[:, 0], u[:, 1], u[:, 2], *GROUP_LOGM, 20)
+    return {"ra": ra_lo[c] + u[:, 3] * width[c], "dec": np.degrees(np.arcsin(s_lo[c] + u[:, 4] * (s_hi[c] - s_lo[c]))),
+            "z": z, "log10_m500": logm, "key": key}
 
 
 def group_properties(cat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """cat (rows of group_cell) with each group's richness, BCG, c500, member counts and reach."""
-    cat = cat | {"key": _mix(cat["key"])}
-    u = _uniforms(cat["key"], 8)
+    u = _uniforms(cat["key"] ^ np.uint64(0xA5A5A5A5A5A5A5A5), 8)
     z, m500 = cat["z"], 10 ** cat["log10_m500"]
     lam = rel.lambda_mean(m500) * np.exp(rel.LAMBDA_LN_SCATTER * np.clip(ndtri(u[:, 0]), -_MAX_SIGMA, _MAX_SIGMA))
     bcg, _, c500 = rel.assembly_observables(ndtri(u[:, 1]), ndtri(u[:, 2]), np.zeros(z.size), m500, z)
@@ -84,13 +85,10 @@ def _poisson_quantile(u: np.ndarray, mean: np.ndarray) -> np.ndarray:
 def group_catalogue(seed: int, ra: float, dec: float, radius_deg: float) -> dict[str, np.ndarray]:
     """The groups (group_properties) whose members may fall within radius_deg (on the sky) of (ra, dec)."""
     reach = radius_deg + GROUP_REACH_DEG
-    parts = []
-    for c in cells_around(ra, dec, reach, GROUP_CELL_DEG):
-        cell = group_cell(seed, *c)
-        near = np.abs(cell["dec"] - dec) <= reach  # a box first (cheap), then the angular separation
-        near[near] &= np.abs((cell["ra"][near] - ra + 180.0) % 360.0 - 180.0) * np.cos(np.radians(min(abs(dec) + reach, 89.9))) <= reach
-        parts.append({k: v[near] for k, v in cell.items()})
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    cat = group_cells(seed, cells_around(ra, dec, reach, GROUP_CELL_DEG))
+    near = np.abs(cat["dec"] - dec) <= reach  # a box first (cheap), then the angular separation
+    near &= np.abs((cat["ra"] - ra + 180.0) % 360.0 - 180.0) * np.cos(np.radians(min(abs(dec) + reach, 89.9))) <= reach
+    cat = {k: v[near] for k, v in cat.items()}
     a, d, a0, d0 = (np.radians(v) for v in (cat["ra"], cat["dec"], ra, dec))
     sep = np.degrees(np.arccos(np.clip(np.sin(d) * np.sin(d0) + np.cos(d) * np.cos(d0) * np.cos(a - a0), -1.0, 1.0)))
     lam_hi = rel.lambda_mean(10 ** cat["log10_m500"]) * np.exp(rel.LAMBDA_LN_SCATTER * _MAX_SIGMA)

@@ -54,9 +54,14 @@ def _grid_cdf(logm_lo: float, logm_hi: float, n_m: int) -> np.ndarray:
 def sample_grid(rng: np.random.Generator, n: int, logm_lo: float, logm_hi: float, n_m: int) -> tuple[np.ndarray, np.ndarray]:
     """n haloes (z, log10 M500c/Msun) distributed as density_grid(logm_lo, logm_hi, n_m), uniform within a cell
     (the cell drawn as Generator.choice with those probabilities draws it)."""
+    return grid_quantile(rng.random(n), rng.random(n), rng.random(n), logm_lo, logm_hi, n_m)
+
+
+def grid_quantile(u_cell: np.ndarray, u_z: np.ndarray, u_m: np.ndarray, logm_lo: float, logm_hi: float,
+                  n_m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(z, log10 M500c/Msun) of haloes from uniforms: u_cell picks the cell of density_grid(logm_lo, logm_hi, n_m),
+    u_z and u_m the place within it."""
     z_edges, lm_edges, cells = density_grid(logm_lo, logm_hi, n_m)
-    k = _grid_cdf(logm_lo, logm_hi, n_m).searchsorted(rng.random(n), side="right")
+    k = _grid_cdf(logm_lo, logm_hi, n_m).searchsorted(u_cell, side="right")
     iz, im = np.divmod(k, cells.shape[1])
-    z = z_edges[iz] + rng.random(n) * np.diff(z_edges)[iz]
-    lm = lm_edges[im] + rng.random(n) * np.diff(lm_edges)[im]
-    return z, lm
+    return z_edges[iz] + u_z * np.diff(z_edges)[iz], lm_edges[im] + u_m * np.diff(lm_edges)[im]
