@@ -61,7 +61,7 @@ def test_measured_lambda_counts_the_groups_red_sequence_galaxies_at_the_cluster_
         host = {"z": 0.25, "lambda_true": 30.0, "halo_ra": 150.0 + 2.0 * i, "halo_dec": 20.0, "off_x_mpc": 0.0,
                 "off_y_mpc": 0.0, "key_kind": 0, "key_id": i, "log10_m500": 14.2, "n_red": 0, "n_faint": 0,
                 "bcg_mr": -23.0, "gap12": 1.0, "c500": 3.0}
-        own, proj = measure_lambda(3, host, [])
+        own, proj, _ = measure_lambda(3, host, [])
         assert own == 1  # the BCG
         deg = float(rel.deg_per_mpc(0.25))
         g = group_sources(3, host["halo_ra"], host["halo_dec"], 0.5)

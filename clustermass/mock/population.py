@@ -22,7 +22,7 @@ from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import deproject
 from clustermass.mock.massfunction import sample_grid
-from clustermass.mock.projection import KEY_HALO, draw_interlopers, measure_lambda
+from clustermass.mock.projection import KEY_HALO, draw_interlopers, group_background, measure_lambda
 
 #: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
 REAL_DENSITY_DEG2 = 26350 / 10400.0
@@ -128,20 +128,21 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
 
 def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.DataFrame:
     """obs with lambda_members, lambda_proj, lambda_obs and lambda_err measured on the rendered members
-    (projection.measure_lambda) for the haloes that can enter the catalogue; NaN for the others (their
+    (projection.measure_lambda; the line-of-sight groups' mean red-sequence density inside R_lambda,
+    `group_background`, is subtracted from lambda_proj as redMaPPer subtracts its background) for the haloes that can enter the catalogue; NaN for the others (their
     count plus every neighbour member cannot reach the threshold, or the completeness draw rejects them)."""
     z_phot = obs.z_phot.to_numpy()
     reach = obs.n_red.to_numpy() + np.bincount(inter.host, weights=inter.n_red, minlength=len(obs))
     candidate = ((reach + obs.background_noise.to_numpy() >= lambda_min(z_phot))
                  & (obs.u_complete.to_numpy() < completeness(z_phot)))
-    own = np.full(len(obs), np.nan)
-    proj = np.full(len(obs), np.nan)
+    own, proj, radius = (np.full(len(obs), np.nan) for _ in range(3))
     rows = obs.to_dict("records")
     by_host = {h: g.to_dict("records") for h, g in inter[np.isin(inter.host, np.flatnonzero(candidate))].groupby("host")}
     for i in np.flatnonzero(candidate):
-        own[i], proj[i] = measure_lambda(seed, rows[i], by_host.get(i, []))
-    lam_obs = own + proj + obs.background_noise.to_numpy()
-    return obs.assign(lambda_members=own, lambda_proj=proj, lambda_obs=lam_obs,
+        own[i], proj[i], radius[i] = measure_lambda(seed, rows[i], by_host.get(i, []))
+    group_bg = group_background(obs.z.to_numpy()) * np.pi * radius**2  # subtracted like the smooth field
+    lam_obs = own + proj - group_bg + obs.background_noise.to_numpy()
+    return obs.assign(lambda_members=own, lambda_proj=proj - group_bg, group_background=group_bg, lambda_obs=lam_obs,
                       lambda_err=np.sqrt(np.maximum(lam_obs, 1.0) + obs.background.to_numpy()))
 
 

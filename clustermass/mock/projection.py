@@ -16,16 +16,18 @@ background is subtracted statistically: its noise is added by the caller (popula
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import RED_SEQUENCE_COLOUR_SCATTER, cluster_sources
-from clustermass.mock.groups import group_catalogue, group_members
+from clustermass.mock.groups import group_catalogue, group_members, group_sources
 from clustermass.mock.render import gnomonic
 from clustermass.mock.sed import kcorr
 
-PROJ_RATE = 0.5
+PROJ_RATE = 0.65
 PROJ_AREA_SLOPE = 0.0
 PROJ_DZ = 0.03
 PROJ_LOGM = (13.0, 13.7)  # up to 5e13 Msun: richer neighbours are clusters of their own (percolation)
@@ -89,9 +91,9 @@ def _halo_dict(row: dict, ra: float, dec: float) -> dict:
             "off_y_mpc": row.get("off_y_mpc", 0.0)}
 
 
-def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, int]:
-    """(members of the cluster, members of its neighbours and of line-of-sight groups) counted by the
-    redMaPPer-like filter.
+def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, int, float]:
+    """(members of the cluster, members of its neighbours and of line-of-sight groups, R_lambda in Mpc) counted
+    by the redMaPPer-like filter.
 
     host: a halo's truth row (z, lambda_true, halo_ra, halo_dec, off_x_mpc, off_y_mpc, key_kind, key_id, member
     inputs); neighbours: rows of draw_interlopers for it. Positions are worked out about the halo centre.
@@ -120,4 +122,26 @@ def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, 
         inside = r <= radius
         radius = float(rel.r_lambda_mpc(max(float(inside.sum()), 1.0)))
     inside = r <= radius
-    return int((inside & is_own).sum()), int((inside & ~is_own).sum())
+    return int((inside & is_own).sum()), int((inside & ~is_own).sum()), radius
+
+
+#: Redshifts at which the groups' mean red-sequence density is tabulated, and the sky box (centre, half-size in
+#: deg, render seed) it is averaged over.
+_BACKGROUND_Z = np.arange(0.05, 0.71, 0.025)
+_BACKGROUND_BOX = (180.0, 0.0, 2.5, 12345)
+
+
+@lru_cache(maxsize=1)
+def _group_background_table() -> np.ndarray:
+    ra, dec, half, seed = _BACKGROUND_BOX
+    src = group_sources(seed, ra, dec, half)
+    area_deg2 = (2 * half) ** 2
+    return np.array([red_sequence_window(src.mag, float(z)).sum() / area_deg2 / rel.deg_per_mpc(z) ** -2
+                     for z in _BACKGROUND_Z])
+
+
+def group_background(z: np.ndarray | float) -> np.ndarray:
+    """Mean number per physical Mpc^2 of line-of-sight groups' members that pass the red-sequence window of a
+    cluster at redshift z: the part of redMaPPer's statistical background that the groups make (averaged over
+    25 deg^2 of one mock sky)."""
+    return np.interp(z, _BACKGROUND_Z, _group_background_table())
