@@ -1,15 +1,16 @@
 """Line-of-sight groups: a sky-wide population of group haloes (1e13-1e14 Msun), uncorrelated with the clusters.
 
 Their number is the Tinker et al. (2008) mass function times the comoving volume over the mock's redshift
-range (massfunction.py), ~154 per deg^2. They are drawn per sky cell of GROUP_CELL_DEG, one Generator per
-(seed, cell) for the cell's catalogue (positions, z, M500, richness and member counts, BCG), so every region
-of sky (a cutout, a frame, the richness measurement) sees the same groups. Members are those of any halo
-(galaxies.cluster_sources): a BCG, red members above 0.05 L* (Schechter) on an NFW profile of the group's
-c500 truncated at R_lambda, blue members (galaxies.blue_fraction) on half that concentration, colours of the
-red and blue SEDs at the group's redshift; without the magnitude-gap and miscentring details, and as
-single Gaussians of their half-light radius (unresolved at SDSS seeing beyond z ~ 0.05). Their random
-numbers are counter-based (a hash of seed, cell, group, member), so the members of any subset of groups are
-drawn at once, vectorised, and a group's members do not depend on which region asked for them.
+range (massfunction.py), ~154 per deg^2, drawn per sky cell of GROUP_CELL_DEG: a Poisson number per cell, and
+each group's position, z, M500, richness (<lambda|M> with 0.3 ln-scatter), member counts and BCG. Members are
+drawn like any halo's (galaxies.cluster_sources): a BCG, red members above 0.05 L* (Schechter) on an NFW
+profile of the group's c500 truncated at R_lambda, blue members (galaxies.blue_fraction) on half that
+concentration, colours of the red and blue SEDs at the group's redshift; without the magnitude-gap and
+miscentring details, and as single Gaussians of their half-light radius (unresolved at SDSS seeing beyond
+z ~ 0.05). All random numbers are counter-based (a splitmix64 hash of seed, cell, group and member), so any
+region of sky (a cutout, a frame, the richness measurement) sees the same groups and members, and the
+members of the groups a region touches are drawn at once, vectorised (a Generator per group or per cell
+cost more than the rest of a cutout).
 """
 
 from __future__ import annotations
