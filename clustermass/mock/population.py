@@ -129,8 +129,9 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
 def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.DataFrame:
     """obs with lambda_members, lambda_proj, lambda_obs and lambda_err measured on the rendered members
     (projection.measure_lambda; the line-of-sight groups' mean red-sequence density inside R_lambda,
-    `group_background`, is subtracted from lambda_proj as redMaPPer subtracts its background) for the haloes that can enter the catalogue; NaN for the others (their
-    count plus every neighbour member cannot reach the threshold, or the completeness draw rejects them)."""
+    `group_background`, is subtracted from lambda_proj as redMaPPer subtracts its background) for the haloes
+    that can enter the catalogue; NaN for the others (their count plus every neighbour member cannot reach
+    the threshold, or the completeness draw rejects them)."""
     z_phot = obs.z_phot.to_numpy()
     reach = obs.n_red.to_numpy() + np.bincount(inter.host, weights=inter.n_red, minlength=len(obs))
     candidate = ((reach + obs.background_noise.to_numpy() >= lambda_min(z_phot))

@@ -6,8 +6,11 @@ within the red-sequence colour window) and a projected offset 1.5 R_lambda U fro
 (surface density ~ 1/r, the clustering of haloes around clusters). They are haloes of the universe:
 their members are rendered like the cluster's (scene.halo_sources).
 
-`measure_lambda` is a redMaPPer-like membership count on those rendered members (the cluster's and
-its neighbours', drawn with the universe's seed exactly as the images draw them): galaxies brighter
+The sky-wide line-of-sight groups (groups.py) lie along every line of sight too; `group_background` is
+their mean red-sequence density at a cluster redshift, which redMaPPer's background subtraction removes.
+
+`measure_lambda` is a redMaPPer-like membership count on those rendered members (the cluster's, its
+neighbours' and the groups', drawn with the universe's seed exactly as the images draw them): galaxies brighter
 than 0.2 L* at the cluster redshift (r band), with g-r and r-i within a chi^2 < RS_CHI2 window of the
 red sequence at the cluster redshift (intrinsic scatter and a photometric floor), inside R_lambda of the
 catalogue centre (R_lambda from the count, iterated twice). The smooth field's red-sequence-coloured
