@@ -38,7 +38,7 @@ COMPLETENESS_Z0, COMPLETENESS_DZ = 0.075, 0.025
 COMPLETENESS = np.array([0.323, 0.267, 0.221, 0.25, 0.258, 0.232, 0.277, 0.25, 0.203, 0.225, 0.333, 0.409, 0.394, 0.486, 0.574, 0.586, 0.658, 0.763, 1.0])
 
 # X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
-XRAY_FLUX_LIMIT = 3.2e-12  # tuned with the richness relation so ~1.8% of the catalogue is labelled (real: 1.75%)
+XRAY_FLUX_LIMIT = 3.5e-12  # tuned with the richness relation so ~1.8% of the catalogue is labelled (real: 1.75%; 3.2e-12 before mock v3)
 XRAY_SOFTNESS = 0.3
 #: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper.
 XRAY_DEEP_FRACTION = 0.05
