@@ -65,10 +65,12 @@ def test_catalogues_match_the_real_column_layout(universe_dir, real_data):
 
 def test_observed_lambda_counts_rendered_members(universe_dir):
     """lambda is the red-sequence count, inside R_lambda of the catalogue centre, of the galaxies the images
-    draw (the cluster's and its line-of-sight neighbours'), plus the smooth background's noise."""
+    draw (the cluster's, its line-of-sight neighbours' and the line-of-sight groups'), plus the smooth
+    background's noise."""
     from clustermass.mock import relations as rel
     from clustermass.mock.projection import red_sequence_window
     from clustermass.mock.render import gnomonic
+    from clustermass.mock.groups import group_sources
     from clustermass.mock.scene import halo_sources
 
     truth = read_truth(universe_dir)
@@ -78,14 +80,15 @@ def test_observed_lambda_counts_rendered_members(universe_dir):
     for c in rm.head(8).to_dict("records"):
         rows = [c] + truth[truth.host_id == c["halo_id"]].to_dict("records")
         counts = []
-        for h in rows:
-            m = halo_sources(src.seed, h)
+        box = 2.5 * rel.r_lambda_mpc(max(c["lambda_true"], 1.0)) * rel.deg_per_mpc(c["z"])
+        for m in [halo_sources(src.seed, h) for h in rows] + [group_sources(src.seed, c["ra"], c["dec"], box)]:
             keep = red_sequence_window(m.mag, c["z"])
             xi, eta = gnomonic(m.ra[keep], m.dec[keep], c["ra"], c["dec"])
             counts.append(np.hypot(xi, eta) / rel.deg_per_mpc(c["z"]))
         r = np.concatenate(counts)
-        radius = rel.r_lambda_mpc(max(c["lambda_members"] + c["lambda_proj"], 1.0))
-        assert abs((r <= radius).sum() - (c["lambda_members"] + c["lambda_proj"])) <= 1  # same galaxies
+        counted = c["lambda_members"] + c["lambda_proj"] + c["group_background"]  # groups' mean: subtracted
+        radius = rel.r_lambda_mpc(max(counted, 1.0))
+        assert abs((r <= radius).sum() - counted) <= 1  # same galaxies
         assert (np.concatenate(counts[:1]) <= radius).sum() == pytest.approx(c["lambda_members"], abs=1)
     resid = rm.lambda_obs - rm.lambda_members - rm.lambda_proj
     assert abs(resid.mean()) < 1.5 and resid.std() < np.sqrt(rm.background.mean()) * 1.5
@@ -125,6 +128,7 @@ def test_mock_source_flux_and_noise():
     ring = np.ones((64, 64), bool)
     ring[8:56, 8:56] = False
     assert centre > 5 * cluster_light[ring].mean() > 0  # members concentrate towards the centre (NFW)
+    from clustermass.mock.groups import group_sources
     from clustermass.mock.scene import halo_sources
 
     bcg = halo_sources(3, synthetic_halo(3, 200.03, 5.0, 0.2, 120.0))  # the BCG comes first
@@ -199,6 +203,7 @@ def test_fields_have_their_own_seeing_and_sky_shared_by_cutouts_and_frames(tmp_p
 def test_miscentred_clusters_are_centred_on_a_bright_satellite(universe_dir):
     """A quarter of the catalogue is miscentred: its centre is a bright member's, the BCG lies off it,
     and lambda counts fewer members."""
+    from clustermass.mock.groups import group_sources
     from clustermass.mock.scene import halo_sources
 
     truth = read_truth(universe_dir)
@@ -220,6 +225,7 @@ def test_miscentred_clusters_are_centred_on_a_bright_satellite(universe_dir):
 
 def test_rendered_members_carry_the_assembly_history(universe_dir):
     """The brightest satellite is gap12 mag fainter than the BCG; the gap and concentration follow the latent."""
+    from clustermass.mock.groups import group_sources
     from clustermass.mock.scene import halo_sources
 
     truth = read_truth(universe_dir)

@@ -17,7 +17,8 @@ from astropy.units import UnitsWarning
 from scipy.stats import ks_2samp
 
 from clustermass.cosmology import COSMO
-from clustermass.mock.galaxies import field_sources
+from clustermass.mock.galaxies import Sources, field_sources
+from clustermass.mock.groups import group_sources
 from clustermass.mock.relations import Z_MAX, Z_MIN
 from clustermass.mock.instrument import PSF_FWHM, field_conditions
 from clustermass.mock.sed import kcorr
@@ -152,7 +153,7 @@ def field_comparison(real_dir: Path, seed: int = 0) -> dict:
     ra, dec = np.asarray(p["RA"], float), np.asarray(p["DEC"], float)
     area = (np.ptp(ra) * np.cos(np.radians(np.median(dec)))) * np.ptp(dec)
     ra0, dec0, half = float(np.median(ra)), float(np.median(dec)), 0.5  # a 1 deg^2 box of mock sky
-    mock = field_sources(seed, ra0, dec0, half)
+    mock = Sources.concat([field_sources(seed, ra0, dec0, half), group_sources(seed, ra0, dec0, half)])
     m_box = (np.abs(mock.dec - dec0) < half) & (np.abs((mock.ra - ra0 + 180) % 360 - 180) * np.cos(np.radians(dec0)) < half)
     m_area = (2 * half) ** 2
     mm = mock.mag[m_box]

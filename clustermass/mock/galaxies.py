@@ -24,10 +24,10 @@ from clustermass.mock.sed import kcorr, star_colours
 CELL_DEG = 0.05
 #: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (slope of the Yasuda+2001 counts;
 #: normalisation tuned to the real photoObj field, 4,560 +- 300 deg^-2 at 18 < r < 21.5).
-GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 26000.0, 0.36, (14.0, 23.5)
+GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 20900.0, 0.36, (14.0, 23.5)
 #: Share of passive (red-SED) field galaxies, tuned so the 18 < r < 21.5 medians of g-r and r-i match
 #: the real photoObj field (median redshift at r: 0.04 + 0.055 (r - 15)).
-GAL_RED_FRACTION = 0.43
+GAL_RED_FRACTION = 0.37
 #: Stars per deg^2 with 14 < r < 22.8 and their count slope (tuned to the real photoObj field).
 STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 4200.0, 0.12, (14.0, 22.8)
 #: Faint high-latitude stars on the stellar locus (sed.star_colours): a share of halo turn-off stars
@@ -142,9 +142,14 @@ def _schechter_icdf() -> tuple[np.ndarray, np.ndarray, float]:
 
 def schechter_draw(rng: np.random.Generator, n: int, bright: bool) -> np.ndarray:
     """L/L* of n members above 0.2 L* (bright) or between 0.05 and 0.2 L*."""
+    return schechter_quantile(rng.random(n), bright)
+
+
+def schechter_quantile(u: np.ndarray, bright: np.ndarray | bool) -> np.ndarray:
+    """L/L* at quantiles u in [0, 1) of the Schechter members above 0.2 L* (bright) or between 0.05 and 0.2 L*."""
     x, cdf, c_cut = _schechter_icdf()
-    lo, hi = (c_cut, cdf[-1]) if bright else (0.0, c_cut)
-    return np.interp(lo + rng.random(n) * (hi - lo), cdf, x)
+    lo, hi = np.where(bright, c_cut, 0.0), np.where(bright, cdf[-1], c_cut)
+    return np.interp(lo + u * (hi - lo), cdf, x)
 
 
 @lru_cache(maxsize=1)
@@ -156,9 +161,14 @@ def _nfw_icdf() -> tuple[np.ndarray, np.ndarray]:
 
 def nfw_radii(rng: np.random.Generator, n: int, rs: float, r_max: float) -> np.ndarray:
     """3-D radii (same unit as rs) of an NFW profile truncated at r_max."""
+    return nfw_quantile(rng.random(n), rs, r_max)
+
+
+def nfw_quantile(u: np.ndarray, rs: np.ndarray | float, r_max: np.ndarray | float) -> np.ndarray:
+    """3-D radii at quantiles u of NFW profiles of scale radius rs truncated at r_max (one or one per u)."""
     s, m = _nfw_icdf()
-    m_max = np.interp(r_max / rs, s, m)
-    return rs * np.interp(rng.random(n) * m_max, m, s)
+    m_max = np.interp(np.asarray(r_max) / rs, s, m)
+    return rs * np.interp(u * m_max, m, s)
 
 
 #: The satellite that sets the magnitude gap is the brightest within this projected radius (Mpc) of the halo
@@ -201,10 +211,21 @@ def cluster_sources(seed: int, key: tuple[int, ...], h: Mapping[str, Any]) -> So
     dm = float(rel.distmod(z))
     mag = abs_r[:, None] + dm + kcorr("red", np.full(n + 1, z))
     mag += rng.normal(0.0, RED_SEQUENCE_SCATTER, n + 1)[:, None] * _COLOUR_SCATTER_SHAPE
-    kpc = np.concatenate([[12.0 * 10 ** (0.24 * (rel.BCG_MR_PIVOT - bcg_mr))], 4.0 * x**0.6])
-    r_e = kpc * np.exp(rng.normal(0.0, 0.2, n + 1)) * deg_per_mpc * 3.6  # arcsec (deg/Mpc * 3600 / 1000)
+    r_e = red_sizes_arcsec(np.concatenate([[np.nan], x]), bcg_mr, rng.normal(0.0, 1.0, n + 1), deg_per_mpc)
     red = Sources(ra_s, dec_s, mag, r_e, np.full(n + 1, 4.0))
     return Sources.concat([red, _blue_members(rng, h, r500, r_max)])  # drawn last: the red draws stay as they were
+
+
+def red_sizes_arcsec(x: np.ndarray, bcg_mr: np.ndarray | float, e: np.ndarray, deg_per_mpc) -> np.ndarray:
+    """Half-light radii (arcsec) of red members of L/L* x (4 kpc (L/L*)^0.6; Shen+2003) and of BCGs where x is
+    NaN (12 kpc at M_r = -24, ~L^0.6), with 0.2 ln-scatter (e unit normal); deg_per_mpc at their redshift."""
+    kpc = np.where(np.isnan(x), 12.0 * 10 ** (0.24 * (rel.BCG_MR_PIVOT - np.asarray(bcg_mr))), 4.0 * np.nan_to_num(x) ** 0.6)
+    return kpc * np.exp(0.2 * e) * deg_per_mpc * 3.6  # arcsec (deg/Mpc * 3600 / 1000)
+
+
+def blue_sizes_arcsec(x: np.ndarray, e: np.ndarray, deg_per_mpc) -> np.ndarray:
+    """Half-light radii (arcsec) of blue members of L/L* x: 5 kpc (L/L*)^0.5 with 0.25 ln-scatter (e unit normal)."""
+    return 5.0 * x**0.5 * np.exp(0.25 * e) * deg_per_mpc * 3.6
 
 
 def blue_fraction(z: np.ndarray, lambda_true: np.ndarray) -> np.ndarray:
@@ -232,7 +253,7 @@ def _blue_members(rng: np.random.Generator, h: Mapping[str, Any], r500: float, r
     floor = float(h["bcg_mr"]) + float(h["gap12"]) + 0.1 + k_red[0, 2] - (k_blue[0, 2] if n else 0.0)  # keep the r gap
     abs_r = np.maximum(rel.mstar_r(z) - 2.5 * np.log10(x), floor)
     mag = abs_r[:, None] + float(rel.distmod(z)) + k_blue
-    r_e = 5.0 * x**0.5 * np.exp(rng.normal(0.0, 0.25, n)) * deg_per_mpc * 3.6
+    r_e = blue_sizes_arcsec(x, rng.normal(0.0, 1.0, n), deg_per_mpc)
     return Sources(ra, dec, mag, r_e, np.ones(n))
 
 
@@ -242,12 +263,13 @@ def _power_law_mags(rng: np.random.Generator, n: int, slope: float, lo: float, h
     return lo + np.log10(1.0 + rng.random(n) * span) / slope
 
 
-def cells_in_box(ra_lo: float, ra_hi: float, dec_lo: float, dec_hi: float) -> list[tuple[int, int, int]]:
-    """(idec, ira, n_ra) of the sky cells overlapping an RA/Dec box (RA may wrap: ra_lo > ra_hi)."""
+def cells_in_box(ra_lo: float, ra_hi: float, dec_lo: float, dec_hi: float,
+                 cell_deg: float = CELL_DEG) -> list[tuple[int, int, int]]:
+    """(idec, ira, n_ra) of the sky cells (of side cell_deg) overlapping an RA/Dec box (RA may wrap: ra_lo > ra_hi)."""
     out = []
-    for idec in range(int(np.floor((dec_lo + 90.0) / CELL_DEG)), int(np.floor((dec_hi + 90.0) / CELL_DEG)) + 1):
-        dec_c = -90.0 + (idec + 0.5) * CELL_DEG
-        n_ra = max(1, int(360.0 * np.cos(np.radians(dec_c)) / CELL_DEG))
+    for idec in range(int(np.floor((dec_lo + 90.0) / cell_deg)), int(np.floor((dec_hi + 90.0) / cell_deg)) + 1):
+        dec_c = -90.0 + (idec + 0.5) * cell_deg
+        n_ra = max(1, int(360.0 * np.cos(np.radians(dec_c)) / cell_deg))
         width = 360.0 / n_ra
         i_lo, i_hi = int(np.floor(ra_lo / width)), int(np.floor(ra_hi / width))
         if ra_hi < ra_lo:
@@ -257,14 +279,19 @@ def cells_in_box(ra_lo: float, ra_hi: float, dec_lo: float, dec_hi: float) -> li
     return out
 
 
+def cell_geometry(idec, ira, n_ra, cell_deg: float = CELL_DEG) -> tuple:
+    """(ra_lo, width in RA (deg), sin dec_lo, sin dec_hi, area (deg^2)) of sky cells of cells_in_box (one or arrays)."""
+    dec_lo = -90.0 + np.asarray(idec) * cell_deg
+    dec_hi = np.minimum(dec_lo + cell_deg, 90.0)
+    ra_lo, width = ira * 360.0 / n_ra, 360.0 / n_ra
+    s_lo, s_hi = np.sin(np.radians(dec_lo)), np.sin(np.radians(dec_hi))
+    return ra_lo, width, s_lo, s_hi, np.radians(width) * (s_hi - s_lo) * (180.0 / np.pi) ** 2
+
+
 def _cell_draws(seed: int, idec: int, ira: int, n_ra: int) -> dict[str, np.ndarray]:
     """The random draws of one sky cell (one Generator per (seed, cell)): positions, r mags, kinds."""
     rng = np.random.default_rng([seed, 2, idec, ira])
-    dec_lo = -90.0 + idec * CELL_DEG
-    dec_hi = min(dec_lo + CELL_DEG, 90.0)
-    ra_lo, width = ira * 360.0 / n_ra, 360.0 / n_ra
-    s_lo, s_hi = np.sin(np.radians(dec_lo)), np.sin(np.radians(dec_hi))
-    area = np.radians(width) * (s_hi - s_lo) * (180.0 / np.pi) ** 2
+    ra_lo, width, s_lo, s_hi, area = cell_geometry(idec, ira, n_ra)
     n_gal, n_star = rng.poisson(GAL_DENSITY * area), rng.poisson(STAR_DENSITY * area)
     n = n_gal + n_star
     m_gal = _power_law_mags(rng, n_gal, GAL_SLOPE, *GAL_MAG_RANGE)
@@ -297,11 +324,16 @@ def _colourise(d: dict[str, np.ndarray]) -> Sources:
     return Sources(d["ra"], d["dec"], d["m_r"][:, None] + k, r_e)
 
 
-def field_sources(seed: int, ra: float, dec: float, radius_deg: float) -> Sources:
-    """All field galaxies and stars of the cells within a box of half-size radius_deg around (ra, dec)."""
+def cells_around(ra: float, dec: float, radius_deg: float, cell_deg: float = CELL_DEG) -> list[tuple[int, int, int]]:
+    """cells_in_box of the box of half-size radius_deg (deg on the sky) around (ra, dec)."""
     dra = radius_deg / max(np.cos(np.radians(min(abs(dec) + radius_deg, 89.9))), 1e-3)
     ra_lo, ra_hi = np.mod(ra - dra, 360.0), np.mod(ra + dra, 360.0)
-    draws = [_cell_draws(seed, *c) for c in cells_in_box(ra_lo, ra_hi, dec - radius_deg, dec + radius_deg)]
+    return cells_in_box(ra_lo, ra_hi, dec - radius_deg, dec + radius_deg, cell_deg)
+
+
+def field_sources(seed: int, ra: float, dec: float, radius_deg: float) -> Sources:
+    """All field galaxies and stars of the cells within a box of half-size radius_deg around (ra, dec)."""
+    draws = [_cell_draws(seed, *c) for c in cells_around(ra, dec, radius_deg)]
     if not draws:
         return Sources.concat([])
     return _colourise({k: np.concatenate([d[k] for d in draws]) for k in draws[0]})

@@ -13,16 +13,16 @@ Generator per halo (galaxies.cluster_sources), keyed by (batch, index) so the im
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from scipy.special import erf
 
-from clustermass.cosmology import COSMO, halo_mass_function
+from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import deproject
-from clustermass.mock.projection import KEY_HALO, draw_interlopers, measure_lambda
+from clustermass.mock.massfunction import sample_grid
+from clustermass.mock.projection import KEY_HALO, draw_interlopers, group_background, measure_lambda
 
 #: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
 REAL_DENSITY_DEG2 = 26350 / 10400.0
@@ -31,7 +31,6 @@ FOOTPRINT = ((110.0, 265.0, -4.0, 69.0), (315.0, 405.0, -11.0, 16.0))
 #: Centre of the patch used when an area is given.
 PATCH_CENTRE = (180.0, 25.0)
 _LOGM_MIN, _LOGM_MAX = 13.4, 15.8
-_ZH_MIN, _ZH_MAX = 0.02, 0.70
 
 #: redMaPPer completeness in z_lambda bins of 0.025 from 0.075: the ratio of the real v5.10 n(z)
 #: to this model's n(z) before the cut, normalised to its maximum (derived once, see docs/mock.md).
@@ -39,7 +38,7 @@ COMPLETENESS_Z0, COMPLETENESS_DZ = 0.075, 0.025
 COMPLETENESS = np.array([0.323, 0.267, 0.221, 0.25, 0.258, 0.232, 0.277, 0.25, 0.203, 0.225, 0.333, 0.409, 0.394, 0.486, 0.574, 0.586, 0.658, 0.763, 1.0])
 
 # X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
-XRAY_FLUX_LIMIT = 3.2e-12  # tuned with the richness relation so ~1.8% of the catalogue is labelled (real: 1.75%)
+XRAY_FLUX_LIMIT = 3.5e-12  # tuned with the richness relation so ~1.8% of the catalogue is labelled (real: 1.75%; 3.2e-12 before mock v3)
 XRAY_SOFTNESS = 0.3
 #: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper.
 XRAY_DEEP_FRACTION = 0.05
@@ -49,27 +48,9 @@ SZ_NOISE_SLOPE = 0.8
 SZ_SNR_MIN = 4.5
 
 
-@lru_cache(maxsize=1)
-def halo_density_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(z edges, log10 M edges, expected haloes per steradian in each cell) for M500c in Msun."""
-    z_edges = np.linspace(_ZH_MIN, _ZH_MAX, 69)
-    lm_edges = np.linspace(_LOGM_MIN, _LOGM_MAX, 97)
-    zc, lmc = 0.5 * (z_edges[1:] + z_edges[:-1]), 0.5 * (lm_edges[1:] + lm_edges[:-1])
-    dndlnm = np.stack([halo_mass_function(lmc, z) for z in zc])  # per comoving Mpc^3 per ln M
-    dvdz = COSMO.differential_comoving_volume(zc).to_value("Mpc3 / sr")
-    cells = dndlnm * dvdz[:, None] * np.diff(z_edges)[:, None] * np.log(10) * np.diff(lm_edges)[None, :]
-    return z_edges, lm_edges, cells
-
-
 def sample_haloes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n haloes (z, log10 M500c/Msun) distributed as the mass function times the volume."""
-    z_edges, lm_edges, cells = halo_density_grid()
-    p = cells.ravel() / cells.sum()
-    k = rng.choice(p.size, size=n, p=p)
-    iz, im = np.divmod(k, cells.shape[1])
-    z = z_edges[iz] + rng.random(n) * np.diff(z_edges)[iz]
-    lm = lm_edges[im] + rng.random(n) * np.diff(lm_edges)[im]
-    return z, lm
+    return sample_grid(rng, n, _LOGM_MIN, _LOGM_MAX, 96)
 
 
 def completeness(z_phot: np.ndarray) -> np.ndarray:
@@ -147,20 +128,22 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
 
 def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.DataFrame:
     """obs with lambda_members, lambda_proj, lambda_obs and lambda_err measured on the rendered members
-    (projection.measure_lambda) for the haloes that can enter the catalogue; NaN for the others (their
-    count plus every neighbour member cannot reach the threshold, or the completeness draw rejects them)."""
+    (projection.measure_lambda; the line-of-sight groups' mean red-sequence density inside R_lambda,
+    `group_background`, is subtracted from lambda_proj as redMaPPer subtracts its background) for the haloes
+    that can enter the catalogue; NaN for the others (their count plus every neighbour member cannot reach
+    the threshold, or the completeness draw rejects them)."""
     z_phot = obs.z_phot.to_numpy()
     reach = obs.n_red.to_numpy() + np.bincount(inter.host, weights=inter.n_red, minlength=len(obs))
     candidate = ((reach + obs.background_noise.to_numpy() >= lambda_min(z_phot))
                  & (obs.u_complete.to_numpy() < completeness(z_phot)))
-    own = np.full(len(obs), np.nan)
-    proj = np.full(len(obs), np.nan)
+    own, proj, radius = (np.full(len(obs), np.nan) for _ in range(3))
     rows = obs.to_dict("records")
     by_host = {h: g.to_dict("records") for h, g in inter[np.isin(inter.host, np.flatnonzero(candidate))].groupby("host")}
     for i in np.flatnonzero(candidate):
-        own[i], proj[i] = measure_lambda(seed, rows[i], by_host.get(i, []))
-    lam_obs = own + proj + obs.background_noise.to_numpy()
-    return obs.assign(lambda_members=own, lambda_proj=proj, lambda_obs=lam_obs,
+        own[i], proj[i], radius[i] = measure_lambda(seed, rows[i], by_host.get(i, []))
+    group_bg = group_background(obs.z.to_numpy()) * np.pi * radius**2  # subtracted like the smooth field
+    lam_obs = own + proj - group_bg + obs.background_noise.to_numpy()
+    return obs.assign(lambda_members=own, lambda_proj=proj - group_bg, group_background=group_bg, lambda_obs=lam_obs,
                       lambda_err=np.sqrt(np.maximum(lam_obs, 1.0) + obs.background.to_numpy()))
 
 
@@ -227,6 +210,8 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None, variant: s
             break
         z, logm = sample_haloes(rng, max(8 * (n - selected), 2000))
         obs = observe_haloes(rng, z, logm, rel.VARIANTS[variant])
+        obs["halo_ra"], obs["halo_dec"] = sky_positions(rng, len(obs), area_deg2)
+        obs["ra"], obs["dec"] = catalogue_centres(obs)  # before the richness: line-of-sight groups depend on it
         obs["key_kind"], obs["key_id"] = KEY_HALO, batch * 10**8 + np.arange(len(obs), dtype=np.int64)
         inter = draw_interlopers(rng, z, obs.lambda_true.to_numpy(), obs.key_id.to_numpy())
         obs = measured_richness(seed, obs, inter)
@@ -240,8 +225,6 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None, variant: s
         done += len(obs)
         selected = min(cum[-1], n)
     haloes = pd.concat(batches, ignore_index=True)
-    haloes["halo_ra"], haloes["halo_dec"] = sky_positions(rng, len(haloes), area_deg2)
-    haloes["ra"], haloes["dec"] = catalogue_centres(haloes)
     xray, sz, sz_has_z = _label_selection(rng, haloes)
     # the universe is the haloes that enter at least one catalogue, and their line-of-sight neighbours
     keep = haloes.rm.to_numpy() | xray | sz

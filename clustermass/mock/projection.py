@@ -6,8 +6,11 @@ within the red-sequence colour window) and a projected offset 1.5 R_lambda U fro
 (surface density ~ 1/r, the clustering of haloes around clusters). They are haloes of the universe:
 their members are rendered like the cluster's (scene.halo_sources).
 
-`measure_lambda` is a redMaPPer-like membership count on those rendered members (the cluster's and
-its neighbours', drawn with the universe's seed exactly as the images draw them): galaxies brighter
+The sky-wide line-of-sight groups (groups.py) lie along every line of sight too; `group_background` is
+their mean red-sequence density at a cluster redshift, which redMaPPer's background subtraction removes.
+
+`measure_lambda` is a redMaPPer-like membership count on those rendered members (the cluster's, its
+neighbours' and the groups', drawn with the universe's seed exactly as the images draw them): galaxies brighter
 than 0.2 L* at the cluster redshift (r band), with g-r and r-i within a chi^2 < RS_CHI2 window of the
 red sequence at the cluster redshift (intrinsic scatter and a photometric floor), inside R_lambda of the
 catalogue centre (R_lambda from the count, iterated twice). The smooth field's red-sequence-coloured
@@ -16,11 +19,14 @@ background is subtracted statistically: its noise is added by the caller (popula
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import RED_SEQUENCE_COLOUR_SCATTER, cluster_sources
+from clustermass.mock.groups import group_catalogue, group_members, group_sources
 from clustermass.mock.render import gnomonic
 from clustermass.mock.sed import kcorr
 
@@ -31,6 +37,9 @@ PROJ_LOGM = (13.0, 13.7)  # up to 5e13 Msun: richer neighbours are clusters of t
 PROJ_MASS_SLOPE = -0.9  # dn/dln M ~ M^slope
 PROJ_REACH = 1.5  # neighbours out to this many R_lambda (projected)
 MAX_INTERLOPERS = 63
+#: Line-of-sight groups are counted out to this many R_lambda(lambda_true) (the count's own R_lambda grows
+#: with the count as R ~ lambda^0.2: 2x reaches a count 30 times lambda_true).
+GROUP_COUNT_REACH = 2.0
 #: chi^2 (two colours) of the red-sequence window, and the photometric colour error floor (mag).
 RS_CHI2, RS_PHOT_ERR = 6.0, 0.03
 #: Member keys: (KEY_HALO, key) for universe haloes, (KEY_INTERLOPER, key) for their neighbours.
@@ -85,11 +94,12 @@ def _halo_dict(row: dict, ra: float, dec: float) -> dict:
             "off_y_mpc": row.get("off_y_mpc", 0.0)}
 
 
-def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, int]:
-    """(members of the cluster, members of its neighbours) counted by the redMaPPer-like filter.
+def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, int, float]:
+    """(members of the cluster, members of its neighbours and of line-of-sight groups, R_lambda in Mpc) counted
+    by the redMaPPer-like filter.
 
-    host: a halo's truth row (z, lambda_true, off_x_mpc, off_y_mpc, key_kind, key_id, member inputs);
-    neighbours: rows of draw_interlopers for it. Positions are worked out about a centre at (0, 0).
+    host: a halo's truth row (z, lambda_true, halo_ra, halo_dec, off_x_mpc, off_y_mpc, key_kind, key_id, member
+    inputs); neighbours: rows of draw_interlopers for it. Positions are worked out about the halo centre.
     """
     z = float(host["z"])
     deg = float(rel.deg_per_mpc(z))
@@ -101,6 +111,13 @@ def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, 
         xi, eta = gnomonic(src.ra[keep], src.dec[keep], 0.0, 0.0)
         parts.append(np.hypot(xi / deg - host["off_x_mpc"], eta / deg - host["off_y_mpc"]))
         own.append(np.full(int(keep.sum()), kind))
+    reach = (np.hypot(host["off_x_mpc"], host["off_y_mpc"]) + GROUP_COUNT_REACH * float(rel.r_lambda_mpc(
+        max(float(host["lambda_true"]), 1.0)))) * deg
+    groups = group_members(group_catalogue(seed, float(host["halo_ra"]), float(host["halo_dec"]), reach))
+    keep = red_sequence_window(groups.mag, z)
+    xi, eta = gnomonic(groups.ra[keep], groups.dec[keep], float(host["halo_ra"]), float(host["halo_dec"]))
+    parts.append(np.hypot(xi / deg - host["off_x_mpc"], eta / deg - host["off_y_mpc"]))
+    own.append(np.zeros(int(keep.sum()), bool))
     r = np.concatenate(parts)
     is_own = np.concatenate(own)
     radius = float(rel.r_lambda_mpc(max(float(host["lambda_true"]), 1.0)))
@@ -108,4 +125,26 @@ def measure_lambda(seed: int, host: dict, neighbours: list[dict]) -> tuple[int, 
         inside = r <= radius
         radius = float(rel.r_lambda_mpc(max(float(inside.sum()), 1.0)))
     inside = r <= radius
-    return int((inside & is_own).sum()), int((inside & ~is_own).sum())
+    return int((inside & is_own).sum()), int((inside & ~is_own).sum()), radius
+
+
+#: Redshifts at which the groups' mean red-sequence density is tabulated, and the sky box (centre, half-size in
+#: deg, render seed) it is averaged over.
+_BACKGROUND_Z = np.arange(0.05, 0.71, 0.025)
+_BACKGROUND_BOX = (180.0, 0.0, 2.5, 12345)
+
+
+@lru_cache(maxsize=1)
+def _group_background_table() -> np.ndarray:
+    ra, dec, half, seed = _BACKGROUND_BOX
+    src = group_sources(seed, ra, dec, half)
+    area_deg2 = (2 * half) ** 2
+    return np.array([red_sequence_window(src.mag, float(z)).sum() / area_deg2 / rel.deg_per_mpc(z) ** -2
+                     for z in _BACKGROUND_Z])
+
+
+def group_background(z: np.ndarray | float) -> np.ndarray:
+    """Mean number per physical Mpc^2 of line-of-sight groups' members that pass the red-sequence window of a
+    cluster at redshift z: the part of redMaPPer's statistical background that the groups make (averaged over
+    25 deg^2 of one mock sky)."""
+    return np.interp(z, _BACKGROUND_Z, _group_background_table())

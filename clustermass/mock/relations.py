@@ -13,7 +13,7 @@ import numpy as np
 from clustermass.cosmology import COSMO
 
 # Richness: mean number of red members brighter than 0.2 L* inside R_lambda.
-LAMBDA_PIVOT_M = 1.6e14  # Msun (M500c); tuned so the mock baseline intercept matches the real one
+LAMBDA_PIVOT_M = 1.75e14  # Msun (M500c); tuned so the lambda distribution matches redMaPPer (1.6e14 before the line-of-sight groups of mock v3)
 LAMBDA_PIVOT = 40.0
 LAMBDA_SLOPE = 0.82  # <lambda|M> ~ M^0.82 (Saro+2015: 0.8-0.9; tuned to the real lambda distribution and baseline slope)
 LAMBDA_LN_SCATTER = 0.3  # intrinsic ln-scatter of the member count at fixed mass (Rozo & Rykoff 2014; Saro+2015)

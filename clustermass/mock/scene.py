@@ -1,4 +1,4 @@
-"""The mock sky around a position: field galaxies, stars and the members of nearby clusters.
+"""The mock sky around a position: field galaxies, stars, line-of-sight groups and the members of nearby clusters.
 
 Both renderers (direct cutouts and frames) ask a Scene for the sources in a region, so they
 draw exactly the same objects.
@@ -11,6 +11,7 @@ import pandas as pd
 
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import Sources, cluster_sources, expand_profiles, field_sources
+from clustermass.mock.groups import group_sources
 
 #: Truth-table columns a rendered cluster needs.
 HALO_COLUMNS = ["halo_id", "rm_id", "key_kind", "key_id", "ra", "dec", "halo_ra", "halo_dec", "off_x_mpc", "off_y_mpc",
@@ -75,9 +76,10 @@ class Scene:
         return [dict(self._rows[i]) for i in idx[sep <= radius_deg + self._reach[idx]]]
 
     def sources(self, ra: float, dec: float, radius_deg: float, extra: list[dict] = (), expand: bool = True) -> Sources:
-        """Field sources within a box of half-size radius_deg, members of nearby clusters and of `extra`
+        """Field sources and line-of-sight groups' members within a box of half-size radius_deg, members of nearby
+        clusters and of `extra`
         (resolved Sersic galaxies as their Gaussian components unless expand is False: one row a galaxy)."""
-        parts = [field_sources(self.seed, ra, dec, radius_deg)]
+        parts = [field_sources(self.seed, ra, dec, radius_deg), group_sources(self.seed, ra, dec, radius_deg)]
         parts += [halo_sources(self.seed, h) for h in self.nearby(ra, dec, radius_deg * np.sqrt(2))]
         parts += [halo_sources(self.seed, h) for h in extra]
         src = Sources.concat(parts)
