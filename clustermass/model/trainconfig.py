@@ -64,6 +64,7 @@ class Stage2Config:
     patience: int
     finetune_epochs: int
     finetune_lr: float
+    population_label_error: float
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,8 @@ def train_mass_models(
             "folds": [mass_metrics(oof[fold == f], y[fold == f]) for f in range(s2.folds)],
             "cv_scatter": float(np.std(oof - y)),
             "calibration": fit_calibration(oof - y, tau, lam, z).as_dict(),
-            "population": None if (pop := fit_population(oof, y, tau, z)) is None else pop.as_dict(),
+            "population": None if (pop := fit_population(oof, y, np.full(len(y), s2.population_label_error), z)) is None
+            else pop.as_dict(),
         }
         train_info = {**training, "oof": {"cluster_id": data.clusters["id"].tolist(), "pred": oof.tolist(),
                                           "fold": fold.tolist()}}
