@@ -7,7 +7,7 @@ universe (`cmcat mock universe --n 26350`), ingest its catalogues, cross-match, 
 oracles on the trained hybrid's clusters and folds (`cmcat mock oracle --model hybrid`), predict
 the hybrid's masses in every tenth order-3 tile (`cmcat predict`, ~10% of the catalogue), and
 evaluate against labels and truth (`cmcat evaluate hybrid --truth`, with the unlabelled clusters'
-rows: published masses and scores against the true masses). Then print one table: per run
+rows: masses and population masses against the true masses). Then print one table: per run
 and pooled over the default-variant seeds (mean, standard deviation over seeds), each model's MAE
 ratio to richness and G (the fraction of the oracle's gain over richness) against labels and truth
 with their paired bootstrap intervals, error coverage, stage-1 band accuracy and wall time.
@@ -210,7 +210,7 @@ def render(results: list[dict[str, Any]], pool: list[dict[str, Any]]) -> str:
             _fmt(p["ratio"]) + sd("ratio"), _fmt(p["gain"]) + sd("gain"), "", "",
             _fmt(p["coverage68"]) + sd("coverage68"), _fmt(p["coverage95"]) + sd("coverage95"),
             _band(p["band_accuracy"], p["reference_band_accuracy"]) + sd("band_accuracy"), _fmt(p["wall_s"], digits=0)]))
-    lines += ["", "unlabelled clusters against the true masses (the masses users get; bias: median predicted - true)",
+    lines += ["", "unlabelled clusters against the true masses ('<kind> population': population_log10_m500; bias: median predicted - true)",
               " | ".join(("run", "model", "n", "MAE", "bias", "NMAD", "cov68", "cov95"))]
     for r in results:
         for u in r.get("unlabelled", []):

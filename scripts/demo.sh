@@ -20,15 +20,15 @@ if [ -d "$REAL/clusterdb" ]; then
     cmcat evaluate hybrid
     # Masses, one Dask task per HEALPix tile (docs/pipeline.md; running it again does nothing), then
     # the 20 richest clusters with their X-ray/SZ masses in SQL (`fold`: a cluster whose label trained
-    # the model has the prediction of the fold that held it out; NULL for the others; log_m500 and
-    # `err`: the mass for the catalogue's population and its 1-sigma error; `score`: the regression on
-    # the X-ray/SZ-selected labels, which matches them but is biased high for the rest). By default four order-2 tiles
+    # the model has the prediction of the fold that held it out; NULL for the others; `err`: the
+    # calibrated 1-sigma error; log_m500_population: the posterior mass for the catalogue population,
+    # calibrated on mock universes and too low on the real catalogue, docs/model.md). By default four order-2 tiles
     # (~2,600 clusters, minutes on 2 cores); CMCAT_DEMO_TILES=3 predicts the whole catalogue
     # (26,350 clusters, rendering every cutout: 12 min 18 s on 2 cores, measured 2026-11-25).
     cmcat predict --tiles "${CMCAT_DEMO_TILES:-2:70,71,76,78}" --model hybrid --source mock
     cmcat sql "SELECT c.name, round(c.z::numeric, 3) AS z, round(c.richness::numeric, 1) AS lambda,
                       round(p.log10_m500::numeric, 3) AS log_m500, round(p.log10_m500_err::numeric, 3) AS err,
-                      round(p.score::numeric, 3) AS score, p.fold, round(l.log10_m500::numeric, 3) AS log_m500_xray_sz, l.source
+                      round(p.population_log10_m500::numeric, 3) AS log_m500_population, p.fold, round(l.log10_m500::numeric, 3) AS log_m500_xray_sz, l.source
                FROM clusters c JOIN predictions p ON p.cluster_id = c.id
                LEFT JOIN labels l ON l.cluster_id = c.id
                WHERE p.model_id = (SELECT max(id) FROM models WHERE kind = 'hybrid')

@@ -44,7 +44,7 @@ def test_study_table_on_a_small_universe(tmp_path):
         assert {"db", "universe", "crossmatch", "train", "oracle", "predict", "evaluate"} <= set(run["seconds"])
         unlabelled = {u["model"]: u for u in run["unlabelled"]}
         assert unlabelled["richness"]["n"] > 1000  # of the 2,000 clusters, few labelled
-        assert {"richness score", "hybrid", "hybrid score"} <= set(unlabelled) and unlabelled["hybrid"]["n"] > 50
+        assert "hybrid" in unlabelled and unlabelled["hybrid"]["n"] > 50
         assert len(res["pooled"]) == 4 and all(p["n_seeds"] == 1 for p in res["pooled"])
         for row in run["rows"]:
             assert row["ratio"] is not None and row["gain_nonpositive"] is not None  # an oracle was registered

@@ -55,16 +55,23 @@ def test_train_evaluate_list_and_predict(cli, db, settings, tmp_path):
     shown = cli("evaluate", "hybrid", "--out", str(tmp_path / "plots")).stdout
     assert "error coverage" in shown and "within 1.96 sigma" in shown and "z high" in shown
 
-    # predict: the labelled clusters get the score of the fold that held them out, so the MAE of the
-    # scores against their labels in SQL is the cross-validated MAE of `cmcat evaluate`
+    # predict: the labelled clusters get the prediction of the fold that held them out, so the MAE
+    # against their labels in SQL is the cross-validated MAE of `cmcat evaluate`
     for kind in ("richness", "cnn", "hybrid"):
         cli("predict", "--tiles", "0", "--model", kind, "--workers", "1", "--json")
     with db.connect() as conn:
         sql = conn.exec_driver_sql(
-            "SELECT m.kind, avg(abs(p.score - l.log10_m500)), count(*) FROM predictions p "
+            "SELECT m.kind, avg(abs(p.log10_m500 - l.log10_m500)), count(*) FROM predictions p "
             "JOIN labels l ON l.cluster_id = p.cluster_id JOIN models m ON m.id = p.model_id "
             "WHERE p.fold IS NOT NULL GROUP BY m.kind").all()
         n_folds = conn.exec_driver_sql("SELECT count(DISTINCT fold) FROM predictions").scalar_one()
+        # a model with a population relation writes the population mass beside every prediction, and none otherwise
+        mismatched = conn.exec_driver_sql(
+            "SELECT count(*) FROM predictions p JOIN models m ON m.id = p.model_id "
+            "WHERE (jsonb_typeof(m.metrics->'population') = 'object') <> (p.population_log10_m500 IS NOT NULL)").scalar_one()
+        n_population = conn.exec_driver_sql(
+            "SELECT count(*) FROM predictions WHERE population_log10_m500 IS NOT NULL").scalar_one()
+    assert mismatched == 0 and n_population > 0
     cv_mae = {r["model"]: r["mae"] for r in rows}
     assert {kind for kind, _, _ in sql} == set(cv_mae) and {n for _, _, n in sql} == {40} and n_folds == 5
     for kind, mae, _ in sql:

@@ -223,4 +223,4 @@ def test_documented_queries_run_as_the_reader(db, reader_url, cli):
         run_read_only(reader_url, query, 5.0)
     demo = [q for q in queries if "log_m500_xray_sz" in q]
     assert json.loads(cli("sql", demo[0], "--json").stdout) == []
-    assert cli("sql", demo[0], "--csv").stdout.startswith("name,z,lambda,log_m500,err,score,fold,log_m500_xray_sz,source\n")
+    assert cli("sql", demo[0], "--csv").stdout.startswith("name,z,lambda,log_m500,err,log_m500_population,fold,log_m500_xray_sz,source\n")

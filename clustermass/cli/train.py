@@ -133,7 +133,7 @@ def _unlabelled(rows: Any) -> None:
         return
     console.print(table(
         "the catalogue's unlabelled clusters against the mock's true masses (image models: the masses `cmcat "
-        "predict` wrote); bias = median(predicted - true): the labels' X-ray/SZ selection carried over",
+        "predict` wrote; '<kind> population': population_log10_m500); bias = median(predicted - true)",
         ["model", "n", "mae", "bias", "nmad", "within 1 sigma", "within 1.96 sigma"],
         [(r.model, r.n, f"{r.mae:.3f}", f"{r.bias:+.3f}", f"{r.nmad:.3f}", _coverage_cell(r.coverage68, r.coverage68_ci, 68),
           _coverage_cell(r.coverage95, r.coverage95_ci, 95)) for r in rows.itertuples(index=False)],

@@ -240,16 +240,17 @@ class Prediction(Base):
     cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
-    log10_m500: Mapped[float] = mapped_column(
-        comment=f"{LOG_MASS}: posterior mean for the catalogue population given the score, z and the halo mass "
-        "function (the score where the model has no population calibration)"
-    )
+    log10_m500: Mapped[float] = mapped_column(comment=LOG_MASS)
     log10_m500_err: Mapped[float | None] = mapped_column(
-        comment="1-sigma error on the true mass, dex (posterior standard deviation)"
+        comment="1-sigma error on the true mass, dex (calibrated on the out-of-fold residuals)"
     )
-    score: Mapped[float | None] = mapped_column(
-        comment="the model's regression estimate of log10 M500 as fitted on the X-ray/SZ-selected labels, dex; "
-        "biased high for unlabelled clusters: use log10_m500"
+    population_log10_m500: Mapped[float | None] = mapped_column(
+        comment="posterior mean of log10(M500 / Msun) for the catalogue population given the score (log10_m500), "
+        "z and the halo mass function; calibrated on mock universes, too low on the real catalogue "
+        "(docs/model.md); NULL: the model has no population relation"
+    )
+    population_log10_m500_err: Mapped[float | None] = mapped_column(
+        comment="posterior standard deviation of population_log10_m500, dex"
     )
     fold: Mapped[int | None] = mapped_column(
         Integer,

@@ -85,10 +85,11 @@ def unlabelled_clusters(conn: Connection) -> pd.DataFrame:
 
 
 def stored_predictions(conn: Connection, model_id: int) -> pd.DataFrame:
-    """The `predictions` rows of one model: cluster_id, log10_m500, log10_m500_err, score (dex)."""
-    stmt = select(Prediction.cluster_id, Prediction.log10_m500, Prediction.log10_m500_err, Prediction.score).where(
-        Prediction.model_id == model_id)
-    cols = ["cluster_id", "log10_m500", "log10_m500_err", "score"]
+    """The `predictions` rows of one model: cluster_id, log10_m500, log10_m500_err, population_log10_m500,
+    population_log10_m500_err (dex)."""
+    stmt = select(Prediction.cluster_id, Prediction.log10_m500, Prediction.log10_m500_err, Prediction.population_log10_m500,
+                  Prediction.population_log10_m500_err).where(Prediction.model_id == model_id)
+    cols = ["cluster_id", "log10_m500", "log10_m500_err", "population_log10_m500", "population_log10_m500_err"]
     return pd.DataFrame(conn.execute(stmt).all(), columns=cols).astype({c: float for c in cols[1:]})
 
 

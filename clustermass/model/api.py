@@ -26,12 +26,12 @@ class MassPredictor(Protocol):
     #: False for models that use only catalogue columns (e.g. the richness baseline).
     needs_images: bool
     #: The forward relation that turns `predict`'s scores into masses for the catalogue's population
-    #: (model.population); None: the scores are published as they are.
+    #: (model.population), written beside them; None: the model has none.
     population: PopulationCalibration | None
 
     def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The score, log10(M500/Msun) as regressed on the labelled clusters, and its 1-sigma error
-        against them (dex) per cluster (`population` turns scores into the published masses).
+        """log10(M500/Msun) as regressed on the labelled clusters (the score), and its 1-sigma error
+        (dex) per cluster (`population` turns scores into masses for the catalogue population).
 
         images: (N, 5, size, size) float32 nanomaggies in ugriz order (None if not needs_images);
         clusters: N rows with at least id, ra, dec, z, richness. A cluster whose label trained the

@@ -302,10 +302,10 @@ def evaluate_model(
 def unlabelled_predictions(
     engine: Engine, settings: Settings, models: list[ModelRecord], truth: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
-    """Masses of the unlabelled clusters with their true masses, per model kind (the published masses,
-    log10_m500 and log10_m500_err) and per '<kind> score' (the label-trained regression's, log10_m500):
-    the richness model's computed here, the image models' read from `predictions` (those `cmcat predict`
-    wrote; none, no entry)."""
+    """Masses of the unlabelled clusters with their true masses (log10_m500_true): per model kind its
+    log10_m500 and log10_m500_err, and per '<kind> population' its population_log10_m500 and error
+    (model.population; none, no entry). The richness model's computed here, the image models' read from
+    `predictions` (those `cmcat predict` wrote; none, no entry)."""
     with engine.connect() as conn:
         clusters = queries.unlabelled_clusters(conn)
         stored = {m.kind: queries.stored_predictions(conn, m.id) for m in models if m.kind in ("cnn", "hybrid")}
@@ -314,9 +314,11 @@ def unlabelled_predictions(
     for m in models:
         if m.kind == "richness":
             predictor = registry.load_predictor(engine, settings, m.id)
-            score, err = predictor.predict(None, clusters)
-            mass, err = predictor.population.posterior(score, clusters["z"].to_numpy()) if predictor.population else (score, err)
-            df = pd.DataFrame({"cluster_id": clusters["id"], "log10_m500": mass, "log10_m500_err": err, "score": score})
+            mass, err = predictor.predict(None, clusters)
+            pop, pop_err = (predictor.population.posterior(mass, clusters["z"].to_numpy()) if predictor.population
+                            else (np.full(len(mass), np.nan),) * 2)
+            df = pd.DataFrame({"cluster_id": clusters["id"], "log10_m500": mass, "log10_m500_err": err,
+                               "population_log10_m500": pop, "population_log10_m500_err": pop_err})
         elif not stored.get(m.kind, pd.DataFrame()).empty:
             df = stored[m.kind][stored[m.kind]["cluster_id"].isin(clusters["id"])]
         else:
@@ -325,8 +327,9 @@ def unlabelled_predictions(
         df = df[np.isfinite(df["log10_m500_true"])]
         if len(df):
             out[m.kind] = df[["log10_m500", "log10_m500_err", "log10_m500_true"]]
-            if df["score"].notna().any():
-                out[f"{m.kind} score"] = df[["score", "log10_m500_true"]].rename(columns={"score": "log10_m500"}).dropna()
+            pop = df[["population_log10_m500", "population_log10_m500_err", "log10_m500_true"]].dropna()
+            if len(pop):
+                out[f"{m.kind} population"] = pop.set_axis(["log10_m500", "log10_m500_err", "log10_m500_true"], axis=1)
     return out
 
 

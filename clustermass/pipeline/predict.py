@@ -104,7 +104,7 @@ def predict_tile(
         if len(out):
             copy_upsert(
                 tx.conn, "predictions", out, conflict=["cluster_id", "model_id"],
-                update=["run_id", "log10_m500", "log10_m500_err", "score", "fold"],
+                update=["run_id", "log10_m500", "log10_m500_err", "population_log10_m500", "population_log10_m500_err", "fold"],
             )
         return tx.done(n_clusters=len(clusters), n_done=len(out), n_failed=len(clusters) - len(out), error=note)
 
@@ -115,10 +115,10 @@ def prediction_rows(predictor: MassPredictor, clusters: pd.DataFrame, images: np
     those without one (None when every cluster has one). Pure: no database, no files."""
     todo = clusters[ok].reset_index(drop=True)
     usable = images[ok] if images is not None else None
-    score, err = predict_in_batches(predictor, usable, todo, batch_size) if len(todo) else (np.empty(0), np.empty(0))
-    mass = score
+    mass, err = predict_in_batches(predictor, usable, todo, batch_size) if len(todo) else (np.empty(0), np.empty(0))
+    pop_mass, pop_err = np.full(len(mass), np.nan), np.full(len(mass), np.nan)
     if predictor.population is not None and len(todo):
-        mass, err = predictor.population.posterior(score, todo["z"].to_numpy(dtype=float))
+        pop_mass, pop_err = predictor.population.posterior(mass, todo["z"].to_numpy(dtype=float))
     good = np.isfinite(mass)
     fold = predictor.folds(todo["id"].to_numpy())[good]
     out = pd.DataFrame(
@@ -128,7 +128,8 @@ def prediction_rows(predictor: MassPredictor, clusters: pd.DataFrame, images: np
             "run_id": run_id,
             "log10_m500": mass[good],
             "log10_m500_err": err[good],
-            "score": score[good],
+            "population_log10_m500": pd.array(np.where(np.isfinite(pop_mass), pop_mass, None)[good], dtype="Float64"),
+            "population_log10_m500_err": pd.array(np.where(np.isfinite(pop_err), pop_err, None)[good], dtype="Float64"),
             "fold": pd.array(np.where(fold >= 0, fold, None), dtype="Int64"),
         }
     )

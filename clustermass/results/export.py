@@ -40,9 +40,10 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
     "hpx29": (None, "HEALPix NESTED index at order 29"),
     "z": (None, "redshift"),
     "richness": (None, "richness lambda (galaxies)"),
-    "log10_m500": ("log(solMass)", "predicted log10(M500c/Msun), h=0.7: posterior mean for the catalogue population"),
-    "log10_m500_err": (None, "1-sigma error of log10_m500 (posterior sd), dex"),
-    "score": ("log(solMass)", "the model's regression on the X-ray/SZ-selected labels (biased high for unlabelled clusters)"),
+    "log10_m500": ("log(solMass)", "predicted log10(M500c/Msun), h=0.7"),
+    "log10_m500_err": (None, "1-sigma error of log10_m500, dex"),
+    "population_log10_m500": ("log(solMass)", "posterior log10(M500c/Msun) for the catalogue population (see docs)"),
+    "population_log10_m500_err": (None, "1-sigma error of population_log10_m500, dex"),
     "label_log10_m500": ("log(solMass)", "external (X-ray/SZ) log10(M500c/Msun) where cross-matched"),
     "label_source": (None, "source of the external mass (mcxc, psz2, ...)"),
     "run_id": (None, "cmcat predict run that wrote the prediction"),
@@ -51,7 +52,7 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
 _QUERY = text(
     """
     SELECT p.cluster_id, cat.name AS catalog, c.source_id, c.name, c.ra, c.dec, c.hpx29, c.z, c.richness,
-           p.log10_m500, p.log10_m500_err, p.score, l.log10_m500 AS label_log10_m500, l.source AS label_source, p.run_id
+           p.log10_m500, p.log10_m500_err, p.population_log10_m500, p.population_log10_m500_err, l.log10_m500 AS label_log10_m500, l.source AS label_source, p.run_id
     FROM predictions p
     JOIN clusters c ON c.id = p.cluster_id
     JOIN catalogs cat ON cat.id = c.catalog_id
