@@ -31,12 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from clustermass.images.atomic import atomic_write
 
 #: Universe seeds used while developing and choosing configs: never study seeds.
 DEVELOPMENT_SEEDS = (0, 1, 2)
@@ -78,10 +79,7 @@ def step(run_dir: Path, name: str, data_dir: Path, *args: str) -> dict[str, Any]
 
 def _write(path: Path, data: Any) -> None:
     """JSON to `path`, atomically (a half-written file never marks a step done)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2).encode())
 
 
 def _finite(value: Any) -> Any:

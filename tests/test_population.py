@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clustermass.cosmology import halo_mass_function
-from clustermass.model.population import MU_GRID, PopulationCalibration, fit_population
+from clustermass.model.population import MU_GRID, PopulationCalibration, fit_population, population_masses
 
 A, B, C, SIGMA = 14.6, 0.55, 0.4, 0.12
 
@@ -62,3 +62,5 @@ def test_unusable_fits_and_inputs():
     assert PopulationCalibration.from_dict(cal.as_dict()) == cal
     mean, sd = cal.posterior(np.array([14.5, np.nan, 14.5]), np.array([0.3, 0.3, np.nan]))
     assert np.isfinite(mean[0]) and np.isnan(mean[1:]).all() and np.isnan(sd[1:]).all()
+    none = population_masses(None, np.array([14.5, 14.6]), np.array([0.3, 0.3]))
+    assert all(np.isnan(v).all() and v.shape == (2,) for v in none)  # a model without a relation

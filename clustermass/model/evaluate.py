@@ -70,8 +70,14 @@ def comparison_table(
                 rows.append({"model": model, "subset": subset, "reference": ref_name, **mass_metrics(pred[ok], ref[ok]),
                              **_coverage(pred[ok] - ref[ok], None if half is None else half[ok]),
                              **_gain(predictions, model, mask, ref)})
+    return _table(rows)
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as the evaluation table; gain columns kept as objects, so that an undefined figure stays
+    None (null in JSON), not NaN."""
     table = pd.DataFrame(rows, columns=["model", "subset", "reference", *METRIC_COLUMNS, *COVERAGE_COLUMNS, *GAIN_COLUMNS])
-    for col in GAIN_COLUMNS:  # kept as objects, so that an undefined figure stays None (null in JSON), not NaN
+    for col in GAIN_COLUMNS:
         table[col] = pd.Series([r[col] for r in rows], index=table.index, dtype=object)
     return table
 
@@ -100,5 +106,4 @@ def unlabelled_table(predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         err = df["log10_m500_err"].to_numpy(dtype=float) if "log10_m500_err" in df else None
         rows.append({"model": model, "subset": UNLABELLED, "reference": "truth", **mass_metrics(pred, true),
                      **_coverage(pred - true, err), **dict.fromkeys(GAIN_COLUMNS)})
-    table = pd.DataFrame(rows, columns=["model", "subset", "reference", *METRIC_COLUMNS, *COVERAGE_COLUMNS, *GAIN_COLUMNS])
-    return table.astype({c: object for c in GAIN_COLUMNS})
+    return _table(rows)

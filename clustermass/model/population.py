@@ -9,9 +9,9 @@ estimate (the *score*) is biased high for the rest of the catalogue (on mock uni
 
 fitted on the labelled clusters' out-of-fold scores against their labels (selecting on mass selects
 on the regressor, which leaves the fit unbiased; the labels' own errors are taken out of the slope,
-errors in variables). The published mass is the posterior mean of mu given s and z with the halo
-mass function (Tinker et al. 2008, `cosmology.halo_mass_function`) as the prior, and its error the
-posterior standard deviation.
+errors in variables). The population mass (`predictions.population_log10_m500`, written beside the
+score) is the posterior mean of mu given s and z with the halo mass function (Tinker et al. 2008,
+`cosmology.halo_mass_function`) as the prior, and its error the posterior standard deviation.
 
 Assumptions: the labels' selection depends on mass and redshift, not on the score's scatter at fixed
 mass; the catalogue's own richness selection is carried by the score (see docs/model.md).
@@ -76,6 +76,15 @@ class PopulationCalibration:
         sd = np.sqrt(np.maximum(p @ MU_GRID**2 - mean**2, 0.0))
         bad = ~(np.isfinite(score) & np.isfinite(z))
         return np.where(bad, np.nan, mean), np.where(bad, np.nan, sd)
+
+
+def population_masses(
+    population: PopulationCalibration | None, score: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`population.posterior(score, z)`; NaN for every cluster of a model without a population relation."""
+    if population is None:
+        return np.full(len(score), np.nan), np.full(len(score), np.nan)
+    return population.posterior(score, z)
 
 
 def fit_population(score: np.ndarray, label: np.ndarray, label_err: np.ndarray, z: np.ndarray) -> PopulationCalibration | None:

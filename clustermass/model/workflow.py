@@ -29,7 +29,7 @@ from clustermass.model.evaluate import ORACLE_OF, comparison_table, unlabelled_t
 from clustermass.model.inference import extract_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
-from clustermass.model.population import fit_population
+from clustermass.model.population import fit_population, population_masses
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
 from clustermass.model.reference import reference_band_accuracy
@@ -315,8 +315,7 @@ def unlabelled_predictions(
         if m.kind == "richness":
             predictor = registry.load_predictor(engine, settings, m.id)
             mass, err = predictor.predict(None, clusters)
-            pop, pop_err = (predictor.population.posterior(mass, clusters["z"].to_numpy()) if predictor.population
-                            else (np.full(len(mass), np.nan),) * 2)
+            pop, pop_err = population_masses(predictor.population, mass, clusters["z"].to_numpy(dtype=float))
             df = pd.DataFrame({"cluster_id": clusters["id"], "log10_m500": mass, "log10_m500_err": err,
                                "population_log10_m500": pop, "population_log10_m500_err": pop_err})
         elif not stored.get(m.kind, pd.DataFrame()).empty:

@@ -24,6 +24,7 @@ from clustermass.db.queries import clusters_in_tile
 from clustermass.images.base import CutoutGrid
 from clustermass.images.store import ensure_cutouts
 from clustermass.model.api import MassPredictor
+from clustermass.model.population import population_masses
 from clustermass.model.registry import load_predictor
 from clustermass.pipeline.runs import tile_transaction
 from clustermass.pipeline.sources import image_source
@@ -116,9 +117,7 @@ def prediction_rows(predictor: MassPredictor, clusters: pd.DataFrame, images: np
     todo = clusters[ok].reset_index(drop=True)
     usable = images[ok] if images is not None else None
     mass, err = predict_in_batches(predictor, usable, todo, batch_size) if len(todo) else (np.empty(0), np.empty(0))
-    pop_mass, pop_err = np.full(len(mass), np.nan), np.full(len(mass), np.nan)
-    if predictor.population is not None and len(todo):
-        pop_mass, pop_err = predictor.population.posterior(mass, todo["z"].to_numpy(dtype=float))
+    pop_mass, pop_err = population_masses(predictor.population, mass, todo["z"].to_numpy(dtype=float))
     good = np.isfinite(mass)
     fold = predictor.folds(todo["id"].to_numpy())[good]
     out = pd.DataFrame(
@@ -128,8 +127,8 @@ def prediction_rows(predictor: MassPredictor, clusters: pd.DataFrame, images: np
             "run_id": run_id,
             "log10_m500": mass[good],
             "log10_m500_err": err[good],
-            "population_log10_m500": pd.array(np.where(np.isfinite(pop_mass), pop_mass, None)[good], dtype="Float64"),
-            "population_log10_m500_err": pd.array(np.where(np.isfinite(pop_err), pop_err, None)[good], dtype="Float64"),
+            "population_log10_m500": pd.array(pop_mass[good], dtype="Float64"),  # NaN -> NULL
+            "population_log10_m500_err": pd.array(pop_err[good], dtype="Float64"),
             "fold": pd.array(np.where(fold >= 0, fold, None), dtype="Int64"),
         }
     )
