@@ -164,7 +164,8 @@ def test_colour_pooling_config_round_trip(tmp_path):
     cfg = load_train_config(user)
     assert cfg.stage2.pooling == ("mean", "max", "colour", "rings")
     assert TrainConfig.from_dict(cfg.as_dict()) == cfg
-    trunk_record = ModelRecord(1, "band-classifier-x", "band-classifier", None, config={"arch": {"width": 4, "blocks": [1, 1]}})
+    trunk_record = ModelRecord(1, "band-classifier-x", "band-classifier", None,
+                               config={"arch": {"width": 4, "blocks": [1, 1]}})
     arch = workflow.stage2_arch(trunk_record, cfg.stage2)
     trunk = registry.build_trunk(arch)
     assert trunk.pooling == cfg.stage2.pooling

@@ -67,7 +67,7 @@ def _ring_weights(h: int, w: int) -> torch.Tensor:
     masks = torch.stack([(ring == k).float() for k in range(N_RINGS)])
     counts = masks.sum(dim=(1, 2), keepdim=True)
     if (counts == 0).any():
-        raise ValueError(f"a {h}x{w} feature map is too small for {N_RINGS} rings (needs at least 6x6)")
+        raise ValueError(f"a {h}x{w} feature map is too small for {N_RINGS} rings: use a larger grid.size")
     return masks / counts
 
 
