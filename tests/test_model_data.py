@@ -97,3 +97,76 @@ def test_trunk_pooling_and_band_features():
     assert trunk.feature_map(x[:, :1]).shape == (2, 8, 8, 8)
     with pytest.raises(ValueError, match="unknown pooling"):
         Trunk(pooling=("median",))
+
+
+def _blob(x: torch.Tensor, cluster: int, band: int, row: int, col: int) -> None:
+    """A bright 4x4 source at pixel (row, col) of one band of one cluster."""
+    x[cluster, band, row:row + 4, col:col + 4] = 5.0
+
+
+def test_colour_features_see_a_band_moved_where_per_band_pooling_cannot():
+    """Cluster 0: the same source at the same place in g and r (no colour anywhere). Cluster 1: r's
+    source moved by a whole number of last-map cells, away from the edges. Globally pooled per-band
+    features are the same (the map only shifts); the g-r colour features are not."""
+    from clustermass.model.networks import Trunk, band_features
+
+    torch.manual_seed(0)
+    trunk = Trunk(width=4, blocks=(1, 1), pooling=("mean", "max", "colour")).eval()
+    assert trunk.n_features == 2 * 8 and trunk.n_colour_features == 4 * 2 * 8
+    assert trunk.n_cluster_features == 5 * 16 + 64
+    x = torch.zeros(2, 5, 64, 64)
+    for cluster, r_col in ((0, 24), (1, 36)):  # a 3-cell shift (a cell is 4 px on this trunk's last map)
+        _blob(x, cluster, 1, 24, 24)
+        _blob(x, cluster, 2, 24, r_col)
+    with torch.no_grad():
+        f = band_features(trunk, x)
+    assert f.shape == (2, trunk.n_cluster_features)
+    per_band, colour = f[:, :80], f[:, 80:].reshape(2, 4, 2, 8)  # pairs u-g, g-r, r-i, i-z; ReLU(+d), ReLU(-d)
+    torch.testing.assert_close(per_band[0], per_band[1], rtol=0, atol=1e-5)
+    assert torch.all(colour[0, 1] == 0)  # g and r agree at every position in cluster 0
+    assert (colour[1, 1] - colour[0, 1]).abs().sum() > 1e-2
+    # u-g, i-z: one of the two bands is empty in both clusters, the other shifted only: the same pooled
+    torch.testing.assert_close(colour[0, [0, 3]], colour[1, [0, 3]], rtol=0, atol=1e-5)
+
+
+def test_ring_pooling_sees_radius_where_global_mean_cannot():
+    """A source at the centre or near the edge of a band: the global mean is the same, the rings not;
+    colour_rings pools the colour maps in the same annuli."""
+    from clustermass.model.networks import N_RINGS, Trunk, band_features
+
+    torch.manual_seed(0)
+    trunk = Trunk(width=4, blocks=(1, 1), pooling=("mean", "rings", "colour_rings")).eval()
+    assert trunk.n_features == (1 + N_RINGS) * 8 and trunk.n_colour_features == 4 * N_RINGS * 2 * 8
+    x = torch.zeros(2, 5, 96, 96)
+    _blob(x, 0, 2, 46, 46)  # the centre of the 24x24 last map
+    _blob(x, 1, 2, 46, 70)  # 6 cells to the right: the middle ring, still far from the edges
+    with torch.no_grad():
+        f = band_features(trunk, x)
+    assert f.shape == (2, trunk.n_cluster_features)
+    r_block = f[:, 2 * trunk.n_features:3 * trunk.n_features]
+    torch.testing.assert_close(r_block[0, :8], r_block[1, :8], rtol=0, atol=1e-5)  # mean
+    rings = r_block[:, 8:].reshape(2, N_RINGS, 8)
+    assert (rings[0, 0] - rings[1, 0]).abs().sum() > 1e-2 and (rings[0, 1] - rings[1, 1]).abs().sum() > 1e-2
+    colour_rings = f[:, 5 * trunk.n_features:].reshape(2, 4, N_RINGS, 16)
+    assert (colour_rings[0, 1, 0] - colour_rings[1, 1, 0]).abs().sum() > 1e-2  # g-r in the inner ring
+    with pytest.raises(ValueError, match="too small for 3 rings"):
+        band_features(trunk, torch.zeros(1, 5, 16, 16))
+
+
+def test_colour_pooling_config_round_trip(tmp_path):
+    """A config asking for the new poolings loads, serialises and rebuilds; its stage-2 trunk has them."""
+    from clustermass.model import registry, workflow
+    from clustermass.model.registry import ModelRecord
+    from clustermass.model.trainconfig import TrainConfig, load_train_config
+
+    user = tmp_path / "colour.toml"
+    user.write_text('[stage2]\npooling = ["mean", "max", "colour", "rings"]\n')
+    cfg = load_train_config(user)
+    assert cfg.stage2.pooling == ("mean", "max", "colour", "rings")
+    assert TrainConfig.from_dict(cfg.as_dict()) == cfg
+    trunk_record = ModelRecord(1, "band-classifier-x", "band-classifier", None,
+                               config={"arch": {"width": 4, "blocks": [1, 1]}})
+    arch = workflow.stage2_arch(trunk_record, cfg.stage2)
+    trunk = registry.build_trunk(arch)
+    assert trunk.pooling == cfg.stage2.pooling
+    assert trunk.n_cluster_features == 5 * (2 + 3) * 8 + 4 * 2 * 8

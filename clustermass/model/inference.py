@@ -13,7 +13,7 @@ from clustermass.model.networks import BandClassifier, MassHead, Trunk, band_fea
 def extract_features(
     trunk: Trunk, images: np.ndarray, tta: bool = True, batch_size: int = 64, device: str = "cpu"
 ) -> np.ndarray:
-    """(N, 5, H, W) normalised images -> (N, 5F) trunk features, float32.
+    """(N, 5, H, W) normalised images -> (N, trunk.n_cluster_features) trunk features, float32.
 
     With `tta`, features are averaged over the 8 rotations/flips (the trained-in symmetries).
     """
@@ -24,8 +24,7 @@ def extract_features(
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
         f = sum(band_features(trunk, dihedral(x, k)) for k in ks) / len(ks)
         out.append(f.cpu().numpy())
-    n_feat = 5 * trunk.n_features
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, n_feat), np.float32)
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, trunk.n_cluster_features), np.float32)
 
 
 @torch.no_grad()

@@ -4,7 +4,8 @@
   (N, 1, H, W) to a feature vector (N, trunk.n_features). `trunk.last_conv` is its last
   convolution and `trunk.feature_map(x)` its last activation map (for Grad-CAM).
 - `BandClassifier` (stage 1): trunk + linear layer -> 5 band logits (u, g, r, i, z).
-- `MassHead` (stage 2): regression head on the concatenated features of the 5 bands; the
+- `MassHead` (stage 2): regression head on the concatenated features of the 5 bands (and the
+  cross-band features of `band_features`, where the pooling asks for them); the
   hybrid variant also takes the standardised catalogue inputs (log10 lambda, z) and has a
   linear term in them, so it starts from a richness-like relation and learns corrections.
 - `MassRegressor`: the stage-2 forward from the five band images, trunk + head, used for
@@ -41,12 +42,37 @@ class ResBlock(nn.Module):
         return torch.relu(out + self.short(x))
 
 
-#: Poolings of the last activation map into features: global mean, global max, and the mean
-#: over the central half of the map (the cluster core, where the member galaxies concentrate).
-POOLINGS = ("mean", "max", "centre")
+#: Poolings of each band's last activation map into that band's features: global mean, global
+#: max, the mean over the central half of the map (the cluster core, where the member galaxies
+#: concentrate), and "rings", the means in N_RINGS annuli about the cutout centre (radial structure
+#: that a global pooling averages away).
+BAND_POOLINGS = ("mean", "max", "centre", "rings")
+#: Cross-band poolings: at each position of the last map, the difference of adjacent bands' channel
+#: vectors (u-g, g-r, r-i, i-z; the map analogue of a galaxy's colours, which the per-band poolings
+#: never compare) rectified into both signs, ReLU(d) and ReLU(-d), then pooled as named here
+#: ("colour": global mean; "colour_rings": the ring means). No weights: stage 2 may add them to a
+#: frozen stage-1 trunk.
+COLOUR_POOLINGS = {"colour": "mean", "colour_rings": "rings"}
+POOLINGS = BAND_POOLINGS + tuple(COLOUR_POOLINGS)
+#: Annuli of "rings": edges at 1/3 and 2/3 of the map's half-side, radii measured at position
+#: centres (on 1.5 Mpc cutouts: < 0.25, 0.25-0.5 and > 0.5 Mpc, the last reaching the corners).
+N_RINGS = 3
+
+
+def _ring_weights(h: int, w: int) -> torch.Tensor:
+    """(N_RINGS, h, w) weights whose sum over a map is that annulus' mean; ValueError if one is empty."""
+    yy, xx = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
+    r = torch.sqrt(yy**2 + xx**2) / (min(h, w) / 2)
+    ring = torch.clamp((r * N_RINGS).long(), max=N_RINGS - 1)
+    masks = torch.stack([(ring == k).float() for k in range(N_RINGS)])
+    counts = masks.sum(dim=(1, 2), keepdim=True)
+    if (counts == 0).any():
+        raise ValueError(f"a {h}x{w} feature map is too small for {N_RINGS} rings: use a larger grid.size")
+    return masks / counts
 
 
 def _pool(fmap: torch.Tensor, how: str) -> torch.Tensor:
+    """(N, C, h, w) map -> (N, F) features of one per-band pooling (F = C, or N_RINGS * C ring-major)."""
     if how == "mean":
         return fmap.mean(dim=(2, 3))
     if how == "max":
@@ -54,14 +80,24 @@ def _pool(fmap: torch.Tensor, how: str) -> torch.Tensor:
     if how == "centre":
         h, w = fmap.shape[-2:]
         return fmap[..., h // 4: h - h // 4, w // 4: w - w // 4].mean(dim=(2, 3))
+    if how == "rings":
+        weights = _ring_weights(*fmap.shape[-2:]).to(fmap)
+        return torch.einsum("nchw,khw->nkc", fmap, weights).flatten(1)
     raise ValueError(f"unknown pooling {how!r}; expected one of {', '.join(POOLINGS)}")
+
+
+def _width(how: str, channels: int) -> int:
+    """Features of the per-band pooling `how` on a map of `channels` channels."""
+    return N_RINGS * channels if how == "rings" else channels
 
 
 class Trunk(nn.Module):
     """Stem (5x5, stride 2) + stages of ResBlocks (width w, 2w, 4w...; stride 2 between stages).
 
-    Features: the `pooling` statistics (see POOLINGS) of the last activation map, concatenated
-    (n_features = len(pooling) x channels). A 64x64 input gives an 8x8 last map with 3 stages.
+    Features of one image: the per-band `pooling` statistics (BAND_POOLINGS) of the last activation
+    map, concatenated (n_features of them). The cross-band poolings (COLOUR_POOLINGS) in `pooling`
+    need all five bands and are added by `band_features` (n_colour_features); `n_cluster_features`
+    is what `band_features` returns per cluster. A 64x64 input gives an 8x8 last map with 3 stages.
     Pooling has no weights, so stage 2 may pool the stage-1 trunk differently.
     """
 
@@ -83,7 +119,10 @@ class Trunk(nn.Module):
                 c_in = c_out
         self.stages = nn.Sequential(*layers)
         self.n_channels = c_in
-        self.n_features = len(self.pooling) * c_in
+        self.n_features = sum(_width(how, c_in) for how in self.pooling if how in BAND_POOLINGS)
+        self.n_colour_features = sum((N_BANDS - 1) * _width(COLOUR_POOLINGS[how], 2 * c_in)
+                                     for how in self.pooling if how in COLOUR_POOLINGS)
+        self.n_cluster_features = N_BANDS * self.n_features + self.n_colour_features
 
     @property
     def last_conv(self) -> nn.Conv2d:
@@ -94,9 +133,13 @@ class Trunk(nn.Module):
         """(N, 1, H, W) normalised images -> (N, C, H/8, W/8) last activation map."""
         return self.stages(self.stem(x))
 
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) last maps of single images -> (N, n_features) per-band features."""
+        return torch.cat([_pool(fmap, how) for how in self.pooling if how in BAND_POOLINGS]
+                         or [fmap.new_zeros(len(fmap), 0)], dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fmap = self.feature_map(x)
-        return torch.cat([_pool(fmap, how) for how in self.pooling], dim=1)
+        return self.pool(self.feature_map(x))
 
 
 class BandClassifier(nn.Module):
@@ -165,9 +208,19 @@ class MassHead(nn.Module):
 
 
 def band_features(trunk: Trunk, images: torch.Tensor) -> torch.Tensor:
-    """(N, 5, H, W) normalised ugriz images -> (N, 5 * F) features, bands concatenated in order."""
+    """(N, 5, H, W) normalised ugriz images -> (N, trunk.n_cluster_features) features: the 5 bands'
+    per-band features concatenated in band order, then the cross-band ones (pooling order, then
+    the pairs u-g, g-r, r-i, i-z, then ReLU(d) before ReLU(-d))."""
     n, b, h, w = images.shape
-    return trunk(images.reshape(n * b, 1, h, w)).reshape(n, b * trunk.n_features)
+    fmap = trunk.feature_map(images.reshape(n * b, 1, h, w))
+    feats = [trunk.pool(fmap).reshape(n, b * trunk.n_features)]
+    colours = [how for how in trunk.pooling if how in COLOUR_POOLINGS]
+    if colours:
+        maps = fmap.reshape(n, b, *fmap.shape[1:])
+        d = maps[:, :-1] - maps[:, 1:]  # (N, 4, C, h, w): adjacent bands at each position
+        rect = torch.cat([torch.relu(d), torch.relu(-d)], dim=2).flatten(0, 1)
+        feats += [_pool(rect, COLOUR_POOLINGS[how]).reshape(n, -1) for how in colours]
+    return torch.cat(feats, dim=1)
 
 
 class MassRegressor(nn.Module):
