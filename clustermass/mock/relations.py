@@ -69,7 +69,7 @@ MISCENTRING_TAU = 0.18
 C500_MEDIAN, C500_LN_SCATTER = 3.0, 0.3
 ASSEMBLY_LAMBDA_CORR = -0.95
 BCG_ASSEMBLY_MAG = 0.15
-GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.83
+GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.78
 
 # Hydrostatic mass bias (1 - b): the X-ray and SZ scaling relations below, and so the MCXC and PSZ2 masses, are
 # calibrated on hydrostatic X-ray masses, which lie below lensing (true) masses: 1 - b = 0.8 (Planck 2015 XXIV's
