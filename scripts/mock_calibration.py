@@ -41,6 +41,7 @@ def universe_figures(n: int, seed: int, real: Path) -> dict:
             "baseline": {"mae": s["mae"], "intercept": s["coef"][0], "slope": s["coef"][1],
                          "label_scatter_vs_truth": s["label_scatter_vs_truth"],
                          **calibrate.baseline_sampling_error(Path(tmp))},
+            "abundance": calibrate.abundance(Path(tmp), real),
             "projection": calibrate.projection_shares(Path(tmp)),
             "assembly": calibrate.assembly_effects(Path(tmp)),
             "bcg_max_offset": {c: float(np.abs(bcg[c]).max()) for c in ("d_gr", "d_ri", "d_r")},
@@ -68,7 +69,11 @@ def main() -> None:
     for u in out["universes"]:
         b, lab, p, a = u["baseline"], u["labels"], u["projection"], u["assembly"]
         print(f"seed {u['seed']} (build {u['build_cpu_s']} CPU s)")
-        print(f"  KS lambda {u['ks']['lambda']:.3f}, z {u['ks']['z']:.3f}")
+        ab = u["abundance"]
+        print(f"  KS lambda {u['ks']['lambda']:.3f}, z {u['ks']['z']:.3f}; {ab['mock_per_deg2']:.3f} clusters per deg^2 "
+              f"(real {ab['real_per_deg2']:.3f}, ratio {ab['ratio']:.2f})")
+        print(f"  mean true M500 at lambda 35-45, z 0.10-0.33: log10 {ab['log10_mean_m500_lambda40']:.3f} "
+              f"(weak lensing, Simet+2017 as M500c: {ab['lensing_log10_m500_lambda40']:.3f}; {ab['lensing_bin_clusters']} clusters)")
         print(f"  labelled {lab['labelled']} = {100 * lab['fraction']:.2f}% ({lab['xray']} X-ray, {lab['sz']} SZ)")
         print(f"  baseline MAE {b['mae']:.3f} +- {b['mae_sd']:.3f} dex, slope {b['slope']:.3f} +- {b['slope_sd']:.3f} "
               f"(bootstrap over the labels), intercept {b['intercept']:.3f}; "

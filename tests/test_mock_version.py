@@ -97,4 +97,5 @@ def test_models_trained_on_mock_cutouts_record_the_version(cli, db, tmp_path, un
     cli("train", "--stage", "1", "--config", str(tiny_config(tmp_path)), "--universe", str(new), "--json")
     rec = registry.get_model(db, "band-classifier")
     assert rec.training["mock"]["mock_version"] == MOCK_VERSION
-    assert rec.training["mock"]["universe"] == {"n": 30, "seed": 3, "area_deg2": 5.0, "mock_version": MOCK_VERSION}
+    assert rec.training["mock"]["universe"] == {"n": 30, "seed": 3, "area_deg2": 5.0, "mock_version": MOCK_VERSION,
+                                                  "sky_area_deg2": 5.0}

@@ -19,7 +19,8 @@ from scipy.stats import ks_2samp
 from clustermass.cosmology import COSMO
 from clustermass.mock.galaxies import Sources, field_sources
 from clustermass.mock.groups import group_sources
-from clustermass.mock.relations import Z_MAX, Z_MIN
+from clustermass.mock.relations import Z_MAX, Z_MIN, m500_of_lambda
+from clustermass.mock.version import universe_params
 from clustermass.mock.instrument import PSF_FWHM, field_conditions
 from clustermass.mock.sed import kcorr
 from clustermass.mock.writers import FILES, read_truth
@@ -44,6 +45,28 @@ def ks_statistics(universe_dir: Path, real_dir: Path) -> dict[str, float]:
     mock, real = redmapper_pair(universe_dir, real_dir)
     return {"lambda": float(ks_2samp(mock["lambda"], real["lambda"]).statistic),
             "z": float(ks_2samp(mock.redshift, real.redshift).statistic)}
+
+
+#: Sky area of the real redMaPPer v5.10 catalogue (deg^2; Rykoff et al. 2014).
+REAL_AREA_DEG2 = 10400.0
+#: Weak-lensing check: clusters of 35 <= lambda < 45 at 0.10 <= z < 0.33 (the sample of Simet+2017 and Murata+2018).
+LENSING_BIN = (35.0, 45.0, 0.10, 0.33)
+
+
+def abundance(universe_dir: Path, real_dir: Path) -> dict[str, float]:
+    """Clusters per deg^2 (lambda >= 20, the catalogue's z range) of the mock, whose area is what its drawn haloes
+    fill at the mass function's density (universe.json's sky_area_deg2), and of the real catalogue; and the mock's
+    mean true mass at lambda ~ 40 (log10 of the mean M500c in LENSING_BIN) next to the weak-lensing one the
+    relations quote (relations.m500_of_lambda(40): Simet+2017)."""
+    mock, real = redmapper_pair(universe_dir, real_dir)
+    area = float(universe_params(universe_dir)["sky_area_deg2"])
+    t = read_truth(universe_dir)
+    lo, hi, zlo, zhi = LENSING_BIN
+    rm = t[(t.rm_id > 0) & (t.lambda_obs >= lo) & (t.lambda_obs < hi) & (t.z_phot >= zlo) & (t.z_phot < zhi)]
+    return {"mock_per_deg2": len(mock) / area, "real_per_deg2": len(real) / REAL_AREA_DEG2,
+            "ratio": len(mock) / area / (len(real) / REAL_AREA_DEG2),
+            "log10_mean_m500_lambda40": float(np.log10(np.mean(10.0 ** rm.log10_m500.to_numpy()))),
+            "lensing_log10_m500_lambda40": float(np.log10(m500_of_lambda(40.0))), "lensing_bin_clusters": len(rm)}
 
 
 def measurements(universe_dir: Path) -> pd.DataFrame:
@@ -207,8 +230,9 @@ def assembly_effects(universe_dir: Path) -> dict:
     y, z, gap = rm.log10_m500.to_numpy(), np.log10(1 + rm.z_phot.to_numpy()), rm.gap12.to_numpy()
     gap_effect = {}
     for suffix, richness in (("", rm.lambda_members), ("_obs", rm.lambda_obs)):
-        lam = np.log10(richness.to_numpy())
-        without, with_gap = _rms_of_fit(y, lam, z), _rms_of_fit(y, lam, z, gap)
+        own = richness.to_numpy() >= 1  # a few poor haloes count no member of their own: all their lambda projects
+        lam = np.log10(richness.to_numpy()[own])
+        without, with_gap = _rms_of_fit(y[own], lam, z[own]), _rms_of_fit(y[own], lam, z[own], gap[own])
         gap_effect |= {f"sigma_logm_lambda{suffix}": without, f"sigma_logm_lambda_gap{suffix}": with_gap,
                        f"gap_scatter_reduction{suffix}": 1 - with_gap / without}
     return {

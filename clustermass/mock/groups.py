@@ -59,7 +59,7 @@ def group_properties(cat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """cat (rows of group_cell) with each group's richness, BCG, c500, member counts and reach."""
     u = _uniforms(cat["key"] ^ np.uint64(0xA5A5A5A5A5A5A5A5), 8)
     z, m500 = cat["z"], 10 ** cat["log10_m500"]
-    lam = rel.lambda_mean(m500) * np.exp(rel.LAMBDA_LN_SCATTER * np.clip(ndtri(u[:, 0]), -_MAX_SIGMA, _MAX_SIGMA))
+    lam = rel.lambda_mean(m500) * np.exp(rel.lambda_ln_scatter(m500) * np.clip(ndtri(u[:, 0]), -_MAX_SIGMA, _MAX_SIGMA))
     bcg, _, c500 = rel.assembly_observables(ndtri(u[:, 1]), ndtri(u[:, 2]), np.zeros(z.size), m500, z)
     f = blue_fraction(z, lam)
     mean = np.stack([np.ones(z.size), lam, lam * rel.faint_member_ratio(), np.zeros(z.size), np.zeros(z.size)], axis=1)
@@ -92,7 +92,8 @@ def group_catalogue(seed: int, ra: float, dec: float, radius_deg: float) -> dict
     cat = {k: v[near] for k, v in cat.items()}
     a, d, a0, d0 = (np.radians(v) for v in (cat["ra"], cat["dec"], ra, dec))
     sep = np.degrees(np.arccos(np.clip(np.sin(d) * np.sin(d0) + np.cos(d) * np.cos(d0) * np.cos(a - a0), -1.0, 1.0)))
-    lam_hi = rel.lambda_mean(10 ** cat["log10_m500"]) * np.exp(rel.LAMBDA_LN_SCATTER * _MAX_SIGMA)
+    m500 = 10 ** cat["log10_m500"]
+    lam_hi = rel.lambda_mean(m500) * np.exp(rel.lambda_ln_scatter(m500) * _MAX_SIGMA)
     may = sep <= radius_deg + _r_max_mpc(cat["z"], lam_hi) * rel.deg_per_mpc(cat["z"])  # the largest reach
     cat = group_properties({k: v[may] for k, v in cat.items()})
     near = sep[may] <= radius_deg + cat["r_max_mpc"] * cat["deg_per_mpc"]

@@ -21,24 +21,19 @@ from scipy.special import erf
 from clustermass.cosmology import COSMO
 from clustermass.mock import relations as rel
 from clustermass.mock.galaxies import deproject
-from clustermass.mock.massfunction import sample_grid
+from clustermass.mock.massfunction import density_grid, sample_grid
 from clustermass.mock.projection import KEY_HALO, draw_interlopers, group_background, measure_lambda
 
-#: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8.
+#: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8 (docs/mock.md compares the mock's).
 REAL_DENSITY_DEG2 = 26350 / 10400.0
 #: SDSS DR8 imaging footprint as RA/Dec boxes (deg): the northern cap and the southern stripes.
 FOOTPRINT = ((110.0, 265.0, -4.0, 69.0), (315.0, 405.0, -11.0, 16.0))
 #: Centre of the patch used when an area is given.
 PATCH_CENTRE = (180.0, 25.0)
-_LOGM_MIN, _LOGM_MAX = 13.4, 15.8
-
-#: redMaPPer completeness in z_lambda bins of 0.025 from 0.075: the ratio of the real v5.10 n(z)
-#: to this model's n(z) before the cut, normalised to its maximum (derived once, see docs/mock.md).
-COMPLETENESS_Z0, COMPLETENESS_DZ = 0.075, 0.025
-COMPLETENESS = np.array([0.323, 0.267, 0.221, 0.25, 0.258, 0.232, 0.277, 0.25, 0.203, 0.225, 0.333, 0.409, 0.394, 0.486, 0.574, 0.586, 0.658, 0.763, 1.0])
+_LOGM_MIN, _LOGM_MAX, _LOGM_BINS = 13.4, 15.8, 96
 
 # X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
-XRAY_FLUX_LIMIT = 3.5e-12  # tuned with the richness relation so ~1.8% of the catalogue is labelled (real: 1.75%; 3.2e-12 before mock v3)
+XRAY_FLUX_LIMIT = 4.4e-12  # BCS's limit (REFLEX: 3e-12); with it ~2.0% of the catalogue is labelled (real: 1.75%; 3.5e-12 in mock v3)
 XRAY_SOFTNESS = 0.3
 #: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper.
 XRAY_DEEP_FRACTION = 0.05
@@ -50,14 +45,12 @@ SZ_SNR_MIN = 4.5
 
 def sample_haloes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n haloes (z, log10 M500c/Msun) distributed as the mass function times the volume."""
-    return sample_grid(rng, n, _LOGM_MIN, _LOGM_MAX, 96)
+    return sample_grid(rng, n, _LOGM_MIN, _LOGM_MAX, _LOGM_BINS)
 
 
-def completeness(z_phot: np.ndarray) -> np.ndarray:
-    """redMaPPer-like detection probability at photometric redshift z_phot (0 outside the range)."""
-    i = np.floor((np.asarray(z_phot) - COMPLETENESS_Z0) / COMPLETENESS_DZ).astype(int)
-    inside = (z_phot >= rel.Z_MIN) & (z_phot <= rel.Z_MAX) & (i >= 0) & (i < COMPLETENESS.size)
-    return np.where(inside, COMPLETENESS[np.clip(i, 0, COMPLETENESS.size - 1)], 0.0)
+def halo_density_deg2() -> float:
+    """Haloes per deg^2 that sample_haloes draws from: the sky area a universe's drawn haloes fill."""
+    return float(density_grid(_LOGM_MIN, _LOGM_MAX, _LOGM_BINS)[2].sum()) * (np.pi / 180.0) ** 2
 
 
 #: redMaPPer's depth correction: beyond z ~ 0.35 the catalogue keeps lambda >= 20 * scaleval(z)
@@ -69,6 +62,19 @@ SCALEVAL = np.array([1.0, 1.0, 1.09, 1.24, 1.39, 1.58, 1.84, 2.14, 2.5, 2.9, 5.0
 def lambda_min(z_phot: np.ndarray) -> np.ndarray:
     """Richness threshold of the catalogue at photometric redshift z_phot."""
     return rel.LAMBDA_MIN * np.interp(z_phot, SCALEVAL_Z, SCALEVAL)
+
+
+#: Beyond SDSS's volume limit (z ~ 0.3; Rykoff et al. 2014) redMaPPer extrapolates the members below the i-band
+#: limit, and the real catalogue holds 1.5-10 times more clusters above a given lambda at z 0.35-0.55 than at z < 0.3
+#: relative to a mass function (docs/mock.md): the catalogue's lambda is inflated there. The mock multiplies the
+#: measured richness by exp(DEPTH_BOOST (z_lambda - Z_VOLUME_LIMIT)) beyond it; DEPTH_BOOST is tuned to the real n(z).
+Z_VOLUME_LIMIT = 0.3
+DEPTH_BOOST = 3.0
+
+
+def depth_boost(z_phot: np.ndarray) -> np.ndarray:
+    """Factor by which redMaPPer-like richness is inflated beyond the volume limit (1 below it)."""
+    return np.exp(DEPTH_BOOST * np.maximum(np.asarray(z_phot) - Z_VOLUME_LIMIT, 0.0))
 
 
 def z_lambda_err(z: np.ndarray) -> np.ndarray:
@@ -83,7 +89,8 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
     m500 = 10**logm
     a = rng.standard_normal(n)  # assembly history (formation time), see relations.py
     rho = physics.lambda_assembly_corr
-    lam_true = rel.lambda_mean(m500) * np.exp(physics.lambda_ln_scatter * (rho * a + np.sqrt(1 - rho**2) * rng.standard_normal(n)))
+    sigma = rel.lambda_ln_scatter(m500) if physics.lambda_ln_scatter is None else physics.lambda_ln_scatter
+    lam_true = rel.lambda_mean(m500) * np.exp(sigma * (rho * a + np.sqrt(1 - rho**2) * rng.standard_normal(n)))
     n_red = rng.poisson(lam_true)
     faint_ratio = rel.faint_member_ratio()
     n_faint = rng.poisson(lam_true * faint_ratio)
@@ -97,8 +104,9 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
     z_phot = z + rng.normal(0.0, 1.0, n) * zerr
     bcg_mr, gap12, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, z,
                                                    physics.gap_assembly_corr, physics.bcg_assembly_mag)
-    lx = rel.lx500(m500, z) * np.exp(rng.normal(0.0, rel.LX_LN_SCATTER, n))
-    ysz = rel.ysz500(m500, z) * np.exp(rng.normal(0.0, rel.YSZ_LN_SCATTER, n))
+    m_hse = rel.HSE_MASS_BIAS * m500  # the X-ray and SZ relations are calibrated on hydrostatic masses
+    lx = rel.lx500(m_hse, z) * np.exp(rng.normal(0.0, rel.LX_LN_SCATTER, n))
+    ysz = rel.ysz500(m_hse, z) * np.exp(rng.normal(0.0, rel.YSZ_LN_SCATTER, n))
     return pd.DataFrame(
         {
             "z": z,
@@ -121,7 +129,6 @@ def observe_haloes(rng: np.random.Generator, z: np.ndarray, logm: np.ndarray,
             "gap12": gap12,
             "lx500": lx,
             "y500": ysz,
-            "u_complete": rng.random(n),
         }
     )
 
@@ -134,15 +141,16 @@ def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.D
     the threshold, or the completeness draw rejects them)."""
     z_phot = obs.z_phot.to_numpy()
     reach = obs.n_red.to_numpy() + np.bincount(inter.host, weights=inter.n_red, minlength=len(obs))
-    candidate = ((reach + obs.background_noise.to_numpy() >= lambda_min(z_phot))
-                 & (obs.u_complete.to_numpy() < completeness(z_phot)))
+    boost = depth_boost(z_phot)
+    candidate = (((reach + obs.background_noise.to_numpy()) * boost >= lambda_min(z_phot))
+                 & (z_phot >= rel.Z_MIN) & (z_phot <= rel.Z_MAX))
     own, proj, radius = (np.full(len(obs), np.nan) for _ in range(3))
     rows = obs.to_dict("records")
     by_host = {h: g.to_dict("records") for h, g in inter[np.isin(inter.host, np.flatnonzero(candidate))].groupby("host")}
     for i in np.flatnonzero(candidate):
         own[i], proj[i], radius[i] = measure_lambda(seed, rows[i], by_host.get(i, []))
     group_bg = group_background(obs.z.to_numpy()) * np.pi * radius**2  # subtracted like the smooth field
-    lam_obs = own + proj - group_bg + obs.background_noise.to_numpy()
+    lam_obs = (own + proj - group_bg + obs.background_noise.to_numpy()) * boost
     return obs.assign(lambda_members=own, lambda_proj=proj - group_bg, group_background=group_bg, lambda_obs=lam_obs,
                       lambda_err=np.sqrt(np.maximum(lam_obs, 1.0) + obs.background.to_numpy()))
 
@@ -240,8 +248,8 @@ def build_universe(n: int, seed: int, area_deg2: float | None = None, variant: s
     haloes["halo_id"] = np.arange(1, len(haloes) + 1)
     haloes = pd.concat([haloes, _neighbour_rows(inter, haloes, np.flatnonzero(keep))], ignore_index=True)
     haloes["halo_id"] = np.arange(1, len(haloes) + 1)
-    haloes = haloes.drop(columns=["rm", "u_complete", "background_noise"])
-    area = float(area_deg2) if area_deg2 is not None else n / REAL_DENSITY_DEG2
+    haloes = haloes.drop(columns=["rm", "background_noise"])
+    area = float(area_deg2) if area_deg2 is not None else done / halo_density_deg2()
     return Universe(haloes=haloes, seed=seed, area_deg2=area)
 
 

@@ -30,7 +30,7 @@ from clustermass.mock.groups import group_catalogue, group_members, group_source
 from clustermass.mock.render import gnomonic
 from clustermass.mock.sed import kcorr
 
-PROJ_RATE = 0.65
+PROJ_RATE = 0.9
 PROJ_AREA_SLOPE = 0.0
 PROJ_DZ = 0.03
 PROJ_LOGM = (13.0, 13.7)  # up to 5e13 Msun: richer neighbours are clusters of their own (percolation)
@@ -61,7 +61,7 @@ def draw_interlopers(rng: np.random.Generator, z: np.ndarray, lam_true: np.ndarr
     r_p = PROJ_REACH * r_lam[host] * rng.random(n)
     phi = rng.uniform(0.0, 2 * np.pi, n)
     a = rng.standard_normal(n)
-    lam = rel.lambda_mean(m500) * np.exp(rel.LAMBDA_LN_SCATTER * rng.standard_normal(n))
+    lam = rel.lambda_mean(m500) * np.exp(rel.lambda_ln_scatter(m500) * rng.standard_normal(n))
     bcg, gap, c500 = rel.assembly_observables(a, rng.standard_normal(n), rng.standard_normal(n), m500, zi)
 
     return pd.DataFrame({

@@ -12,11 +12,24 @@ import numpy as np
 
 from clustermass.cosmology import COSMO
 
-# Richness: mean number of red members brighter than 0.2 L* inside R_lambda.
-LAMBDA_PIVOT_M = 1.75e14  # Msun (M500c); tuned so the lambda distribution matches redMaPPer (1.6e14 before the line-of-sight groups of mock v3)
+# Richness: red members brighter than 0.2 L* inside R_lambda. P(ln lambda | M) of Murata et al. (2018, ApJ 854,
+# 120), fitted to the abundance and the stacked weak lensing of SDSS redMaPPer clusters (Planck cosmology):
+# <ln lambda> = 3.207 + 0.993 ln(M200m / 3e14 h^-1 Msun), sigma(ln lambda) = 0.456 - 0.169 ln(M200m / 3e14 h^-1 Msun),
+# converted to M500c (Msun, h = 0.7) at z = 0.25, the middle of their 0.10-0.33 sample, with Diemer & Joyce (2019)
+# concentrations (colossus; within 0.03 in ln M over 3e13-2e15 Msun, tests/test_mock_relations.py re-derives it).
+LAMBDA_PIVOT_M = 2e14  # Msun (M500c)
+LAMBDA_LN_MEAN, LAMBDA_SLOPE = 3.0375, 1.0041  # <ln lambda> = LAMBDA_LN_MEAN + LAMBDA_SLOPE ln(M500c / LAMBDA_PIVOT_M)
+LAMBDA_SIGMA0, LAMBDA_SIGMA_SLOPE = 0.4849, -0.1709  # Murata's total scatter of the observed lambda, the same pivot
+# Murata's scatter is that of the observed richness; the mock draws the intrinsic part and measures the rest on the
+# rendered members (Poisson, projection, background, miscentring: LAMBDA_MEASUREMENT_SCATTER in ln, measured on the
+# mock at 1e14-8e14 Msun), keeping at least LAMBDA_MIN_INTRINSIC.
+LAMBDA_MEASUREMENT_SCATTER = 0.3
+LAMBDA_MIN_INTRINSIC = 0.15
+# Mean M500c at fixed observed richness (Simet et al. 2017, MNRAS 466, 3103: weak lensing of SDSS redMaPPer,
+# log10 M200m = 14.344 h^-1 Msun at lambda = 40, slope 1.33; converted to M500c at z = 0.25, h = 0.68 as above):
+# what the catalogue-driven renderer gives a cluster of a given richness. The universes reproduce it (docs/mock.md).
+MASS_AT_LAMBDA40, MASS_LAMBDA_SLOPE = 10**14.24, 1.30
 LAMBDA_PIVOT = 40.0
-LAMBDA_SLOPE = 0.82  # <lambda|M> ~ M^0.82 (Saro+2015: 0.8-0.9; tuned to the real lambda distribution and baseline slope)
-LAMBDA_LN_SCATTER = 0.3  # intrinsic ln-scatter of the member count at fixed mass (Rozo & Rykoff 2014; Saro+2015)
 LAMBDA_MIN = 20.0
 Z_MIN, Z_MAX = 0.08, 0.55  # the redMaPPer v5.10 catalogue's z_lambda range
 
@@ -56,7 +69,13 @@ MISCENTRING_TAU = 0.18
 C500_MEDIAN, C500_LN_SCATTER = 3.0, 0.3
 ASSEMBLY_LAMBDA_CORR = -0.95
 BCG_ASSEMBLY_MAG = 0.15
-GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.83
+GAP_MEDIAN, GAP_LN_SCATTER, GAP_ASSEMBLY_CORR = 0.8, 0.5, 0.78
+
+# Hydrostatic mass bias (1 - b): the X-ray and SZ scaling relations below, and so the MCXC and PSZ2 masses, are
+# calibrated on hydrostatic X-ray masses, which lie below lensing (true) masses: 1 - b = 0.8 (Planck 2015 XXIV's
+# baseline; weak lensing of the same clusters: 0.69-0.78, von der Linden+2014, Hoekstra+2015). The observables are
+# drawn from the relations at HSE_MASS_BIAS x M500 (true), so the catalogues' masses are ~0.1 dex below the truth.
+HSE_MASS_BIAS = 0.8
 
 # X-ray: L500 (0.1-2.4 keV) - M500 (Pratt+2009 / Arnaud+2010 form); ln-scatter 0.6 (Pratt+2009, total L).
 LX_NORM = 0.8e44  # erg/s at M500 = 2e14 Msun, z = 0
@@ -103,13 +122,19 @@ def r500_mpc(m500: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def lambda_mean(m500: np.ndarray) -> np.ndarray:
-    """Mean red-member count above 0.2 L* of a halo of M500c (Msun)."""
-    return LAMBDA_PIVOT * (np.asarray(m500) / LAMBDA_PIVOT_M) ** LAMBDA_SLOPE
+    """Median (exp of the mean ln) intrinsic red-member count above 0.2 L* of a halo of M500c (Msun)."""
+    return np.exp(LAMBDA_LN_MEAN + LAMBDA_SLOPE * np.log(np.asarray(m500) / LAMBDA_PIVOT_M))
+
+
+def lambda_ln_scatter(m500: np.ndarray) -> np.ndarray:
+    """Intrinsic ln-scatter of the member count at fixed M500c (Msun): Murata's total less the measured part."""
+    total = LAMBDA_SIGMA0 + LAMBDA_SIGMA_SLOPE * np.log(np.asarray(m500) / LAMBDA_PIVOT_M)
+    return np.sqrt(np.maximum(total**2 - LAMBDA_MEASUREMENT_SCATTER**2, LAMBDA_MIN_INTRINSIC**2))
 
 
 def m500_of_lambda(lam: np.ndarray) -> np.ndarray:
-    """Inverse of lambda_mean (Msun)."""
-    return LAMBDA_PIVOT_M * (np.asarray(lam) / LAMBDA_PIVOT) ** (1.0 / LAMBDA_SLOPE)
+    """Mean M500c (Msun) of clusters of observed richness lambda (Simet+2017, see MASS_AT_LAMBDA40)."""
+    return MASS_AT_LAMBDA40 * (np.asarray(lam) / LAMBDA_PIVOT) ** MASS_LAMBDA_SLOPE
 
 
 def r_lambda_mpc(lam: np.ndarray) -> np.ndarray:
@@ -132,7 +157,7 @@ class Physics:
     """The knobs a universe variant sets: richness scatter at fixed mass, the assembly latent's share of
     it and how tightly the magnitude gap follows the latent."""
 
-    lambda_ln_scatter: float = LAMBDA_LN_SCATTER
+    lambda_ln_scatter: float | None = None  # None: lambda_ln_scatter(M); a number: that, at every mass
     lambda_assembly_corr: float = ASSEMBLY_LAMBDA_CORR
     gap_assembly_corr: float = GAP_ASSEMBLY_CORR
     bcg_assembly_mag: float = BCG_ASSEMBLY_MAG

@@ -7,7 +7,8 @@ Files in the universe folder:
 - `psz2.fits`: HDU PSZ2_UNION with the real PSZ2 union columns (REDSHIFT=-1, MSZ=0 when unknown);
 - `truth.parquet`: one row per halo (true mass, members, catalogue memberships); evaluation only;
   its Parquet metadata holds the mock version (`cmcat_mock_version`);
-- `universe.json`: the parameters (n, seed, area, variant) that made it and `mock_version`.
+- `universe.json`: the parameters (n, seed, area, variant) that made it, `mock_version` and `sky_area_deg2` (the
+  area the drawn haloes fill at the mass function's density; the given area for a patch).
 The same universe gives byte-identical files (gzip mtime 0, no dates in FITS headers).
 """
 
@@ -214,7 +215,7 @@ def write_universe(u: Universe, out: Path, params: dict) -> dict[str, Path]:
         hdu.header[f"TUNIT{i}"] = units.get(name, "None")
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(paths["psz2"], overwrite=True)
     _write_truth(truth_table(u), paths["truth"])
-    params = {**params, "mock_version": MOCK_VERSION}
+    params = {**params, "mock_version": MOCK_VERSION, "sky_area_deg2": round(u.area_deg2, 3)}
     paths["params"].write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return paths
 
