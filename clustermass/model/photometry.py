@@ -9,9 +9,13 @@ no labels, so a ridge head on a few hundred labels can use them (`stage2.photome
 
 Feature sets (`PHOTOMETRY`), each per band in ugriz order, as SDSS asinh magnitudes (Lupton,
 Gunn & Szalay 1999; defined for zero and negative fluxes too):
-- `bcg`: the brightest source within BCG_RADIUS_MPC of the cutout centre and the brightest other
-  source within SECOND_RADIUS_MPC (its gap), each the flux in a box of side ~2 SOURCE_HALF_MPC
-  about its peak on the detection image (r + i); 10 features, the first source's 5 first.
+- `bcg`: the central galaxy, the flux within BCG_RADIUS_MPC of the cutout centre (the catalogue's
+  centre, which redMaPPer puts on its central galaxy; at least the central pixels), and the brightest
+  other source between BCG_RADIUS_MPC and SECOND_RADIUS_MPC (the magnitude gap), the flux in a box of
+  side ~2 SOURCE_HALF_MPC about its peak on the detection image (r + i); 10 features, the central
+  galaxy's 5 first. On development seed 0 (mock v4) the central aperture's r magnitude follows the true
+  BCG's with an NMAD of 0.27 mag, the brightest 3x3-pixel box within 0.25 Mpc (the first definition)
+  with 0.55: neighbours outshine the BCG's core.
 - `apertures`: the total flux within APERTURES_MPC of the centre; 15 features, aperture-major.
 Distances in pixels follow from the grid's fixed physical side (`grid.aperture_mpc / grid.size`).
 """
@@ -28,9 +32,10 @@ PHOTOMETRY = ("bcg", "apertures")
 #: SDSS asinh-magnitude softening b per band (ugriz; fluxes in units of 3631 Jy = 1e9 nanomaggies).
 ASINH_B = np.array([1.4e-10, 0.9e-10, 1.2e-10, 1.8e-10, 7.4e-10])
 NANOMAGGIES_PER_F0 = 1e9
-#: Search radius of the brightest source (the BCG) about the cutout centre, Mpc.
-BCG_RADIUS_MPC = 0.25
-#: Search radius of the second brightest source, Mpc.
+#: Radius of the central galaxy's aperture about the cutout centre, Mpc (at least 1 pixel).
+BCG_RADIUS_MPC = 0.03
+#: Outer radius of the second brightest source's search (the mock's magnitude gap is measured within
+#: 0.5 Mpc), Mpc.
 SECOND_RADIUS_MPC = 0.5
 #: Half side of the box whose flux is a source's flux, Mpc (at least 1 pixel: a 3x3 box).
 SOURCE_HALF_MPC = 0.035
@@ -83,27 +88,26 @@ def photometric_features(images: np.ndarray, grid: CutoutGrid, which: tuple[str,
     out = []
     for name in which:
         if name == "bcg":
-            out.append(_sources(x, r, max(1, int(round(SOURCE_HALF_MPC / mpc_per_px)))))
+            central = r < max(BCG_RADIUS_MPC, mpc_per_px)
+            out.append(asinh_magnitude(x[..., central].sum(-1)))
+            out.append(_second(x, r, central, max(1, int(round(SOURCE_HALF_MPC / mpc_per_px)))))
         else:
             out += [asinh_magnitude(x[..., r < rad].sum(-1)) for rad in APERTURES_MPC]
     return np.concatenate(out, axis=1).astype(np.float32)
 
 
-def _sources(x: np.ndarray, r: np.ndarray, half: int) -> np.ndarray:
-    """(N, 10) magnitudes of the brightest central source and the next one (see module doc).
+def _second(x: np.ndarray, r: np.ndarray, central: np.ndarray, half: int) -> np.ndarray:
+    """(N, 5) magnitudes of the brightest source outside the central aperture and within SECOND_RADIUS_MPC.
 
-    x: (N, 5, H, W) background-subtracted fluxes; r: (H, W) radius in Mpc; half: box half side, px.
+    x: (N, 5, H, W) background-subtracted fluxes; r: (H, W) radius in Mpc; central: (H, W) the central
+    aperture; half: a source's box half side, pixels. A source is a local maximum of the detection image's
+    pixels, ranked by its box flux.
     """
     n = len(x)
     side = 2 * half + 1
     box = ndimage.uniform_filter(x, size=(1, 1, side, side), mode="constant") * side**2  # (N, 5, H, W) box fluxes
-    det = box[:, [BANDS.index(c) for c in DETECTION_BANDS]].sum(1)  # (N, H, W)
-    peaks = det == ndimage.maximum_filter(det, size=(1, 3, 3), mode="constant", cval=-np.inf)
-    first = np.where(r < BCG_RADIUS_MPC, det, -np.inf).reshape(n, -1).argmax(1)
-    fy, fx = np.unravel_index(first, r.shape)
-    yy, xx = np.mgrid[:r.shape[0], :r.shape[1]]
-    near = (np.abs(yy - fy[:, None, None]) <= 2 * half) & (np.abs(xx - fx[:, None, None]) <= 2 * half)
-    second = np.where(peaks & ~near & (r < SECOND_RADIUS_MPC), det, -np.inf).reshape(n, -1).argmax(1)
-    flat = box.reshape(n, x.shape[1], -1)
-    rows = np.arange(n)
-    return np.concatenate([asinh_magnitude(flat[rows, :, first]), asinh_magnitude(flat[rows, :, second])], axis=1)
+    bands = [BANDS.index(c) for c in DETECTION_BANDS]
+    det, pixels = box[:, bands].sum(1), x[:, bands].sum(1)  # (N, H, W): box fluxes and pixels of the detection image
+    peaks = pixels == ndimage.maximum_filter(pixels, size=(1, 3, 3), mode="constant", cval=-np.inf)
+    second = np.where(peaks & ~central & (r < SECOND_RADIUS_MPC), det, -np.inf).reshape(n, -1).argmax(1)
+    return asinh_magnitude(box.reshape(n, x.shape[1], -1)[np.arange(n), :, second])
