@@ -155,3 +155,26 @@ def test_train_with_fine_tuning_registers_a_trunk_per_fold(cli, db, settings, tm
     assert len(pred.trunks) == 5 == len(pred.heads)
     m, err = pred.predict(mock_images(clusters.iloc[:3]), clusters.iloc[:3])
     assert np.all(np.isfinite(m)) and np.all(err > 0)
+
+
+def test_photometry_reaches_the_heads_in_training_and_prediction_alike(cli, db, settings, tmp_path):
+    """With stage2.photometry the heads read the trunk's features and the photometric ones, and the
+    registered predictor builds the same features from the cutouts: a trained-on cluster gets its
+    out-of-fold prediction back."""
+    clusters = mock_clusters(30, seed=6)
+    load_into_db(db, clusters)
+    cfg = tiny_config(tmp_path)
+    stage2 = '[stage2]\nkinds = ["cnn", "hybrid"]\nphotometry = ["bcg", "apertures"]\n'
+    cfg.write_text(cfg.read_text().replace("[stage2]\n", stage2))
+    cli("train", "--config", str(cfg), "--json")
+    for kind in ("cnn", "hybrid"):
+        record = registry.get_model(db, kind)
+        arch = record.config["arch"]
+        trunk_features = registry.build_trunk(arch).n_cluster_features
+        assert arch["n_in"] == trunk_features + 25 and arch["photometry"] == ["bcg", "apertures"]
+        pred = registry.load_predictor(db, settings, kind)
+        assert pred.photometry == ("bcg", "apertures")
+        oof = dict(zip(record.training["oof"]["cluster_id"], record.training["oof"]["pred"]))
+        rows = clusters.iloc[:6]
+        m, _ = pred.predict(mock_images(rows), rows)
+        assert np.allclose(m, [oof[c] for c in rows["id"]], atol=1e-4)

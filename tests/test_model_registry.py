@@ -13,16 +13,19 @@ from clustermass.model.calibration import Calibration
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.inference import extract_features, head_predict
 from clustermass.model.networks import MassHead, Trunk
+from clustermass.model.photometry import n_photometric_features
 from clustermass.model.preprocess import normalise
 
 ARCH = {"width": 4, "blocks": [1, 1], "hidden": 8, "dropout": 0.0}
 
 
 def _save_cnn(db, settings, name: str = "cnn-test", kind: str = "cnn", fold_trunks: list[Trunk] | None = None,
-              metrics: dict | None = None, training: dict | None = None):
+              metrics: dict | None = None, training: dict | None = None, photometry: tuple[str, ...] = ()):
     torch.manual_seed(0)
     trunk = Trunk(width=4, blocks=(1, 1))
-    arch = {**ARCH, "n_in": 5 * trunk.n_features}
+    arch = {**ARCH, "n_in": 5 * trunk.n_features + n_photometric_features(photometry)}
+    if photometry:
+        arch["photometry"] = list(photometry)
     heads = [MassHead(arch["n_in"], hidden=8, dropout=0.0, hybrid=kind == "hybrid") for _ in range(3)]
     for i, h in enumerate(heads):
         h.y_mean.fill_(14.0 + 0.01 * i)
@@ -120,3 +123,17 @@ def test_richness_model_predicts_trained_on_clusters_with_the_relation_of_their_
     np.testing.assert_allclose(m, [14.3, 14.5, 14.0], atol=1e-3)
     np.testing.assert_array_equal(pred.folds(clusters["id"].to_numpy()), [-1, 1, 0])
     np.testing.assert_allclose(err, 0.2)
+
+
+def test_photometry_models_predict_from_calibrated_cutouts_and_are_not_explained(db, settings):
+    """A model whose heads read photometry predicts (its features built from the raw cutouts), but
+    `cmcat explain`, whose maps attribute the normalised images only, refuses it."""
+    from clustermass.pipeline.explain import load_explain_model
+
+    rec = _save_cnn(db, settings, name="phot", kind="hybrid", photometry=("bcg",))
+    pred = registry.load_predictor(db, settings, rec.id)
+    assert pred.photometry == ("bcg",)
+    m, _ = pred.predict(np.random.default_rng(1).normal(1.0, 0.1, size=(4, 5, 16, 16)).astype(np.float32), _clusters(4))
+    assert np.all(np.isfinite(m))
+    with pytest.raises(ModelError, match="reads photometric features"):
+        load_explain_model(db, settings, rec.id)

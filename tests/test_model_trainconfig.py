@@ -82,3 +82,36 @@ def test_registered_models_rebuild_their_config():
         ModelRecord(1, "hybrid-x", "hybrid", None, config={"train": older}).train_config
     with pytest.raises(ModelError, match="no stored training config"):
         ModelRecord(1, "x", "richness", None).train_config
+
+
+def test_optional_photometry_round_trips_and_leaves_other_configs_hashing_as_before(tmp_path):
+    """stage2.photometry is optional: quick.toml has no such key, a config without it serialises (and
+    hashes) as before, and a config with it keeps it through the registry's stored dict."""
+    quick = load_train_config("quick")
+    assert quick.stage2.photometry == () and "photometry" not in quick.as_dict()["stage2"]
+    assert json.dumps(quick.as_dict()) == json.dumps(_toml("quick"))
+    user = tmp_path / "phot.toml"
+    user.write_text('[stage2]\nphotometry = ["bcg", "apertures"]\n')
+    cfg = load_train_config(user)
+    assert cfg.stage2.photometry == ("bcg", "apertures")
+    assert cfg.as_dict()["stage2"]["photometry"] == ["bcg", "apertures"]
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.as_dict()))) == cfg
+    record = ModelRecord(1, "hybrid-x", "hybrid", None, config={"train": cfg.as_dict()})
+    assert record.train_config == cfg
+    plain = replace(cfg, stage2=replace(cfg.stage2, photometry=()))
+    assert workflow._digest(plain.as_dict()) != workflow._digest(cfg.as_dict())
+    assert plain.as_dict() == replace(quick, name="phot").as_dict()
+    user.write_text('[stage2]\nphotometry = "bcg"\n')
+    with pytest.raises(ConfigError, match="stage2.photometry must be a list"):
+        load_train_config(user)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[stage2]\nphotometry = ["bgc"]\n', "stage2.photometry has 'bgc'; expected any of bcg, apertures"),
+    ('[stage2]\nphotometry = ["bcg"]\nfinetune_epochs = 2\n', "stage2.photometry needs a frozen trunk"),
+])
+def test_photometry_needs_known_sets_and_a_frozen_trunk(tmp_path, text, message):
+    user = tmp_path / "bad.toml"
+    user.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        workflow.check_photometry(load_train_config(user).stage2)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clustermass.images.base import CutoutGrid
 from clustermass.model.datasets import dihedral
 from clustermass.model.networks import BandClassifier, MassHead, Trunk, band_features
+from clustermass.model.photometry import photometric_features
 
 
 @torch.no_grad()
@@ -25,6 +27,17 @@ def extract_features(
         f = sum(band_features(trunk, dihedral(x, k)) for k in ks) / len(ks)
         out.append(f.cpu().numpy())
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, trunk.n_cluster_features), np.float32)
+
+
+def stage2_features(
+    trunk: Trunk, raw: np.ndarray, normalised: np.ndarray, tta: bool, photometry: tuple[str, ...], grid: CutoutGrid,
+    batch_size: int = 64, device: str = "cpu",
+) -> np.ndarray:
+    """What a stage-2 head reads, in training and in prediction alike: the trunk's features of the
+    normalised cutouts (`extract_features`), then the photometric features (`photometry`, possibly
+    none) of the same cutouts in nanomaggies, `raw` (N, 5, H, W) on `grid`."""
+    feats = extract_features(trunk, normalised, tta, batch_size, device)
+    return np.hstack([feats, photometric_features(raw, grid, photometry)]) if photometry else feats
 
 
 @torch.no_grad()

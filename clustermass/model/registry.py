@@ -40,7 +40,7 @@ from clustermass.images.base import CutoutGrid
 from clustermass.model.api import MassPredictor
 from clustermass.model.calibration import Calibration
 from clustermass.model.datasets import aux_inputs
-from clustermass.model.inference import extract_features, head_predict
+from clustermass.model.inference import head_predict, stage2_features
 from clustermass.model.networks import BandClassifier, MassHead, Trunk
 from clustermass.model.population import PopulationCalibration
 from clustermass.model.preprocess import normalise
@@ -277,6 +277,7 @@ class EnsemblePredictor(_HeldOut):
     device: str = "cpu"
     batch_size: int = 64
     needs_images: bool = True
+    photometry: tuple[str, ...] = ()  # photometric feature sets the heads read after the trunk's
 
     def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if images is None:
@@ -287,7 +288,8 @@ class EnsemblePredictor(_HeldOut):
                 f"got {images.shape}: fetch cutouts on the model's grid"
             )
         x = normalise(images, self.softening)
-        feats = [extract_features(t, x, self.tta, self.batch_size, self.device) for t in self.trunks]
+        feats = [stage2_features(t, images, x, self.tta, self.photometry, self.grid, self.batch_size, self.device)
+                 for t in self.trunks]
         lam, z = clusters["richness"].to_numpy(), clusters["z"].to_numpy()
         aux = aux_inputs(lam, z)
         preds = np.stack([head_predict(h, feats[i % len(feats)], aux) for i, h in enumerate(self.heads)])
@@ -350,4 +352,5 @@ def load_predictor(engine: Engine, settings: Settings, ref: int | str, device: s
         model_id=record.id, name=record.name, grid=record.grid, trunks=trunks, heads=heads,
         softening=float(record.config.get("softening", 3.0)), tta=bool(record.config.get("tta", True)),
         calibration=cal, held_out=held_out_folds(record), population=pop, device=device,
+        photometry=tuple(arch.get("photometry", ())),
     )

@@ -1,8 +1,10 @@
 """Training configs: TOML files (`configs/quick.toml`, `configs/full.toml` or a user file) as frozen dataclasses.
 
-The TOML files hold the values; the dataclasses only name and type them (no defaults here). A
-user file, or a registered model's stored `train` dict, may set any subset of keys; the rest come
-from the quick config. Unknown keys and values of the wrong type are errors (a typo must not
+The TOML files hold the values; the dataclasses only name and type them. A user file, or a
+registered model's stored `train` dict, may set any subset of keys; the rest come from the quick
+config. The exception is an *optional* key, a field with a default: quick.toml leaves it out, it
+takes its default where no file sets it, and `as_dict` leaves it out at its default, so adding one
+changes no existing config's hash. Unknown keys and values of the wrong type are errors (a typo must not
 silently train something else). A new key is one line in the TOML files and one field here, in
 the same place as in quick.toml (`as_dict` keeps the field order).
 
@@ -13,7 +15,7 @@ gave as a dict.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping, get_args, get_origin, get_type_hints
 
@@ -65,6 +67,9 @@ class Stage2Config:
     finetune_epochs: int
     finetune_lr: float
     population_label_error: float
+    #: Optional (absent from quick.toml; a config that leaves it out hashes as before): photometric
+    #: feature sets of the calibrated cutouts added to the trunk's (model.photometry.PHOTOMETRY).
+    photometry: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,20 @@ class TrainConfig:
         return _build(cls, _merged(_read(CONFIG_DIR / "quick.toml"), data), "", source)
 
     def as_dict(self) -> dict[str, Any]:
-        """The config as plain data (tuples as lists), in quick.toml's key order."""
-        return asdict(self, dict_factory=lambda items: {k: list(v) if isinstance(v, tuple) else v for k, v in items})
+        """The config as plain data (tuples as lists), in quick.toml's key order; optional keys at
+        their default left out."""
+        return _plain(self)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A config dataclass as plain data, without its optional fields at their defaults."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.default is not MISSING and value == f.default:
+            continue
+        out[f.name] = _plain(value) if is_dataclass(value) else list(value) if isinstance(value, tuple) else value
+    return out
 
 
 #: What each scalar field type accepts (an int is a float, as in TOML's and Python's numbers; a
@@ -123,9 +140,10 @@ def _build(cls: type, table: Mapping[str, Any], where: str, source: str) -> Any:
         if key not in hints:
             raise ConfigError(f"{source}: unknown key {where}{key!r}; known: {', '.join(sorted(hints))}")
     for f in fields(cls):
-        if f.name not in table:
-            raise ConfigError(f"{source}: no key {where}{f.name}, and quick.toml must set every key")
-    return cls(**{f.name: _typed(hints[f.name], table[f.name], f"{where}{f.name}", source) for f in fields(cls)})
+        if f.name not in table and f.default is MISSING:
+            raise ConfigError(f"{source}: no key {where}{f.name}, and quick.toml must set every non-optional key")
+    return cls(**{f.name: _typed(hints[f.name], table[f.name], f"{where}{f.name}", source)
+                  for f in fields(cls) if f.name in table})
 
 
 def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

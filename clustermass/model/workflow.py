@@ -19,16 +19,17 @@ from sqlalchemy import Engine
 
 from clustermass.config import Settings
 from clustermass.db import queries
-from clustermass.errors import ModelError
+from clustermass.errors import ConfigError, ModelError
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model import baseline, registry
 from clustermass.model.calibration import cross_fitted_sigma, fit_calibration, label_errors
 from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.evaluate import ORACLE_OF, comparison_table, unlabelled_table
-from clustermass.model.inference import extract_features
+from clustermass.model.inference import stage2_features
 from clustermass.model.metrics import mass_metrics
 from clustermass.model.networks import Trunk
+from clustermass.model.photometry import PHOTOMETRY
 from clustermass.model.population import fit_population, population_masses
 from clustermass.model.preprocess import normalise
 from clustermass.model.registry import ModelRecord
@@ -49,13 +50,13 @@ def grid_of(grid: GridConfig) -> CutoutGrid:
     return CutoutGrid(size=grid.size, aperture_mpc=grid.aperture_mpc)
 
 
-def _images(images_fn: ImagesFn, clusters: pd.DataFrame, softening: float) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised images of the usable clusters and the mask of usable rows."""
+def _images(images_fn: ImagesFn, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Cutouts (nanomaggies) of the usable clusters and the mask of usable rows."""
     raw = images_fn(clusters)
     ok = usable(raw)
     if not ok.any():
         raise ModelError(f"none of the {len(clusters)} clusters has usable cutouts (>= 50% covered in every band)")
-    return normalise(raw[ok], softening), ok
+    return raw[ok], ok
 
 
 def _source_key(source: str, provenance: dict | None) -> Any:
@@ -77,7 +78,9 @@ def train_band_classifier(
     name = f"band-classifier-{cfg.name}-s{seed}-{_digest(plain, _source_key(source, provenance), clusters['id'].tolist())}"
     if (found := registry.find_model(engine, name)) is not None:
         return found, False
-    images, ok = _images(images_fn, clusters, cfg.softening)
+    raw, ok = _images(images_fn, clusters)
+    images = normalise(raw, cfg.softening)
+    del raw
     res = train_stage1(images, s1, seed, device, on_progress)
     reference = reference_band_accuracy(images, *holdout_split(len(images), s1.holdout_frac, seed), seed)
     arch = {"width": s1.width, "blocks": list(s1.blocks)}
@@ -98,7 +101,18 @@ def stage2_arch(trunk_record: ModelRecord, s2: Stage2Config) -> dict[str, Any]:
     """Architecture of the stage-2 models: the stage-1 trunk pooled as stage 2 asks, and the head."""
     linear = s2.head == "ridge"
     return {**trunk_record.config["arch"], "pooling": list(s2.pooling), "hidden": 0 if linear else s2.hidden,
-            "dropout": 0.0 if linear else float(s2.dropout)}
+            "dropout": 0.0 if linear else float(s2.dropout),
+            **({"photometry": list(s2.photometry)} if s2.photometry else {})}
+
+
+def check_photometry(s2: Stage2Config) -> None:
+    """ConfigError unless stage2.photometry names known feature sets on a frozen trunk."""
+    for name in s2.photometry:
+        if name not in PHOTOMETRY:
+            raise ConfigError(f"training config: stage2.photometry has {name!r}; expected any of {', '.join(PHOTOMETRY)}")
+    if s2.photometry and s2.finetune_epochs:
+        raise ConfigError("training config: stage2.photometry needs a frozen trunk: set stage2.finetune_epochs = 0 "
+                          "or stage2.photometry = []")
 
 
 @dataclass
@@ -125,11 +139,14 @@ def labelled_features(
     engine: Engine, settings: Settings, trunk_record: ModelRecord, cfg: TrainConfig, images_fn: ImagesFn,
     device: str = "cpu",
 ) -> LabelledData:
-    """Labelled clusters, their frozen-trunk features (TTA-averaged) and (log10 lambda, z) inputs."""
+    """Labelled clusters, their stage-2 features (frozen trunk, TTA-averaged; photometry if the config
+    asks) and (log10 lambda, z) inputs."""
+    check_photometry(cfg.stage2)
     clusters = labelled_clusters(engine)
-    images, ok = _images(images_fn, clusters, cfg.softening)
+    raw, ok = _images(images_fn, clusters)
+    images = normalise(raw, cfg.softening)
     trunk = registry.build_trunk(stage2_arch(trunk_record, cfg.stage2), registry.load_weights(settings, trunk_record)["trunk"])
-    feats = extract_features(trunk, images, cfg.tta, device=device)
+    feats = stage2_features(trunk, raw, images, cfg.tta, cfg.stage2.photometry, grid_of(cfg.grid), device=device)
     clusters = clusters[ok].reset_index(drop=True)
     return LabelledData(clusters, feats, aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()),
                         int((~ok).sum()), images, trunk)

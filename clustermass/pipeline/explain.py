@@ -90,6 +90,9 @@ def load_explain_model(engine: Engine, settings: Settings, ref: int | str, tta: 
     pred = registry.load_predictor(engine, settings, ref)
     if not isinstance(pred, registry.EnsemblePredictor):
         raise ModelError(f"model {pred.name!r} uses no images, so there is nothing to explain; pick a cnn or hybrid model")
+    if pred.photometry:
+        raise ModelError(f"model {pred.name!r} reads photometric features (stage2.photometry), which the maps of the "
+                         "normalised images cannot attribute; pick a model trained without them")
     record = registry.get_model(engine, pred.model_id)
     trunk_name = record.training.get("trunk_model")
     clf = registry.find_model(engine, trunk_name) if trunk_name else None
