@@ -235,6 +235,7 @@ def test_bad_settings_files_exit_1_with_one_line(env, tmp_path):
         assert res.returncode == 1, (args, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, res.stderr)
+    assert not (tmp_path / "data" / "pg").exists()  # refused before an embedded server was started
 
 
 def test_a_run_that_is_not_done_exits_1(db_env, db, settings):
