@@ -4,8 +4,8 @@
 (2008) mass function (colossus, flat LCDM H0=70, Om0=0.3) times the comoving volume, gives each
 an assembly history, member counts, miscentring, line-of-sight neighbours (projection.py) and a
 photometric redshift, measures the richness on the members the images draw, keeps the first `n`
-that pass the redMaPPer-like selection (lambda >= 20, 0.08 <= z_lambda <= 0.55, completeness
-C(z)), places them in the SDSS footprint (or a patch of `area_deg2`) and applies the X-ray and SZ
+that pass the redMaPPer-like selection (lambda >= 20 scaleval(z), 0.08 <= z_lambda <= 0.55, lambda inflated
+beyond z_lambda = 0.3: `depth_boost`), places them in the SDSS footprint (or a patch of `area_deg2`) and applies the X-ray and SZ
 selections. The population comes from one numpy Generator seeded with `seed`; members from one
 Generator per halo (galaxies.cluster_sources), keyed by (batch, index) so the images redraw them.
 """
@@ -24,8 +24,6 @@ from clustermass.mock.galaxies import deproject
 from clustermass.mock.massfunction import density_grid, sample_grid
 from clustermass.mock.projection import KEY_HALO, draw_interlopers, group_background, measure_lambda
 
-#: Sky density of redMaPPer v5.10 clusters: 26,350 over ~10,400 deg^2 of SDSS DR8 (docs/mock.md compares the mock's).
-REAL_DENSITY_DEG2 = 26350 / 10400.0
 #: SDSS DR8 imaging footprint as RA/Dec boxes (deg): the northern cap and the southern stripes.
 FOOTPRINT = ((110.0, 265.0, -4.0, 69.0), (315.0, 405.0, -11.0, 16.0))
 #: Centre of the patch used when an area is given.
@@ -138,7 +136,7 @@ def measured_richness(seed: int, obs: pd.DataFrame, inter: pd.DataFrame) -> pd.D
     (projection.measure_lambda; the line-of-sight groups' mean red-sequence density inside R_lambda,
     `group_background`, is subtracted from lambda_proj as redMaPPer subtracts its background) for the haloes
     that can enter the catalogue; NaN for the others (their count plus every neighbour member cannot reach
-    the threshold, or the completeness draw rejects them)."""
+    the threshold, or their z_lambda lies outside the catalogue's range)."""
     z_phot = obs.z_phot.to_numpy()
     reach = obs.n_red.to_numpy() + np.bincount(inter.host, weights=inter.n_red, minlength=len(obs))
     boost = depth_boost(z_phot)
@@ -192,6 +190,8 @@ class Universe:
 
     `rm_id` is the redMaPPer MEM_MATCH_ID (0 when not in the optical catalogue); `in_mcxc` and
     `in_psz2` flag the X-ray and SZ detections; `psz2_has_z` whether PSZ2 lists its redshift.
+    `area_deg2`: the patch's area, or (footprint-wide) the sky area the drawn haloes fill at the mass
+    function's density, so that len(redmapper) / area_deg2 is the mock's cluster density.
     """
 
     haloes: pd.DataFrame
