@@ -27,13 +27,13 @@ def test_richness_relation_is_murata_2018_in_m500c():
     x = np.log(_m200m_h(m500) / 3e14)
     murata_mean, murata_sigma = 3.207 + 0.993 * x, 0.456 - 0.169 * x
     assert np.allclose(np.log(rel.lambda_mean(m500)), murata_mean, atol=0.04)
-    total = rel.LAMBDA_SIGMA0 + rel.LAMBDA_SIGMA_SLOPE * np.log(m500 / rel.LAMBDA_PIVOT_M)
+    total = rel.lambda_total_scatter(m500)
     assert np.allclose(total, murata_sigma, atol=0.01)
 
 
 def test_intrinsic_scatter_leaves_room_for_the_measured_part():
     m500 = np.logspace(13.0, 15.5, 30)
-    total = rel.LAMBDA_SIGMA0 + rel.LAMBDA_SIGMA_SLOPE * np.log(m500 / rel.LAMBDA_PIVOT_M)
+    total = rel.lambda_total_scatter(m500)
     intrinsic = rel.lambda_ln_scatter(m500)
     above_floor = intrinsic > rel.LAMBDA_MIN_INTRINSIC
     assert above_floor.any() and (~above_floor).any()

@@ -126,9 +126,14 @@ def lambda_mean(m500: np.ndarray) -> np.ndarray:
     return np.exp(LAMBDA_LN_MEAN + LAMBDA_SLOPE * np.log(np.asarray(m500) / LAMBDA_PIVOT_M))
 
 
+def lambda_total_scatter(m500: np.ndarray) -> np.ndarray:
+    """Murata's ln-scatter of the observed richness at fixed M500c (Msun)."""
+    return LAMBDA_SIGMA0 + LAMBDA_SIGMA_SLOPE * np.log(np.asarray(m500) / LAMBDA_PIVOT_M)
+
+
 def lambda_ln_scatter(m500: np.ndarray) -> np.ndarray:
     """Intrinsic ln-scatter of the member count at fixed M500c (Msun): Murata's total less the measured part."""
-    total = LAMBDA_SIGMA0 + LAMBDA_SIGMA_SLOPE * np.log(np.asarray(m500) / LAMBDA_PIVOT_M)
+    total = lambda_total_scatter(m500)
     return np.sqrt(np.maximum(total**2 - LAMBDA_MEASUREMENT_SCATTER**2, LAMBDA_MIN_INTRINSIC**2))
 
 
