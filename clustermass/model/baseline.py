@@ -17,6 +17,9 @@ from clustermass.model.metrics import mass_metrics
 
 LAMBDA_PIVOT = 40.0
 Z_PIVOT = 1.35  # pivot of (1 + z)
+#: The columns of `design_matrix`, x = log10((1+z)/1.35); part of a stage-2 training group's digest, so
+#: models fitted on other terms (before the x^2 term) are not taken for this relation's.
+TERMS = ("1", "log10(lambda/40)", "x", "x^2")
 
 
 def linear_terms(richness: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ code and the weights file (path relative to settings.model_dir, sha256 checked o
 returns a `clustermass.model.api.MassPredictor`:
 - 'cnn' / 'hybrid': the ensemble of the k fold heads on the frozen trunk (or, fine-tuned, each
   head on its own fold trunk, saved as 'fold_trunks'); the estimate is the mean over folds.
-- 'richness': the least-squares log10 M500 (lambda, z) relation of clustermass.model.baseline;
-  needs no images.
+- 'richness': the least-squares log10 M500 (lambda, z) relation of clustermass.model.baseline
+  (config 'coef': 4 coefficients, 3 in models registered before its z^2 term); needs no images.
 A cluster whose label trained the model (training.oof: its id and fold) gets the prediction of
 the fold that held it out instead (that head; for 'richness' that fold's relation, config
 'fold_coef'), and `folds(ids)` says which. The error is the calibrated sigma(lambda, z) of
