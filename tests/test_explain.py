@@ -63,7 +63,7 @@ def _image(seed: int = 1) -> np.ndarray:
 def test_ig_completeness_within_5_percent(hybrid):
     reg, _ = _nets(hybrid=hybrid)
     img = _image()
-    aux = np.array([0.2, 0.05], np.float32)
+    aux = np.array([0.2, 0.05, 0.0025], np.float32)
     res = integrated_gradients(reg, img, aux)
     with torch.no_grad():
         a = torch.from_numpy(aux[None])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clustermass.model.baseline import design_matrix
+from clustermass.model.baseline import linear_terms
 from clustermass.model.calibration import (
     LABEL_SCATTER_DEX,
     Calibration,
@@ -26,7 +26,7 @@ def _sample(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     lam = 20.0 * (1.0 + rng.pareto(1.5, n))
     z = rng.uniform(0.08, 0.55, n)
-    sigma = np.exp(design_matrix(lam, z) @ np.asarray(TRUE_COEF))
+    sigma = np.exp(linear_terms(lam, z) @ np.asarray(TRUE_COEF))
     own = np.where(rng.random(n) < 0.3, rng.uniform(0.03, 0.08, n), np.nan)
     tau = label_errors(own)
     vs_truth = rng.normal(0.0, sigma)
@@ -42,7 +42,7 @@ def test_fit_recovers_a_heteroscedastic_sigma():
     vs_label, _, tau, lam, z = _sample(4000)
     cal = fit_calibration(vs_label, tau, lam, z)
     assert cal.coef == pytest.approx(TRUE_COEF, abs=0.25)
-    x = design_matrix(lam, z)
+    x = linear_terms(lam, z)
     np.testing.assert_allclose(cal.sigma(lam, z), np.exp(x @ np.asarray(TRUE_COEF)), rtol=0.15)
     assert Calibration.from_dict(cal.as_dict()) == cal
 

@@ -35,6 +35,10 @@ def test_train_evaluate_list_and_predict(cli, db, settings, tmp_path):
     again = json.loads(cli("train", "--config", str(cfg), "--seed", "2", "--json").stdout)
     assert [m["name"] for m in again["models"]] == [m["name"] for m in out["models"]]
     assert not any(m["trained"] for m in again["models"])
+    # the richness relation (all labels and each fold's) and the hybrid's catalogue inputs carry the z^2 term
+    rich = registry.get_model(db, "richness").config
+    assert len(rich["coef"]) == 4 and [len(c) for c in rich["fold_coef"]] == [4] * 5
+    assert [h.n_aux for h in registry.load_predictor(db, settings, "hybrid").heads] == [3] * 5
     # the cutouts went through the store
     with db.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM cutouts WHERE status = 'ok'").scalar_one() == 40

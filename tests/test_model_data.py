@@ -76,7 +76,8 @@ def test_augment_keeps_bands_aligned_and_flux():
 
 def test_aux_inputs():
     aux = aux_inputs(np.array([40.0, 400.0]), np.array([0.35, 0.0]))
-    np.testing.assert_allclose(aux, [[0.0, 0.0], [1.0, np.log10(1 / 1.35)]], atol=1e-6)
+    x = np.log10(1 / 1.35)
+    np.testing.assert_allclose(aux, [[0.0, 0.0, 0.0], [1.0, x, x**2]], atol=1e-6)  # the baseline's z^2 term too
     assert aux.dtype == np.float32
 
 

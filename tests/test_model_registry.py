@@ -113,14 +113,43 @@ def test_trained_on_clusters_get_their_held_out_head_and_calibrated_errors(db, s
     assert err[0] > err[1] > err[2]  # sigma falls with richness here
 
 
+def test_hybrids_saved_before_the_z2_input_still_predict_from_two_catalogue_inputs(db, settings):
+    """Heads saved with 2 aux inputs (log10 lambda, x; no x^2) load with their shapes and read the
+    first two columns of today's aux inputs."""
+    torch.manual_seed(2)
+    trunk = Trunk(width=4, blocks=(1, 1))
+    arch = {**ARCH, "n_in": 5 * trunk.n_features}
+    heads = [MassHead(arch["n_in"], hidden=8, dropout=0.0, hybrid=True, n_aux=2) for _ in range(2)]
+    for h in heads:
+        h.aux_mean.copy_(torch.tensor([0.1, -0.02]))
+        h.aux_std.copy_(torch.tensor([0.3, 0.05]))
+    config = {"arch": arch, "grid": {"size": 16, "aperture_mpc": 1.5, "aperture_arcsec": None}, "softening": 3.0,
+              "tta": False}
+    rec = registry.save_model(db, settings, name="old-hybrid", kind="hybrid", config=config,
+                              metrics={"cv_scatter": 0.2}, training={"n_labels": 3},
+                              weights={"trunk": trunk.state_dict(), "heads": [h.state_dict() for h in heads]})
+    pred = registry.load_predictor(db, settings, rec.id)
+    assert [h.n_aux for h in pred.heads] == [2, 2]
+    images = np.random.default_rng(1).normal(1.0, 0.1, size=(4, 5, 16, 16)).astype(np.float32)
+    clusters = _clusters(4).assign(richness=[20.0, 40.0, 80.0, 160.0], z=[0.1, 0.3, 0.45, 0.6])
+    m, _ = pred.predict(images, clusters)
+    feats = extract_features(trunk.eval(), normalise(images, 3.0), tta=False)
+    two = aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy())[:, :2]
+    with torch.no_grad():
+        expected = np.mean([h.eval()(torch.from_numpy(feats), torch.from_numpy(two)).numpy() for h in heads], axis=0)
+    np.testing.assert_allclose(m, expected, atol=1e-5)
+
+
 def test_richness_model_predicts_trained_on_clusters_with_the_relation_of_their_fold(db, settings):
-    coef, fold_coef = [14.3, 1.0, 0.0], [[14.0, 1.0, 0.0], [14.5, 1.0, 0.0]]
+    # fold relations registered before the z^2 term (3 coefficients) and after it (4)
+    coef, fold_coef = [14.3, 1.0, 0.0, -20.0], [[14.0, 1.0, 0.0], [14.5, 1.0, 0.0, 5.0]]
     registry.save_model(db, settings, name="rich", kind="richness", config={"coef": coef, "fold_coef": fold_coef},
                         metrics={"cv_scatter": 0.2}, training={"oof": {"cluster_id": [2, 3], "fold": [1, 0]}})
     pred = registry.load_predictor(db, settings, "rich")
-    clusters = _clusters(3)  # lambda = 40, z = 0.35: the relation's intercept
+    clusters = _clusters(3).assign(z=0.6)  # lambda = 40: the intercept, x = log10(1.6 / 1.35) and x^2
     m, err = pred.predict(None, clusters)
-    np.testing.assert_allclose(m, [14.3, 14.5, 14.0], atol=1e-3)
+    x = np.log10(1.6 / 1.35)
+    np.testing.assert_allclose(m, [14.3 - 20.0 * x**2, 14.5 + 5.0 * x**2, 14.0], atol=1e-9)
     np.testing.assert_array_equal(pred.folds(clusters["id"].to_numpy()), [-1, 1, 0])
     np.testing.assert_allclose(err, 0.2)
 

@@ -239,7 +239,7 @@ def baseline_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG path (default: OUTPUT_DIR/baseline.png)."),
     json_out: bool = JSON,
 ) -> None:
-    """The richness baseline: k-fold CV least squares of log10 M500 on log10(lambda/40), log10((1+z)/1.35).
+    """The richness baseline: k-fold CV least squares of log10 M500 on log10(lambda/40), x = log10((1+z)/1.35), x^2.
 
     The bar every learned model must beat. Prints MAE (dex), median bias, NMAD scatter, fold by fold and per label source, and writes a predicted-vs-measured PNG.
     """
@@ -258,8 +258,9 @@ def baseline_cmd(
     rows += [row(f"source {s}", m) for s, m in done.per_source.items()]
     rows.append(row("all", done.overall))
     console.print(table(f"richness baseline, {folds}-fold CV (seed {seed}), dex", cols, rows))
-    a, b, c = done.coef_all
-    console.print(f"fit on all: log10 M500 = {a:.3f} + {b:.3f} log10(lambda/40) + {c:.3f} log10((1+z)/1.35)")
+    a, b, c, d = done.coef_all
+    console.print(f"fit on all: log10 M500 = {a:.3f} {b:+.3f} log10(lambda/40) {c:+.3f} x {d:+.3f} x^2, "
+                  "x = log10((1+z)/1.35)")
     console.print(f"MAE [bold]{done.overall['mae']:.3f} dex[/bold] over {done.overall['n']} clusters; plot: {done.plot}")
 
 

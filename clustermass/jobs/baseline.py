@@ -25,7 +25,7 @@ class BaselineSummary:
     overall: dict[str, Any]
     per_fold: list[dict[str, Any]]
     per_source: dict[str, dict[str, Any]]
-    coef_all: list[float]  # log10 M500 = a + b log10(lambda/40) + c log10((1+z)/1.35)
+    coef_all: list[float]  # log10 M500 = a + b log10(lambda/40) + c x + d x^2, x = log10((1+z)/1.35)
     plot: str
 
     def as_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from clustermass.mock import relations as rel
+from clustermass.model.baseline import design_matrix
 from clustermass.mock.projection import magnitude_limit, red_sequence_window
 from clustermass.mock.render import gnomonic
 from clustermass.mock.scene import Scene, halo_sources
@@ -84,7 +85,8 @@ def oracle_table(features: pd.DataFrame, labels: np.ndarray, truth: np.ndarray, 
     """(rows: estimator, MAE vs labels, ratio to the richness MAE, MAE vs truth, ratio; the out-of-fold
     predictions of the best CNN and hybrid oracles by label MAE, as 'oracle-cnn' / 'oracle-hybrid')."""
     x = features[FEATURES].to_numpy(float)
-    lz = np.column_stack([np.log10(richness), features["log1pz"].to_numpy(float)])
+    z = 10.0 ** features["log1pz"].to_numpy(float) - 1.0
+    lz = design_matrix(richness, z)[:, 1:]  # the inputs of `cmcat baseline`, z^2 term included
     preds = {"richness (lambda, z; the baseline)": _oof(lz, labels, fold, "ls", seed)}
     for name, cols in (("cnn", x), ("hybrid", np.column_stack([x, np.log10(richness)]))):
         for kind in ("ls", "gb"):

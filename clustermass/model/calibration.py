@@ -2,7 +2,7 @@
 
 The error of a prediction against the *true* mass is modelled as
 sigma(lambda, z) = exp(a + b x1 + c x2), x = (log10(lambda/40), log10((1+z)/1.35)) (the
-richness baseline's inputs, clipped to the range seen in training so that it does not
+richness baseline's linear inputs, clipped to the range seen in training so that it does not
 extrapolate), in dex. A residual against a label, prediction - label, is taken as
 N(0, sigma^2 + tau^2), where tau is the label's own error or, for labels without one (MCXC),
 LABEL_SCATTER_DEX. (a, b, c) maximise that Gaussian likelihood over the out-of-fold residuals.
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from clustermass.model.baseline import design_matrix
+from clustermass.model.baseline import linear_terms
 
 #: Scatter (dex) of a label without its own error: X-ray masses inferred from L500 through the
 #: L-M relation (MCXC), 0.6 ln-scatter in L at fixed M (Pratt et al. 2009) over the slope 1.64
@@ -41,7 +41,7 @@ class Calibration:
 
     def sigma(self, richness: np.ndarray, z: np.ndarray) -> np.ndarray:
         """1-sigma error (dex) of a prediction against the true mass, per cluster."""
-        x = design_matrix(richness, z)[:, 1:]
+        x = linear_terms(richness, z)[:, 1:]
         x = np.clip(x, self.x_min, self.x_max)
         return np.exp(self.coef[0] + x @ np.asarray(self.coef[1:]))
 
@@ -74,7 +74,7 @@ def fit_calibration(resid: np.ndarray, tau: np.ndarray, richness: np.ndarray, z:
     ok = np.isfinite(resid) & np.isfinite(tau)
     if ok.sum() < 3:
         raise ValueError(f"calibration needs at least 3 residuals, got {int(ok.sum())}")
-    x = design_matrix(np.asarray(richness)[ok], np.asarray(z)[ok])
+    x = linear_terms(np.asarray(richness)[ok], np.asarray(z)[ok])
     r2, t2 = resid[ok] ** 2, tau[ok] ** 2
 
     def nll(c: np.ndarray) -> tuple[float, np.ndarray]:

@@ -12,13 +12,15 @@ import numpy as np
 import torch
 
 from clustermass.images.base import BANDS
+from clustermass.model.baseline import design_matrix
 
 
 def aux_inputs(richness: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Hybrid catalogue inputs (N, 2): log10(lambda / 40) and log10((1 + z) / 1.35), float32."""
+    """Hybrid catalogue inputs (N, 3), the richness baseline's (`baseline.design_matrix` less its 1):
+    log10(lambda / 40), x = log10((1 + z) / 1.35) and x^2, float32 (lambda >= 1, z >= 0)."""
     lam = np.clip(np.asarray(richness, dtype=np.float64), 1.0, None)
     zz = np.clip(np.asarray(z, dtype=np.float64), 0.0, None)
-    return np.stack([np.log10(lam / 40.0), np.log10((1.0 + zz) / 1.35)], axis=1).astype(np.float32)
+    return design_matrix(lam, zz)[:, 1:].astype(np.float32)
 
 
 def band_samples(n_clusters: int, n_bands: int = len(BANDS)) -> tuple[np.ndarray, np.ndarray]:

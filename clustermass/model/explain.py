@@ -78,7 +78,7 @@ def integrated_gradients(
     tol: float = DEFAULT_TOL,
     internal_batch_size: int = 64,
 ) -> IGResult:
-    """IG of `model` (normalised (N, 5, H, W) [+ aux (N, 2)] -> (N,)) for one normalised image (5, H, W).
+    """IG of `model` (normalised (N, 5, H, W) [+ aux (N, N_AUX)] -> (N,)) for one normalised image (5, H, W).
 
     Tries the step counts in `steps` (Gauss-Legendre rule) until the completeness error is at
     most `tol`; returns the last attempt either way (check `completeness_error`).

@@ -42,7 +42,7 @@ def stage2_features(
 
 @torch.no_grad()
 def head_predict(head: MassHead, feats: np.ndarray, aux: np.ndarray | None) -> np.ndarray:
-    """log10 M500 (N,) from features (N, 5F) and aux inputs (N, 2) (hybrid heads only)."""
+    """log10 M500 (N,) from features (N, 5F) and aux inputs (N, N_AUX) (hybrid heads only)."""
     head.eval()
     f = torch.from_numpy(feats)
     a = torch.from_numpy(aux) if (aux is not None and head.hybrid) else None

@@ -6,10 +6,11 @@
 - `BandClassifier` (stage 1): trunk + linear layer -> 5 band logits (u, g, r, i, z).
 - `MassHead` (stage 2): regression head on the concatenated features of the 5 bands (and the
   cross-band features of `band_features`, where the pooling asks for them); the
-  hybrid variant also takes the standardised catalogue inputs (log10 lambda, z) and has a
-  linear term in them, so it starts from a richness-like relation and learns corrections.
+  hybrid variant also takes the standardised catalogue inputs (those of the richness baseline:
+  log10 lambda, x = log10((1+z)/1.35), x^2) and has a linear term in them, so it starts from the
+  richness relation and learns corrections.
 - `MassRegressor`: the stage-2 forward from the five band images, trunk + head, used for
-  fine-tuning and explanations: (N, 5, H, W) [+ (N, 2) aux] -> (N,) log10 M500.
+  fine-tuning and explanations: (N, 5, H, W) [+ (N, N_AUX) aux] -> (N,) log10 M500.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 N_BANDS = 5
-N_AUX = 2  # hybrid inputs: log10(lambda / 40), log10((1 + z) / 1.35)
+N_AUX = 3  # hybrid inputs: log10(lambda / 40), x = log10((1 + z) / 1.35), x^2 (heads saved before x^2 read 2)
 
 
 class ResBlock(nn.Module):
@@ -156,30 +157,33 @@ class BandClassifier(nn.Module):
 
 
 class MassHead(nn.Module):
-    """Stage 2 head: standardised band features (N, 5F) [+ aux (N, 2)] -> log10 M500 (N,).
+    """Stage 2 head: standardised band features (N, 5F) [+ aux (N, N_AUX)] -> log10 M500 (N,).
 
     Features and aux inputs are standardised with stored buffers (set from the training fold
     by `set_scaling`); the output is `y_mean + y_std * net(...)`. `hidden=0` makes the head
     linear (a ridge regression, fitted in closed form; the hybrid's aux terms unpenalised).
+    A head reads the first `n_aux` aux columns: heads saved before the z^2 input have 2.
     """
 
-    def __init__(self, n_in: int, hidden: int = 64, dropout: float = 0.3, hybrid: bool = False) -> None:
+    def __init__(self, n_in: int, hidden: int = 64, dropout: float = 0.3, hybrid: bool = False,
+                 n_aux: int = N_AUX) -> None:
         super().__init__()
         self.hybrid = hybrid
-        n_aux = N_AUX if hybrid else 0
+        self.n_aux = n_aux
+        n_aux_in = n_aux if hybrid else 0
         self.register_buffer("mean", torch.zeros(n_in))
         self.register_buffer("std", torch.ones(n_in))
-        self.register_buffer("aux_mean", torch.zeros(N_AUX))
-        self.register_buffer("aux_std", torch.ones(N_AUX))
+        self.register_buffer("aux_mean", torch.zeros(n_aux))
+        self.register_buffer("aux_std", torch.ones(n_aux))
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
         if hidden > 0:
             self.net = nn.Sequential(
-                nn.Dropout(dropout), nn.Linear(n_in + n_aux, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+                nn.Dropout(dropout), nn.Linear(n_in + n_aux_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
             )
-            self.linear_aux = nn.Linear(N_AUX, 1) if hybrid else None
+            self.linear_aux = nn.Linear(n_aux, 1) if hybrid else None
         else:  # linear head (fitted in closed form by clustermass.model.train.fit_ridge)
-            self.net = nn.Linear(n_in + n_aux, 1)
+            self.net = nn.Linear(n_in + n_aux_in, 1)
             self.linear_aux = None
 
     @torch.no_grad()
@@ -188,8 +192,8 @@ class MassHead(nn.Module):
         self.mean.copy_(feats.mean(0))
         self.std.copy_(feats.std(0).clamp_min(1e-6))
         if aux is not None:
-            self.aux_mean.copy_(aux.mean(0))
-            self.aux_std.copy_(aux.std(0).clamp_min(1e-6))
+            self.aux_mean.copy_(aux[:, : self.n_aux].mean(0))
+            self.aux_std.copy_(aux[:, : self.n_aux].std(0).clamp_min(1e-6))
         self.y_mean.copy_(y.mean())
         self.y_std.copy_(y.std().clamp_min(1e-6))
 
@@ -198,7 +202,7 @@ class MassHead(nn.Module):
         if self.hybrid:
             if aux is None:
                 raise ValueError("the hybrid head needs aux inputs (log10 lambda, z)")
-            a = (aux - self.aux_mean) / self.aux_std
+            a = (aux[:, : self.n_aux] - self.aux_mean) / self.aux_std
             out = self.net(torch.cat([x, a], dim=1))
             if self.linear_aux is not None:
                 out = out + self.linear_aux(a)
@@ -232,5 +236,5 @@ class MassRegressor(nn.Module):
         self.head = head
 
     def forward(self, images: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, 5, H, W) normalised images [+ (N, 2) aux] -> (N,) log10 M500."""
+        """(N, 5, H, W) normalised images [+ (N, N_AUX) aux] -> (N,) log10 M500."""
         return self.head(band_features(self.trunk, images), aux)

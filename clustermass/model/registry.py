@@ -8,8 +8,8 @@ code and the weights file (path relative to settings.model_dir, sha256 checked o
 returns a `clustermass.model.api.MassPredictor`:
 - 'cnn' / 'hybrid': the ensemble of the k fold heads on the frozen trunk (or, fine-tuned, each
   head on its own fold trunk, saved as 'fold_trunks'); the estimate is the mean over folds.
-- 'richness': the least-squares log10 M500 (lambda, z) relation of clustermass.model.baseline;
-  needs no images.
+- 'richness': the least-squares log10 M500 (lambda, z) relation of clustermass.model.baseline
+  (config 'coef': 4 coefficients, 3 in models registered before its z^2 term); needs no images.
 A cluster whose label trained the model (training.oof: its id and fold) gets the prediction of
 the fold that held it out instead (that head; for 'richness' that fold's relation, config
 'fold_coef'), and `folds(ids)` says which. The error is the calibrated sigma(lambda, z) of
@@ -41,7 +41,7 @@ from clustermass.model.api import MassPredictor
 from clustermass.model.calibration import Calibration
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.inference import head_predict, stage2_features
-from clustermass.model.networks import BandClassifier, MassHead, Trunk
+from clustermass.model.networks import N_AUX, BandClassifier, MassHead, Trunk
 from clustermass.model.population import PopulationCalibration
 from clustermass.model.preprocess import normalise
 from clustermass.model.trainconfig import TrainConfig
@@ -226,8 +226,11 @@ def build_trunk(arch: dict[str, Any], state: dict[str, Any] | None = None) -> Tr
 
 
 def build_head(arch: dict[str, Any], hybrid: bool, state: dict[str, Any] | None = None) -> MassHead:
-    """A MassHead from its architecture config (n_in, hidden, dropout), optionally with weights."""
-    head = MassHead(int(arch["n_in"]), hidden=int(arch["hidden"]), dropout=float(arch["dropout"]), hybrid=hybrid)
+    """A MassHead from its architecture config (n_in, hidden, dropout), optionally with weights (whose
+    aux buffers give the number of catalogue inputs: 2 in heads saved before the z^2 input)."""
+    n_aux = int(state["aux_mean"].shape[0]) if state is not None else N_AUX
+    head = MassHead(int(arch["n_in"]), hidden=int(arch["hidden"]), dropout=float(arch["dropout"]), hybrid=hybrid,
+                    n_aux=n_aux)
     if state is not None:
         head.load_state_dict(state)
     return head

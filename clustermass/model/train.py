@@ -149,7 +149,7 @@ def fit_ridge(
 ) -> HeadFit:
     """A linear MassHead (hidden=0) by ridge regression on the standardised features.
 
-    The hybrid's (log10 lambda, z) terms are not penalised, so it is the richness relation plus
+    The hybrid's catalogue terms (log10 lambda, x, x^2) are not penalised, so it is the richness relation plus
     a shrunk image correction. alpha is chosen from RIDGE_ALPHAS by the MAE of an inner k-fold
     CV (k = cfg.folds, seeded) over these training rows only; then refitted on all of them.
     """

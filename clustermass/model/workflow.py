@@ -193,7 +193,7 @@ def train_mass_models(
     data = labelled_features(engine, settings, trunk_record, cfg, images_fn, device)
     if len(data.clusters) < 2 * s2.folds:
         raise ModelError(f"only {len(data.clusters)} labelled clusters with usable cutouts: too few for {s2.folds} folds")
-    group = f"{cfg.name}-s{seed}-{_digest(plain, _source_key(source, provenance), trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist())}"
+    group = f"{cfg.name}-s{seed}-{_digest(plain, _source_key(source, provenance), trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist(), baseline.TERMS)}"
     y = data.clusters["log10_m500"].to_numpy(dtype=np.float64)
     tau = label_errors(data.clusters["log10_m500_err"].to_numpy(dtype=np.float64))
     lam, z = data.clusters["richness"].to_numpy(), data.clusters["z"].to_numpy()
