@@ -26,6 +26,7 @@ from clustermass.mock.sed import kcorr
 from clustermass.mock.writers import FILES, read_truth
 
 REAL_REDMAPPER = "clusterdb/sdss_redmapper.csv.gz"
+REAL_MCXC = "clusterdb/mcxc.csv.gz"
 REAL_SPIDERS_BCG = "crossmatch/SpidersXclusterBCGs-v2.0.fits"
 REAL_PHOTOOBJ = "sdss_frames/celeste/photoObj-003900-6-0269.fits"
 REAL_PHOTOFIELD = "sdss_frames/celeste/photoField-003900-6.fits"
