@@ -94,7 +94,8 @@ def test_evaluate_reports_the_fraction_of_the_oracle_gain(cli, db, settings, uni
     _ingest(cli, universe)
     labels = labelled_clusters(db)
     y, rng = labels["log10_m500"].to_numpy(), np.random.default_rng(0)
-    for kind, scale in (("richness", 0.4), ("cnn", 0.3), ("hybrid", 0.25)):
+    # the richness stand-in is far noisier than the oracles, so that no resample's gain denominator reaches 0
+    for kind, scale in (("richness", 0.6), ("cnn", 0.3), ("hybrid", 0.25)):
         oof = {"cluster_id": labels["id"].tolist(), "fold": (np.arange(len(y)) % 5).tolist(),
                "pred": (y + rng.normal(0.0, scale, len(y))).tolist()}
         registry.save_model(db, settings, name=kind, kind=kind, metrics={}, training={"group": "g", "oof": oof},
