@@ -156,7 +156,9 @@ def _mean_sd(values: list[Any]) -> tuple[float | None, float | None]:
 
 
 def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (model, reference): mean and spread (sd) over the default-variant runs of POOLED_FIELDS."""
+    """Per (model, reference): mean and spread (sd) over the default-variant runs of POOLED_FIELDS; G only over
+    the runs whose G has a 95% interval (`gain_seeds` of them): where the oracle barely beats richness, G's
+    denominator is ~0 and its point value says nothing."""
     runs = [r for r in results if r["variant"] == "default"]
     out = []
     for m in MODELS:
@@ -164,7 +166,9 @@ def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rows = [row for r in runs for row in r["rows"] if row["model"] == m and row["reference"] == ref]
             entry: dict[str, Any] = {"model": m, "reference": ref, "n_seeds": len(rows)}
             for key in POOLED_FIELDS:
-                entry[key], entry[f"{key}_sd"] = _mean_sd([row[key] for row in rows])
+                kept = [row for row in rows if key != "gain" or row["gain_ci95"] is not None]
+                entry[key], entry[f"{key}_sd"] = _mean_sd([row[key] for row in kept])
+            entry["gain_seeds"] = sum(row["gain_ci95"] is not None for row in rows)
             out.append(entry)
     extra = {}
     for key in ("band_accuracy", "reference_band_accuracy", "wall_s"):
@@ -183,6 +187,11 @@ def _fmt(v: Any, ci: Any = None, digits: int = 3) -> str:
 def _ci(ci: Any) -> str:
     """'[lo, hi]' to 2 decimals, '-' where undefined."""
     return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _of_seeds(k: int, n: int) -> str:
+    """' (k of n seeds)' where G was pooled over fewer runs than the other figures."""
+    return "" if k == n else f" ({k} of {n} seeds)"
 
 
 def _band(acc: Any, reference: Any) -> str:
@@ -206,7 +215,7 @@ def render(results: list[dict[str, Any]], pool: list[dict[str, Any]]) -> str:
         sd = lambda k: "" if p[f"{k}_sd"] is None else f" +- {p[f'{k}_sd']:.3f}"  # noqa: E731
         lines.append(" | ".join([
             f"pooled ({p['n_seeds']} seeds)", p["model"], p["reference"], _fmt(p["mae"], digits=4) + sd("mae"),
-            _fmt(p["ratio"]) + sd("ratio"), _fmt(p["gain"]) + sd("gain"), "", "",
+            _fmt(p["ratio"]) + sd("ratio"), _fmt(p["gain"]) + sd("gain") + _of_seeds(p["gain_seeds"], p["n_seeds"]), "", "",
             _fmt(p["coverage68"]) + sd("coverage68"), _fmt(p["coverage95"]) + sd("coverage95"),
             _band(p["band_accuracy"], p["reference_band_accuracy"]) + sd("band_accuracy"), _fmt(p["wall_s"], digits=0)]))
     lines += ["", "unlabelled clusters against the true masses ('<kind> population': population_log10_m500; bias: median predicted - true)",
