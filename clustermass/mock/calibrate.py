@@ -117,8 +117,8 @@ def serendipitous_share(redmapper_csv: Path, mcxc_csv: Path) -> dict[str, float]
     ser = x.Cat.isin(SERENDIPITOUS_CATS).to_numpy()[lab.measurement_id.to_numpy() - 1]
     c = clusters.set_index("id").reindex(lab.cluster_id)
     z, logm = c.z.to_numpy(), lab.log10_m500.to_numpy()
-    x = np.column_stack([np.ones(len(lab)), np.log10(c.richness.to_numpy() / 40.0)])
-    resid = logm - x @ np.linalg.lstsq(x, logm, rcond=None)[0]
+    design = np.column_stack([np.ones(len(lab)), np.log10(c.richness.to_numpy() / 40.0)])
+    resid = logm - design @ np.linalg.lstsq(design, logm, rcond=None)[0]
     return {"labels": int(len(lab)), "share": float(ser.mean()),
             "mass_offset_dex": float(resid[ser].mean() - resid[~ser].mean()),
             "median_z_serendipitous": float(np.median(z[ser])), "median_z_rass": float(np.median(z[~ser]))}

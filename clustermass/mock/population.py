@@ -33,9 +33,9 @@ _LOGM_MIN, _LOGM_MAX, _LOGM_BINS = 13.4, 15.8, 96
 # X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
 XRAY_FLUX_LIMIT = 4.0e-12  # between REFLEX's 3e-12 and BCS's 4.4e-12; with it ~1.85% of the catalogue is labelled (real 1.75%)
 XRAY_SOFTNESS = 0.3
-#: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper. They are 36%
-#: of the real MCXC labels of redMaPPer (120 of 330; median z 0.29 against 0.17) and 0.2 dex lighter at fixed lambda,
-#: so their share sets the labelled clusters' mass at fixed lambda (calibrate.serendipitous_share).
+#: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper. They are 35%
+#: of the real MCXC labels of redMaPPer (115 of 330; median z 0.30 against 0.17) and 0.21 dex lighter at fixed
+#: lambda; XRAY_DEEP_FRACTION is tuned to that share (calibrate.serendipitous_share).
 XRAY_DEEP_FRACTION = 0.025
 XRAY_DEEP_LIMIT = 3.0e-13
 #: The MCXC `Cat` a mock detection is written with: one serendipitous and one RASS survey name.
@@ -277,7 +277,8 @@ def _neighbour_rows(inter: pd.DataFrame, hosts: pd.DataFrame, kept_rows: np.ndar
     ).reset_index(drop=True)
 
 
-def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _label_selection(rng: np.random.Generator,
+                     h: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """X-ray flux-limited detections, whether each halo lies on the deep (serendipitous) sky, SZ S/N-limited
     detections, and whether the SZ entry has a redshift."""
     dl_cm = COSMO.luminosity_distance(h.z.to_numpy()).to_value("cm")
