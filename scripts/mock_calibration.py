@@ -2,8 +2,9 @@
 
 Builds universes of --n clusters (default the real catalogue's 26,350) for each --seeds, writes them
 to temporary folders and prints, per seed, every figure of docs/mock.md's calibration table: KS of
-lambda and z_lambda against redMaPPer v5.10, labelled fraction, the richness baseline (5-fold MAE and
-slope with their bootstrap errors over the labels, intercept), projected share of lambda per richness
+lambda and z_lambda against redMaPPer v5.10, labelled fraction, the serendipitous share of the X-ray labels (against
+the real MCXC's), the richness baseline (5-fold MAE and slope with their bootstrap errors over the labels, intercept,
+x^2 coefficient), projected share of lambda per richness
 bin and sigma(ln lambda | M), miscentring, the magnitude-gap effect (on the clusters' own member
 counts, as Hearin+2013, and on the observed lambda), BCG colours against SPIDERS, field counts and
 colours against the real photoObj field, and the fields' seeing and sky. The mock version is printed
@@ -27,7 +28,7 @@ def universe_figures(n: int, seed: int, real: Path) -> dict:
     """All calibration figures of one universe."""
     from clustermass.mock import calibrate
     from clustermass.mock.population import build_universe
-    from clustermass.mock.writers import write_universe
+    from clustermass.mock.writers import FILES, write_universe
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.process_time()
@@ -38,7 +39,8 @@ def universe_figures(n: int, seed: int, real: Path) -> dict:
         return {
             "seed": seed, "build_cpu_s": round(build_cpu, 1), "ks": calibrate.ks_statistics(Path(tmp), real),
             "labels": {k: s[k] for k in ("clusters", "labelled", "fraction", "xray", "sz")},
-            "baseline": {"mae": s["mae"], "intercept": s["coef"][0], "slope": s["coef"][1],
+            "serendipitous": calibrate.serendipitous_share(Path(tmp) / FILES["redmapper_csv"], Path(tmp) / FILES["mcxc"]),
+            "baseline": {"mae": s["mae"], "intercept": s["coef"][0], "slope": s["coef"][1], "bend": s["coef"][3],
                          "label_scatter_vs_truth": s["label_scatter_vs_truth"],
                          **calibrate.baseline_sampling_error(Path(tmp))},
             "abundance": calibrate.abundance(Path(tmp), real),
@@ -61,6 +63,8 @@ def main() -> None:
 
     out = {"mock_version": MOCK_VERSION, "n": args.n,
            "universes": [universe_figures(args.n, int(s), args.real) for s in args.seeds.split(",")],
+           "real_serendipitous": calibrate.serendipitous_share(args.real / calibrate.REAL_REDMAPPER,
+                                                               args.real / calibrate.REAL_MCXC),
            "field": calibrate.field_comparison(args.real), "conditions": calibrate.conditions_comparison(args.real)}
     if args.json:
         print(json.dumps(out, indent=1, default=float))
@@ -76,8 +80,13 @@ def main() -> None:
               f"(weak lensing, Simet+2017 as M500c: {ab['lensing_log10_m500_lambda40']:.3f}; {ab['lensing_bin_clusters']} clusters)")
         print(f"  labelled {lab['labelled']} = {100 * lab['fraction']:.2f}% ({lab['xray']} X-ray, {lab['sz']} SZ)")
         print(f"  baseline MAE {b['mae']:.3f} +- {b['mae_sd']:.3f} dex, slope {b['slope']:.3f} +- {b['slope_sd']:.3f} "
-              f"(bootstrap over the labels), intercept {b['intercept']:.3f}; "
+              f"(bootstrap over the labels), intercept {b['intercept']:.3f}, x^2 coefficient {b['bend']:.1f}; "
               f"label scatter vs truth {b['label_scatter_vs_truth']:.3f} dex")
+        ser, rs = u["serendipitous"], out["real_serendipitous"]
+        print(f"  serendipitous X-ray labels {100 * ser['share']:.1f}% (real {100 * rs['share']:.1f}%), "
+              f"{ser['mass_offset_dex']:+.3f} dex at fixed lambda (real {rs['mass_offset_dex']:+.3f}), median z "
+              f"{ser['median_z_serendipitous']:.3f} / RASS {ser['median_z_rass']:.3f} "
+              f"(real {rs['median_z_serendipitous']:.3f} / {rs['median_z_rass']:.3f})")
         print("  projected share of lambda: " + ", ".join(f"{k}: {v:.3f}" for k, v in p["share"].items())
               + f"; all {p['all']:.3f}; sigma(ln lambda | M) {p['sigma_lnlambda_at_m']:.3f}")
         print(f"  miscentred {a['miscentred_fraction']:.3f}, mean offset {a['miscentred_offset_rlambda']:.3f} R_lambda, "

@@ -61,3 +61,21 @@ def test_study_table_on_a_small_universe(tmp_path):
 
         stop(work / "s101" / "data" / "pg")
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_pooled_gain_leaves_out_runs_whose_gain_is_undefined():
+    """A run whose oracle barely beats richness has G without an interval (its denominator ~0): pooling its
+    point G (-203 on one v5 seed) would swamp the others, so G is pooled over the runs with an interval."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("accuracy_study", REPO / "scripts" / "accuracy_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    row = {"mae": 0.1, "ratio": 1.0, "coverage68": 0.68, "coverage95": 0.95}
+    results = [{"variant": "default", "band_accuracy": 0.6, "reference_band_accuracy": 0.6, "wall_s": 1.0,
+                "rows": [{**row, "model": m, "reference": r, "gain": g, "gain_ci95": ci}
+                         for m in study.MODELS for r in study.REFERENCES]}
+               for g, ci in ((0.2, [0.1, 0.3]), (0.4, [0.3, 0.5]), (-203.0, None))]
+    for p in study.pooled(results):
+        assert p["n_seeds"] == 3 and p["gain_seeds"] == 2 and p["gain"] == pytest.approx(0.3), p
+    assert "(2 of 3 seeds)" in study.render([], study.pooled(results))

@@ -221,6 +221,8 @@ def test_bad_settings_files_exit_1_with_one_line(env, tmp_path):
     stage_not_a_table.write_text("stage2 = 5\n")
     epochs_text = tmp_path / "epochs.toml"
     epochs_text.write_text('[stage1]\nepochs = "12"\n')
+    pooling_typo = tmp_path / "pooling.toml"
+    pooling_typo.write_text('[stage2]\npooling = ["ring"]\n')
     cases = [
         ((["--config", str(folder), "status"], env), f"config file {folder} is a folder, not a TOML file"),
         ((["--config", str(not_a_table), "status"], env), "'cmcat' must be a [cmcat] table of settings"),
@@ -229,6 +231,7 @@ def test_bad_settings_files_exit_1_with_one_line(env, tmp_path):
         ((["train", "--config", str(folder)], env), f"training config {folder} is a folder, not a TOML file"),
         ((["train", "--config", str(stage_not_a_table)], env), "stage2 must be a [stage2] table, not 5"),
         ((["train", "--config", str(epochs_text)], env), f"training config {epochs_text}: stage1.epochs must be an integer"),
+        ((["train", "--config", str(pooling_typo)], env), "stage2.pooling has 'ring'; expected any of"),
     ]
     for (args, environ), message in cases:
         res = cmcat(environ, *args)

@@ -109,9 +109,10 @@ def test_optional_photometry_round_trips_and_leaves_other_configs_hashing_as_bef
 @pytest.mark.parametrize(("text", "message"), [
     ('[stage2]\nphotometry = ["bgc"]\n', "stage2.photometry has 'bgc'; expected any of bcg, apertures"),
     ('[stage2]\nphotometry = ["bcg"]\nfinetune_epochs = 2\n', "stage2.photometry needs a frozen trunk"),
+    ('[stage2]\npooling = ["mean", "ring"]\n', "stage2.pooling has 'ring'; expected any of mean, max, centre, rings"),
 ])
-def test_photometry_needs_known_sets_and_a_frozen_trunk(tmp_path, text, message):
+def test_stage2_needs_known_choices_and_a_frozen_trunk(tmp_path, text, message):
     user = tmp_path / "bad.toml"
     user.write_text(text)
     with pytest.raises(ConfigError, match=message):
-        workflow.check_photometry(load_train_config(user).stage2)
+        workflow.check_stage2(load_train_config(user).stage2)

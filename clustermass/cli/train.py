@@ -55,9 +55,10 @@ def train(
     from clustermass.jobs.tiles import SourceChoice
     from clustermass.jobs.train import train_models
     from clustermass.model.trainconfig import load_train_config
+    from clustermass.model.workflow import check_stage2
 
     check_device(device)
-    load_train_config(config)  # a bad config is a usage error: refuse it before the database starts
+    check_stage2(load_train_config(config).stage2)  # a bad config: refused before the database starts
     chosen = SourceChoice(source, frames and str(frames), universe and str(universe), mock_seed)
     with _progress_fn(not json_out) as on_progress:
         done = train_models(STATE.database(), STATE.settings, stage, config, seed, chosen, trunk=trunk, device=device,

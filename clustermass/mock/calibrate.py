@@ -26,6 +26,7 @@ from clustermass.mock.sed import kcorr
 from clustermass.mock.writers import FILES, read_truth
 
 REAL_REDMAPPER = "clusterdb/sdss_redmapper.csv.gz"
+REAL_MCXC = "clusterdb/mcxc.csv.gz"
 REAL_SPIDERS_BCG = "crossmatch/SpidersXclusterBCGs-v2.0.fits"
 REAL_PHOTOOBJ = "sdss_frames/celeste/photoObj-003900-6-0269.fits"
 REAL_PHOTOFIELD = "sdss_frames/celeste/photoField-003900-6.fits"
@@ -95,6 +96,32 @@ def labelled(universe_dir: Path) -> pd.DataFrame:
     clusters = pd.DataFrame({"id": rm.ID, "ra": rm.RA, "dec": rm.dec, "z": rm.redshift, "richness": rm["lambda"]})
     labels = match(clusters, measurements(universe_dir), radius_arcsec=120.0, dz=0.05, priority=("mcxc", "psz2"))
     return labels.merge(clusters, left_on="cluster_id", right_on="id")
+
+
+#: MCXC's serendipitous surveys (pointed ROSAT/Einstein fields: deep, small area); its other catalogues are RASS-based.
+SERENDIPITOUS_CATS = ("400SD", "160SD", "WARPS", "EMSS", "SHARC")
+
+
+def serendipitous_share(redmapper_csv: Path, mcxc_csv: Path) -> dict[str, float]:
+    """Share of the redMaPPer clusters' MCXC labels (matched like `cmcat crossmatch`) that come from the
+    serendipitous surveys, how much lighter they are at fixed lambda (mean residual about a log-linear fit in
+    lambda, serendipitous minus RASS, dex), and the median redshift of each kind: the same function reads the real
+    files and a universe's (whose `Cat` says which sky detected the halo)."""
+    from clustermass.catalogs.crossmatch import match
+
+    rm, x = pd.read_csv(redmapper_csv), pd.read_csv(mcxc_csv)
+    clusters = pd.DataFrame({"id": rm.ID, "ra": rm.RA, "dec": rm.dec, "z": rm.redshift, "richness": rm["lambda"]})
+    meas = pd.DataFrame({"id": np.arange(1, len(x) + 1), "ra": x.RAdeg, "dec": x.DEdeg, "z": x.z,
+                         "log10_m500": np.log10(x.M500 * 1e14), "log10_m500_err": 0.1, "source": "mcxc"})
+    lab = match(clusters, meas, radius_arcsec=120.0, dz=0.05, priority=("mcxc",))
+    ser = x.Cat.isin(SERENDIPITOUS_CATS).to_numpy()[lab.measurement_id.to_numpy() - 1]
+    c = clusters.set_index("id").reindex(lab.cluster_id)
+    z, logm = c.z.to_numpy(), lab.log10_m500.to_numpy()
+    design = np.column_stack([np.ones(len(lab)), np.log10(c.richness.to_numpy() / 40.0)])
+    resid = logm - design @ np.linalg.lstsq(design, logm, rcond=None)[0]
+    return {"labels": int(len(lab)), "share": float(ser.mean()),
+            "mass_offset_dex": float(resid[ser].mean() - resid[~ser].mean()),
+            "median_z_serendipitous": float(np.median(z[ser])), "median_z_rass": float(np.median(z[~ser]))}
 
 
 def baseline_summary(universe_dir: Path, seed: int = 0) -> dict:

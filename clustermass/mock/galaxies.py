@@ -24,10 +24,10 @@ from clustermass.mock.sed import kcorr, star_colours
 CELL_DEG = 0.05
 #: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (slope of the Yasuda+2001 counts;
 #: normalisation tuned to the real photoObj field, 4,560 +- 300 deg^-2 at 18 < r < 21.5).
-GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 20900.0, 0.36, (14.0, 23.5)
+GAL_DENSITY, GAL_SLOPE, GAL_MAG_RANGE = 23500.0, 0.36, (14.0, 23.5)
 #: Share of passive (red-SED) field galaxies, tuned so the 18 < r < 21.5 medians of g-r and r-i match
 #: the real photoObj field (median redshift at r: 0.04 + 0.055 (r - 15)).
-GAL_RED_FRACTION = 0.37
+GAL_RED_FRACTION = 0.42
 #: Stars per deg^2 with 14 < r < 22.8 and their count slope (tuned to the real photoObj field).
 STAR_DENSITY, STAR_SLOPE, STAR_MAG_RANGE = 4200.0, 0.12, (14.0, 22.8)
 #: Faint high-latitude stars on the stellar locus (sed.star_colours): a share of halo turn-off stars

@@ -26,7 +26,7 @@ from astropy.table import Table
 
 from clustermass.cosmology import COSMO, arcsec_per_mpc
 from clustermass.mock import relations as rel
-from clustermass.mock.population import Universe
+from clustermass.mock.population import XRAY_CAT_DEEP, XRAY_CAT_RASS, Universe
 from clustermass.mock.version import MOCK_VERSION, check_universe
 from clustermass.model.truth import TRUTH_FILE, TRUTH_META_KEY, read_truth as read_truth_table
 
@@ -102,6 +102,11 @@ def _short_redmapper(t: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+#: ln error of a measured X-ray flux: RASS detections near the limit hold a few tens of photons (15-30% Poisson
+#: errors, Boehringer+2000), and the L500 extrapolation adds its own; the MCXC masses inherit it at 1/1.64.
+XRAY_FLUX_ERROR = 0.2
+
+
 def mcxc_table(u: Universe) -> pd.DataFrame:
     """X-ray catalogue in the real MCXC columns; M500 inferred from L500 (1e14 Msun)."""
     h = u.haloes[u.haloes.in_mcxc].sort_values("halo_ra")
@@ -111,7 +116,7 @@ def mcxc_table(u: Universe) -> pd.DataFrame:
     off = rng.normal(0.0, 0.05, (2, len(h))) * 1000.0 / kpc_per_arcsec / 3600.0  # 50 kpc centroid offsets
     dec = h.halo_dec.to_numpy() + off[1]  # X-ray centres: the halo's, not the optical catalogue's
     ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
-    lx = h.lx500.to_numpy() * np.exp(rng.normal(0.0, 0.05, len(h)))  # 5% flux measurement error
+    lx = h.lx500.to_numpy() * np.exp(rng.normal(0.0, XRAY_FLUX_ERROR, len(h)))
     m500 = rel.m500_of_lx(lx, z)
     r500 = rel.r500_mpc(m500, z)
     names = mcxc_names(ra, dec)
@@ -125,7 +130,8 @@ def mcxc_table(u: Universe) -> pd.DataFrame:
             "RAh": rh, "RAm": rm_, "RAs": np.round(rs, 1), "DE.": np.where(sg == "-", "-", None),
             "DEd": dd, "DEm": dm, "DEs": np.round(ds).astype(int),
             "RAdeg": np.round(ra, 3), "DEdeg": np.round(dec, 3), "GLON": np.round(glon, 3), "GLAT": np.round(glat, 3),
-            "z": np.round(z, 4), "Cat": "MOCK", "Sub.Cat": "MOCK", "Scale": np.round(kpc_per_arcsec, 3),
+            "z": np.round(z, 4), "Cat": np.where(h.xray_deep, XRAY_CAT_DEEP, XRAY_CAT_RASS), "Sub.Cat": "MOCK",
+            "Scale": np.round(kpc_per_arcsec, 3),
             "L500": np.round(lx / 1e44, 6), "M500": np.round(m500 / 1e14, 4), "R500": np.round(r500, 4),
             "Notes": nan, "Cat1": nan, "Cat2": nan, "Cat3": nan, "Cat4": nan,
             "L500r1": nan, "L500r2": nan, "L500r3": nan, "L500r4": nan,

@@ -28,7 +28,7 @@ from clustermass.model.datasets import aux_inputs
 from clustermass.model.evaluate import ORACLE_OF, comparison_table, unlabelled_table
 from clustermass.model.inference import stage2_features
 from clustermass.model.metrics import mass_metrics
-from clustermass.model.networks import Trunk
+from clustermass.model.networks import POOLINGS, Trunk
 from clustermass.model.photometry import PHOTOMETRY
 from clustermass.model.population import fit_population, population_masses
 from clustermass.model.preprocess import normalise
@@ -105,11 +105,13 @@ def stage2_arch(trunk_record: ModelRecord, s2: Stage2Config) -> dict[str, Any]:
             **({"photometry": list(s2.photometry)} if s2.photometry else {})}
 
 
-def check_photometry(s2: Stage2Config) -> None:
-    """ConfigError unless stage2.photometry names known feature sets on a frozen trunk."""
-    for name in s2.photometry:
-        if name not in PHOTOMETRY:
-            raise ConfigError(f"training config: stage2.photometry has {name!r}; expected any of {', '.join(PHOTOMETRY)}")
+def check_stage2(s2: Stage2Config) -> None:
+    """ConfigError unless stage2.pooling and stage2.photometry name known choices, photometry on a frozen trunk:
+    checked before any training, so a typo does not surface after stage 1."""
+    for key, names, known in (("pooling", s2.pooling, POOLINGS), ("photometry", s2.photometry, PHOTOMETRY)):
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"training config: stage2.{key} has {name!r}; expected any of {', '.join(known)}")
     if s2.photometry and s2.finetune_epochs:
         raise ConfigError("training config: stage2.photometry needs a frozen trunk: set stage2.finetune_epochs = 0 "
                           "or stage2.photometry = []")
@@ -141,7 +143,7 @@ def labelled_features(
 ) -> LabelledData:
     """Labelled clusters, their stage-2 features (frozen trunk, TTA-averaged; photometry if the config
     asks) and (log10 lambda, z) inputs."""
-    check_photometry(cfg.stage2)
+    check_stage2(cfg.stage2)
     clusters = labelled_clusters(engine)
     raw, ok = _images(images_fn, clusters)
     images = normalise(raw, cfg.softening)
