@@ -37,7 +37,7 @@ def test_labels_and_baseline_like_the_real_sample(mid, real_data):
 
 
 @pytest.mark.xfail(strict=True, reason="mock v6's labels are ~0.2 dex heavier at fixed lambda and tighter about the "
-                   "richness relation than the real ones (docs/mock.md, 'Left open'); fixing it makes this pass")
+                   "richness relation than the real ones (docs/mock.md, 'Known shortfalls'); fixing it makes this pass")
 def test_label_masses_at_fixed_lambda_like_the_real_sample(mid):
     """Real, with the z^2 term: intercept 14.35 at lambda = 40, z = 0.35; 5-fold MAE 0.153 dex (460 labels; this
     universe has ~150, so the MAE's sampling sd is ~0.012)."""
