@@ -94,3 +94,31 @@ def test_predict_through_a_database_restart(own_server, tmp_path):
     assert status == "done" and {t.status for t in tiles} == {"done"}
     assert sum(t.n_clusters for t in tiles) == n == sum(t.n_done for t in tiles)
     engine.dispose()
+
+
+def test_bookkeeping_rides_out_a_restart(monkeypatch):
+    """The client's own writes (a run's final status) retry a dropped connection as the tiles do: a predict whose
+    tiles all finished just before a restart failed at `finish_run` with 'lost the connection'."""
+    import psycopg2
+
+    from clustermass.pipeline import runner
+
+    monkeypatch.setattr(runner, "DB_RETRY_DELAYS_S", (0.0, 0.0))
+    calls = []
+
+    def flaky(fail: int, exc: Exception):
+        def call():
+            calls.append(1)
+            if len(calls) <= fail:
+                raise exc
+            return "done"
+        return call
+
+    assert runner.through_restarts(flaky(2, psycopg2.OperationalError("server closed the connection"))) == "done"
+    calls.clear()
+    with pytest.raises(psycopg2.OperationalError):  # still down after every delay
+        runner.through_restarts(flaky(3, psycopg2.OperationalError("no such socket")))
+    calls.clear()
+    with pytest.raises(ValueError):  # not a connection failure: not retried
+        runner.through_restarts(flaky(1, ValueError("bad query")))
+    assert len(calls) == 1

@@ -102,11 +102,6 @@ def _short_redmapper(t: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-#: ln error of a measured X-ray flux: RASS detections near the limit hold a few tens of photons (15-30% Poisson
-#: errors, Boehringer+2000), and the L500 extrapolation adds its own; the MCXC masses inherit it at 1/1.64.
-XRAY_FLUX_ERROR = 0.2
-
-
 def mcxc_table(u: Universe) -> pd.DataFrame:
     """X-ray catalogue in the real MCXC columns; M500 inferred from L500 (1e14 Msun)."""
     h = u.haloes[u.haloes.in_mcxc].sort_values("halo_ra")
@@ -116,7 +111,7 @@ def mcxc_table(u: Universe) -> pd.DataFrame:
     off = rng.normal(0.0, 0.05, (2, len(h))) * 1000.0 / kpc_per_arcsec / 3600.0  # 50 kpc centroid offsets
     dec = h.halo_dec.to_numpy() + off[1]  # X-ray centres: the halo's, not the optical catalogue's
     ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
-    lx = h.lx500.to_numpy() * np.exp(rng.normal(0.0, XRAY_FLUX_ERROR, len(h)))
+    lx = h.lx500_obs.to_numpy()  # what the survey measured and selected on
     m500 = rel.m500_of_lx(lx, z)
     r500 = rel.r500_mpc(m500, z)
     names = mcxc_names(ra, dec)
@@ -153,7 +148,7 @@ def psz2_table(u: Universe) -> tuple[Table, dict[str, str]]:
     ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
     theta = np.degrees(h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(z).to_value("Mpc")) * 60.0
     y_err = SZ_NOISE_5ARCMIN * (theta / 5.0) ** SZ_NOISE_SLOPE
-    y_obs = h.y500.to_numpy() + rng.normal(0.0, 1.0, n) * y_err
+    y_obs = h.y500_obs.to_numpy()  # what the survey measured and selected on (S/N >= 4.5)
     snr = y_obs / y_err
     msz = rel.m500_of_ysz(np.maximum(y_obs, 1e-3 * h.y500.to_numpy()), z) / 1e14
     frac = 1.0 / (rel.YSZ_SLOPE * np.maximum(snr, 1.0)) + 0.05

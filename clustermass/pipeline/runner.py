@@ -55,7 +55,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import Engine
 
@@ -71,6 +71,7 @@ from clustermass.pipeline.tiles import DEFAULT_MAX_PER_TILE, Pixel, Tile, TileRe
 DB_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 TileTask = Callable[..., TileResult]
+T = TypeVar("T")
 
 
 def db_unreachable(exc: BaseException) -> bool:
@@ -91,13 +92,19 @@ def execute_tile(task: TileTask, db_url: str, run_id: int, norder: int, npix: in
     """Run one tile task on a worker: mark it running, call it, record a failure's reason.
 
     Never raises for task errors (they are data: the tile is marked failed with the reason).
-    A lost database connection (server restart) is retried after each of DB_RETRY_DELAYS_S
-    (the tile's transaction was rolled back, so a retry starts clean); if the database stays
-    away the exception surfaces on the client, as a lost worker does.
+    A lost database connection (server restart) is retried (`through_restarts`; the tile's
+    transaction was rolled back, so a retry starts clean); if the database stays away the
+    exception surfaces on the client, as a lost worker does.
     """
+    return through_restarts(lambda: _execute_tile_once(task, db_url, run_id, norder, npix, task_args))
+
+
+def through_restarts(call: Callable[[], T]) -> T:
+    """call(), retried after each of DB_RETRY_DELAYS_S while the database is unreachable (a server restart);
+    other errors, and the last failed attempt's, propagate."""
     for delay in (*DB_RETRY_DELAYS_S, None):
         try:
-            return _execute_tile_once(task, db_url, run_id, norder, npix, task_args)
+            return call()
         except Exception as exc:  # noqa: BLE001 - only connection failures are retried
             if delay is None or not db_unreachable(exc):
                 raise
@@ -280,7 +287,7 @@ def run_tiles(
         except KeyboardInterrupt:
             summary.status = "interrupted"
             reason = f"interrupted by the user; finished tiles are saved. Continue with {_continue_with(kind, run_id)}"
-            finish_run(engine, run_id, "interrupted", reason)
+            through_restarts(lambda: finish_run(engine, run_id, "interrupted", reason))
             raise Interrupted(f"{kind} run {run_id} {reason}") from None
         except Exception as exc:  # e.g. an unreachable scheduler: the run must not stay 'running'
             if not db_unreachable(exc):
@@ -290,9 +297,10 @@ def run_tiles(
             summary.seconds = time.perf_counter() - t0
         if summary.n_tiles_failed:
             summary.status = "failed"
-            finish_run(engine, run_id, "failed", f"{summary.n_tiles_failed} tile(s) failed; see run_tiles.error")
+            through_restarts(lambda: finish_run(engine, run_id, "failed",
+                                                f"{summary.n_tiles_failed} tile(s) failed; see run_tiles.error"))
         else:
-            finish_run(engine, run_id, "done", None)
+            through_restarts(lambda: finish_run(engine, run_id, "done", None))
     except Exception as exc:
         if not db_unreachable(exc):
             raise
@@ -355,7 +363,7 @@ def _execute(
                 res = fut.result()
             except Exception as exc:  # noqa: BLE001 - lost worker (KilledWorker) or unpicklable task
                 reason = scrub(f"worker lost or task not runnable: {type(exc).__name__}: {exc}", db_url)[:2000]
-                mark_failed(engine, summary.run_id, tile.norder, tile.npix, reason)
+                through_restarts(lambda: mark_failed(engine, summary.run_id, tile.norder, tile.npix, reason))
                 res = TileResult(tile.pixel, "failed", error=reason)
             _account(summary, tile, res)
             progress.tiles_finished += 1
