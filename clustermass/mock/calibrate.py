@@ -70,6 +70,18 @@ def abundance(universe_dir: Path, real_dir: Path) -> dict[str, float]:
             "lensing_log10_m500_lambda40": float(np.log10(m500_of_lambda(40.0))), "lensing_bin_clusters": len(rm)}
 
 
+def _clusters(redmapper: pd.DataFrame) -> pd.DataFrame:
+    """A short-form redMaPPer table as the (id, ra, dec, z, richness) rows `crossmatch.match` takes."""
+    return pd.DataFrame({"id": redmapper.ID, "ra": redmapper.RA, "dec": redmapper.dec, "z": redmapper.redshift,
+                         "richness": redmapper["lambda"]})
+
+
+def _mcxc_rows(mcxc: pd.DataFrame) -> pd.DataFrame:
+    """An MCXC table as (ra, dec, z, log10_m500, log10_m500_err, source) measurement rows."""
+    return pd.DataFrame({"ra": mcxc.RAdeg, "dec": mcxc.DEdeg, "z": mcxc.z, "log10_m500": np.log10(mcxc.M500 * 1e14),
+                         "log10_m500_err": 0.1, "source": "mcxc"})
+
+
 def measurements(universe_dir: Path) -> pd.DataFrame:
     """The mock MCXC and PSZ2 masses as (id, ra, dec, z, log10_m500, log10_m500_err, source) rows."""
     d = Path(universe_dir)
@@ -78,8 +90,7 @@ def measurements(universe_dir: Path) -> pd.DataFrame:
         warnings.simplefilter("ignore", UnitsWarning)  # the PSZ2 unit strings, as in the real file
         p = Table.read(d / FILES["psz2"], hdu="PSZ2_UNION").to_pandas()
     p = p[(p.REDSHIFT > 0) & (p.MSZ > 0)]
-    xr = pd.DataFrame({"ra": x.RAdeg, "dec": x.DEdeg, "z": x.z, "log10_m500": np.log10(x.M500 * 1e14),
-                       "log10_m500_err": 0.1, "source": "mcxc"})
+    xr = _mcxc_rows(x)
     pr = pd.DataFrame({"ra": p.RA, "dec": p.DEC, "z": p.REDSHIFT.astype(float),
                        "log10_m500": np.log10(p.MSZ.astype(float) * 1e14),
                        "log10_m500_err": (p.MSZ_ERR_UP / p.MSZ / np.log(10)).astype(float), "source": "psz2"})
@@ -92,8 +103,7 @@ def labelled(universe_dir: Path) -> pd.DataFrame:
     """Mock clusters with a label, matched like `cmcat crossmatch` (2', |dz| < 0.05(1+z), MCXC first)."""
     from clustermass.catalogs.crossmatch import match
 
-    rm = pd.read_csv(Path(universe_dir) / FILES["redmapper_csv"])
-    clusters = pd.DataFrame({"id": rm.ID, "ra": rm.RA, "dec": rm.dec, "z": rm.redshift, "richness": rm["lambda"]})
+    clusters = _clusters(pd.read_csv(Path(universe_dir) / FILES["redmapper_csv"]))
     labels = match(clusters, measurements(universe_dir), radius_arcsec=120.0, dz=0.05, priority=("mcxc", "psz2"))
     return labels.merge(clusters, left_on="cluster_id", right_on="id")
 
@@ -109,10 +119,9 @@ def serendipitous_share(redmapper_csv: Path, mcxc_csv: Path) -> dict[str, float]
     files and a universe's (whose `Cat` says which sky detected the halo)."""
     from clustermass.catalogs.crossmatch import match
 
-    rm, x = pd.read_csv(redmapper_csv), pd.read_csv(mcxc_csv)
-    clusters = pd.DataFrame({"id": rm.ID, "ra": rm.RA, "dec": rm.dec, "z": rm.redshift, "richness": rm["lambda"]})
-    meas = pd.DataFrame({"id": np.arange(1, len(x) + 1), "ra": x.RAdeg, "dec": x.DEdeg, "z": x.z,
-                         "log10_m500": np.log10(x.M500 * 1e14), "log10_m500_err": 0.1, "source": "mcxc"})
+    clusters, x = _clusters(pd.read_csv(redmapper_csv)), pd.read_csv(mcxc_csv)
+    meas = _mcxc_rows(x)
+    meas.insert(0, "id", np.arange(1, len(x) + 1))
     lab = match(clusters, meas, radius_arcsec=120.0, dz=0.05, priority=("mcxc",))
     ser = x.Cat.isin(SERENDIPITOUS_CATS).to_numpy()[lab.measurement_id.to_numpy() - 1]
     c = clusters.set_index("id").reindex(lab.cluster_id)

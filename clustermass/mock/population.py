@@ -280,6 +280,13 @@ def _neighbour_rows(inter: pd.DataFrame, hosts: pd.DataFrame, kept_rows: np.ndar
     ).reset_index(drop=True)
 
 
+def sz_noise(r500_mpc: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """1-sigma noise of a measured Y500 (arcmin^2): SZ_NOISE_5ARCMIN (theta500 / 5')^SZ_NOISE_SLOPE, the larger
+    the cluster's angular size the noisier (the selection's S/N and the published SNR both divide by it)."""
+    theta_arcmin = np.degrees(np.asarray(r500_mpc) / COSMO.angular_diameter_distance(z).to_value("Mpc")) * 60.0
+    return SZ_NOISE_5ARCMIN * (theta_arcmin / 5.0) ** SZ_NOISE_SLOPE
+
+
 def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndarray, ...]:
     """X-ray flux-limited detections, whether each halo lies on the deep (serendipitous) sky, SZ S/N-limited
     detections, whether the SZ entry has a redshift, and the measured L500 (erg/s) and Y500 (arcmin^2): the
@@ -291,9 +298,7 @@ def _label_selection(rng: np.random.Generator, h: pd.DataFrame) -> tuple[np.ndar
     limit = np.where(deep, XRAY_DEEP_LIMIT, XRAY_FLUX_LIMIT)
     p_x = 0.5 * (1 + erf((np.log(flux) - np.log(limit)) / (np.sqrt(2) * XRAY_SOFTNESS)))
     xray = rng.random(len(h)) < p_x
-    theta500 = h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(h.z.to_numpy()).to_value("Mpc")
-    theta_arcmin = np.degrees(theta500) * 60.0
-    noise = SZ_NOISE_5ARCMIN * (theta_arcmin / 5.0) ** SZ_NOISE_SLOPE
+    noise = sz_noise(h.r500_mpc.to_numpy(), h.z.to_numpy())
     y_obs = h.y500.to_numpy() + rng.normal(0.0, 1.0, len(h)) * noise
     snr = y_obs / noise
     sz = snr >= SZ_SNR_MIN

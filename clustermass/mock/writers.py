@@ -24,7 +24,7 @@ import pandas as pd
 from astropy.io import fits
 from astropy.table import Table
 
-from clustermass.cosmology import COSMO, arcsec_per_mpc
+from clustermass.cosmology import arcsec_per_mpc
 from clustermass.mock import relations as rel
 from clustermass.mock.population import XRAY_CAT_DEEP, XRAY_CAT_RASS, Universe
 from clustermass.mock.version import MOCK_VERSION, check_universe
@@ -137,7 +137,7 @@ def mcxc_table(u: Universe) -> pd.DataFrame:
 
 def psz2_table(u: Universe) -> tuple[Table, dict[str, str]]:
     """SZ catalogue in the real PSZ2 union columns (REDSHIFT=-1 and MSZ=0 where unknown), and its units."""
-    from clustermass.mock.population import SZ_NOISE_5ARCMIN, SZ_NOISE_SLOPE
+    from clustermass.mock.population import sz_noise
 
     h = u.haloes[u.haloes.in_psz2].sort_values("halo_ra")
     rng = np.random.default_rng([u.seed, 11])
@@ -146,12 +146,11 @@ def psz2_table(u: Universe) -> tuple[Table, dict[str, str]]:
     off = rng.normal(0.0, 0.7 / 60.0, (2, n))  # Planck positions: ~1 arcmin errors
     dec = np.clip(h.halo_dec.to_numpy() + off[1], -90, 90)
     ra = np.mod(h.halo_ra.to_numpy() + off[0] / np.cos(np.radians(dec)), 360.0)
-    theta = np.degrees(h.r500_mpc.to_numpy() / COSMO.angular_diameter_distance(z).to_value("Mpc")) * 60.0
-    y_err = SZ_NOISE_5ARCMIN * (theta / 5.0) ** SZ_NOISE_SLOPE
-    y_obs = h.y500_obs.to_numpy()  # what the survey measured and selected on (S/N >= 4.5)
+    y_err = sz_noise(h.r500_mpc.to_numpy(), z)
+    y_obs = h.y500_obs.to_numpy()  # what the survey measured and selected on: S/N >= SZ_SNR_MIN, so y_obs > 0
     snr = y_obs / y_err
-    msz = rel.m500_of_ysz(np.maximum(y_obs, 1e-3 * h.y500.to_numpy()), z) / 1e14
-    frac = 1.0 / (rel.YSZ_SLOPE * np.maximum(snr, 1.0)) + 0.05
+    msz = rel.m500_of_ysz(y_obs, z) / 1e14
+    frac = 1.0 / (rel.YSZ_SLOPE * snr) + 0.05
     has_z = h.psz2_has_z.to_numpy()
     glon, glat = _galactic(ra, dec)
     names = [f"PSZ2 G{l:06.2f}{b:+06.2f}" for l, b in zip(glon, glat)]
