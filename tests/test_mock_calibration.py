@@ -133,7 +133,7 @@ def test_full_size_universe_calibration(tmp_path_factory, real_data):
     s = calibrate.baseline_summary(big)
     # real, with the z^2 term: slope 0.82 (sampling sd ~0.05), x^2 coefficient -24.2 (the labels' bend in z)
     assert 0.015 <= s["fraction"] <= 0.020 and 0.72 <= s["coef"][1] <= 0.90 and -32 < s["coef"][3] < -16, s
-    assert abs(s["coef"][0] - 14.35) < 0.12 and abs(s["mae"] - 0.1536) < 0.015, s  # real 14.35, 0.1536
+    assert abs(s["coef"][0] - 14.35) < 0.12 and abs(s["mae"] - 0.1536) < 0.02, s  # real 14.35, 0.1536 (sd ~0.006)
     ser = calibrate.serendipitous_share(big / FILES["redmapper_csv"], big / FILES["mcxc"])
     assert 0.28 < ser["share"] < 0.42, ser  # real 0.348 of 330 X-ray labels
     pair = calibrate.catalogue_offset(big / FILES["redmapper_csv"], big / FILES["mcxc"], big / FILES["psz2"])
