@@ -1,6 +1,6 @@
 """The accuracy study: a frozen config on fresh mock universes, scored against labels and truth.
 
-For each seed (default 110, 111, 112) and the control variant (`--control-seed`, default 110),
+For each seed (default 113, 114, 115) and the control variant (`--control-seed`, default 113),
 in its own folder WORK/<run>/ with its own embedded database (WORK/<run>/data): make a mock
 universe (`cmcat mock universe --n 26350`), ingest its catalogues, cross-match, train the config
 (`cmcat train --config quick --seed 0`, cutouts rendered with the universe's seed), register the
@@ -15,7 +15,7 @@ with their paired bootstrap intervals, error coverage, stage-1 band accuracy and
 Rules of the study (docs/model.md, "The accuracy study"):
 - The config is frozen: the committed `quick` config (clustermass/model/configs/quick.toml).
 - Development seeds, used while choosing configs and never in the study: universes 0, 1, 2.
-  Each study takes seeds never used before (mock v3: 101-103, v4: 104-106, v5: 107-109, v6: 110-112; the control
+  Each study takes seeds never used before (mock v3: 101-103, v4: 104-106, v5: 107-109, v6: 110-112, v7: 113-115; the control
   the first of them), so none of them was used for any choice.
 - Resumable: each step's JSON output is kept in WORK/<run>/steps/<step>.json and not rerun;
   WORK/<run>/result.json marks a finished run.
@@ -23,7 +23,7 @@ Rules of the study (docs/model.md, "The accuracy study"):
 It drives the project's own commands (`python -m clustermass ... --json`, i.e. `cmcat`). About an
 hour on 2 cores at the full size; the suite runs a small version (tests/test_accuracy_study.py).
 
-    python scripts/accuracy_study.py --work study/ [--seeds 110,111,112] [--control-seed 110]
+    python scripts/accuracy_study.py --work study/ [--seeds 113,114,115] [--control-seed 113]
         [--n 26350] [--area DEG2] [--config quick] [--threads N] [--json]
 """
 
@@ -42,7 +42,7 @@ from clustermass.images.atomic import atomic_write
 
 #: Universe seeds used while developing and choosing configs: never study seeds.
 DEVELOPMENT_SEEDS = (0, 1, 2)
-STUDY_SEEDS = (110, 111, 112)
+STUDY_SEEDS = (113, 114, 115)
 MODELS = ("cnn", "hybrid")
 REFERENCES = ("label", "truth")
 #: Figures of each (model, reference) row of evaluate kept by the study.

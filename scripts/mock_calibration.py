@@ -40,6 +40,8 @@ def universe_figures(n: int, seed: int, real: Path) -> dict:
             "seed": seed, "build_cpu_s": round(build_cpu, 1), "ks": calibrate.ks_statistics(Path(tmp), real),
             "labels": {k: s[k] for k in ("clusters", "labelled", "fraction", "xray", "sz")},
             "serendipitous": calibrate.serendipitous_share(Path(tmp) / FILES["redmapper_csv"], Path(tmp) / FILES["mcxc"]),
+            "catalogue_offset": calibrate.catalogue_offset(Path(tmp) / FILES["redmapper_csv"], Path(tmp) / FILES["mcxc"],
+                                                           Path(tmp) / FILES["psz2"]),
             "baseline": {"mae": s["mae"], "intercept": s["coef"][0], "slope": s["coef"][1], "bend": s["coef"][3],
                          "label_scatter_vs_truth": s["label_scatter_vs_truth"],
                          **calibrate.baseline_sampling_error(Path(tmp))},
@@ -65,6 +67,9 @@ def main() -> None:
            "universes": [universe_figures(args.n, int(s), args.real) for s in args.seeds.split(",")],
            "real_serendipitous": calibrate.serendipitous_share(args.real / calibrate.REAL_REDMAPPER,
                                                                args.real / calibrate.REAL_MCXC),
+           "real_catalogue_offset": calibrate.catalogue_offset(args.real / calibrate.REAL_REDMAPPER,
+                                                               args.real / calibrate.REAL_MCXC,
+                                                               args.real / calibrate.REAL_PSZ2),
            "field": calibrate.field_comparison(args.real), "conditions": calibrate.conditions_comparison(args.real)}
     if args.json:
         print(json.dumps(out, indent=1, default=float))
@@ -87,6 +92,9 @@ def main() -> None:
               f"{ser['mass_offset_dex']:+.3f} dex at fixed lambda (real {rs['mass_offset_dex']:+.3f}), median z "
               f"{ser['median_z_serendipitous']:.3f} / RASS {ser['median_z_rass']:.3f} "
               f"(real {rs['median_z_serendipitous']:.3f} / {rs['median_z_rass']:.3f})")
+        co, rc = u["catalogue_offset"], out["real_catalogue_offset"]
+        print(f"  log MSZ - log M_MCXC of clusters in both: mean {co['mean_dex']:+.3f}, sd {co['sd_dex']:.3f} dex, "
+              f"{co['clusters']} clusters (real {rc['mean_dex']:+.3f}, {rc['sd_dex']:.3f}, {rc['clusters']})")
         print("  projected share of lambda: " + ", ".join(f"{k}: {v:.3f}" for k, v in p["share"].items())
               + f"; all {p['all']:.3f}; sigma(ln lambda | M) {p['sigma_lnlambda_at_m']:.3f}")
         print(f"  miscentred {a['miscentred_fraction']:.3f}, mean offset {a['miscentred_offset_rlambda']:.3f} R_lambda, "

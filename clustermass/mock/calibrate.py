@@ -27,6 +27,7 @@ from clustermass.mock.writers import FILES, read_truth
 
 REAL_REDMAPPER = "clusterdb/sdss_redmapper.csv.gz"
 REAL_MCXC = "clusterdb/mcxc.csv.gz"
+REAL_PSZ2 = "HFI_PCCS_SZ-union_R2.08.fits"
 REAL_SPIDERS_BCG = "crossmatch/SpidersXclusterBCGs-v2.0.fits"
 REAL_PHOTOOBJ = "sdss_frames/celeste/photoObj-003900-6-0269.fits"
 REAL_PHOTOFIELD = "sdss_frames/celeste/photoField-003900-6.fits"
@@ -82,19 +83,21 @@ def _mcxc_rows(mcxc: pd.DataFrame) -> pd.DataFrame:
                          "log10_m500_err": 0.1, "source": "mcxc"})
 
 
+def _psz2_rows(psz2_fits: Path) -> pd.DataFrame:
+    """A PSZ2 union file's entries with a redshift and a mass as measurement rows (like `_mcxc_rows`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitsWarning)  # the PSZ2 unit strings, as in the real file
+        p = Table.read(psz2_fits, hdu="PSZ2_UNION").to_pandas()
+    p = p[(p.REDSHIFT > 0) & (p.MSZ > 0)]
+    return pd.DataFrame({"ra": p.RA, "dec": p.DEC, "z": p.REDSHIFT.astype(float),
+                         "log10_m500": np.log10(p.MSZ.astype(float) * 1e14),
+                         "log10_m500_err": (p.MSZ_ERR_UP / p.MSZ / np.log(10)).astype(float), "source": "psz2"})
+
+
 def measurements(universe_dir: Path) -> pd.DataFrame:
     """The mock MCXC and PSZ2 masses as (id, ra, dec, z, log10_m500, log10_m500_err, source) rows."""
     d = Path(universe_dir)
-    x = pd.read_csv(d / FILES["mcxc"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnitsWarning)  # the PSZ2 unit strings, as in the real file
-        p = Table.read(d / FILES["psz2"], hdu="PSZ2_UNION").to_pandas()
-    p = p[(p.REDSHIFT > 0) & (p.MSZ > 0)]
-    xr = _mcxc_rows(x)
-    pr = pd.DataFrame({"ra": p.RA, "dec": p.DEC, "z": p.REDSHIFT.astype(float),
-                       "log10_m500": np.log10(p.MSZ.astype(float) * 1e14),
-                       "log10_m500_err": (p.MSZ_ERR_UP / p.MSZ / np.log(10)).astype(float), "source": "psz2"})
-    out = pd.concat([xr, pr], ignore_index=True)
+    out = pd.concat([_mcxc_rows(pd.read_csv(d / FILES["mcxc"])), _psz2_rows(d / FILES["psz2"])], ignore_index=True)
     out.insert(0, "id", np.arange(1, len(out) + 1))
     return out
 
@@ -131,6 +134,22 @@ def serendipitous_share(redmapper_csv: Path, mcxc_csv: Path) -> dict[str, float]
     return {"labels": int(len(lab)), "share": float(ser.mean()),
             "mass_offset_dex": float(resid[ser].mean() - resid[~ser].mean()),
             "median_z_serendipitous": float(np.median(z[ser])), "median_z_rass": float(np.median(z[~ser]))}
+
+
+def catalogue_offset(redmapper_csv: Path, mcxc_csv: Path, psz2_fits: Path) -> dict[str, float]:
+    """log10 MSZ - log10 M_MCXC (dex) of the redMaPPer clusters that both catalogues match (each matched on its
+    own, like `cmcat crossmatch`): mean, median, standard deviation and count. The same function reads the real
+    files and a universe's; relations.PSZ2_MASS_OFFSET_DEX is calibrated on it."""
+    from clustermass.catalogs.crossmatch import match
+
+    clusters = _clusters(pd.read_csv(redmapper_csv))
+    per = {}
+    for name, rows in (("mcxc", _mcxc_rows(pd.read_csv(mcxc_csv))), ("psz2", _psz2_rows(psz2_fits))):
+        rows.insert(0, "id", np.arange(1, len(rows) + 1))
+        per[name] = match(clusters, rows, radius_arcsec=120.0, dz=0.05, priority=(name,)).set_index("cluster_id")
+    both = per["psz2"].log10_m500.sub(per["mcxc"].log10_m500).dropna().to_numpy()
+    return {"clusters": int(both.size), "mean_dex": float(both.mean()), "median_dex": float(np.median(both)),
+            "sd_dex": float(both.std(ddof=1))}
 
 
 def baseline_summary(universe_dir: Path, seed: int = 0) -> dict:

@@ -31,19 +31,19 @@ PATCH_CENTRE = (180.0, 25.0)
 _LOGM_MIN, _LOGM_MAX, _LOGM_BINS = 13.4, 15.8, 96
 
 # X-ray flux limit (erg/s/cm^2, 0.1-2.4 keV) with a soft edge, and SZ noise (arcmin^2) at theta500 = 5'.
-XRAY_FLUX_LIMIT = 4.4e-12  # BCS's limit (REFLEX: 3e-12); with it ~1.8% of the catalogue is labelled (real 1.75%)
+XRAY_FLUX_LIMIT = 3.7e-12  # REFLEX 3e-12, BCS 4.4e-12; with it ~1.7% of the catalogue is labelled (real 1.75%)
 XRAY_SOFTNESS = 0.3
 #: MCXC also holds serendipitous (160SD, 400SD, WARPS...) clusters: a fraction of the sky is deeper. They are 35%
 #: of the real MCXC labels of redMaPPer (115 of 330; median z 0.30 against 0.17) and 0.21 dex lighter at fixed
 #: lambda; XRAY_DEEP_FRACTION is tuned to that share (calibrate.serendipitous_share).
-XRAY_DEEP_FRACTION = 0.02
-XRAY_DEEP_LIMIT = 3.0e-13
+XRAY_DEEP_FRACTION = 0.016
+XRAY_DEEP_LIMIT = 2.1e-13
 #: The MCXC `Cat` a mock detection is written with: one serendipitous and one RASS survey name.
 XRAY_CAT_DEEP, XRAY_CAT_RASS = "400SD", "NORAS/REFLEX"
 #: ln error of a measured X-ray flux: RASS detections near the limit hold a few tens of photons (15-30% Poisson
 #: errors, Boehringer+2000), and the L500 extrapolation adds its own; the MCXC masses inherit it at 1/1.64.
 XRAY_FLUX_ERROR = 0.2
-SZ_NOISE_5ARCMIN = 1.9e-4
+SZ_NOISE_5ARCMIN = 1.42e-4
 SZ_NOISE_SLOPE = 0.8
 SZ_SNR_MIN = 4.5
 

@@ -149,7 +149,7 @@ def psz2_table(u: Universe) -> tuple[Table, dict[str, str]]:
     y_err = sz_noise(h.r500_mpc.to_numpy(), z)
     y_obs = h.y500_obs.to_numpy()  # what the survey measured and selected on: S/N >= SZ_SNR_MIN, so y_obs > 0
     snr = y_obs / y_err
-    msz = rel.m500_of_ysz(y_obs, z) / 1e14
+    msz = rel.m500_of_ysz(y_obs, z) * 10**rel.PSZ2_MASS_OFFSET_DEX / 1e14
     frac = 1.0 / (rel.YSZ_SLOPE * snr) + 0.05
     has_z = h.psz2_has_z.to_numpy()
     glon, glat = _galactic(ra, dec)
