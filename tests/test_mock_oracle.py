@@ -52,6 +52,16 @@ def test_oracle_scores_and_registers_out_of_fold_predictions(cli, db, universe, 
     assert kinds == {"oracle-cnn", "oracle-hybrid"} and {r["reference"] for r in ev["rows"]} == {"label", "truth"}
     again = json.loads(cli("mock", "oracle", "--universe", str(universe), "--json").stdout)
     assert again["models"] == res["models"] and again["rows"] == res["rows"]  # deterministic, registered once
+    # an oracle registered by older code (here: its predictions shifted) is refreshed by a rerun, not kept
+    from sqlalchemy import text
+
+    with db.begin() as conn:
+        conn.execute(text("UPDATE models SET training = jsonb_set(training, '{oof,pred,0}', '0.0') WHERE name = :n"),
+                     {"n": rec.name})
+    assert registry.get_model(db, rec.name).training["oof"]["pred"][0] == 0.0
+    cli("mock", "oracle", "--universe", str(universe), "--json")
+    assert registry.get_model(db, rec.name).training["oof"]["pred"] == rec.training["oof"]["pred"]
+    assert len(registry.list_models(db, "oracle-hybrid")) == 1
 
 
 @pytest.mark.slow

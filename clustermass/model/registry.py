@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from clustermass.config import Settings
@@ -151,6 +151,19 @@ def save_model(
             ).returning(Model.id)
         ).scalar_one()
     return get_model(engine, new_id)
+
+
+def replace_record(engine: Engine, name: str, *, config: dict[str, Any], metrics: dict[str, Any],
+                   training: dict[str, Any]) -> ModelRecord:
+    """Rewrite the config, metrics and training record of a model without weights (an oracle's out-of-fold
+    predictions), so that rerunning what registered it under newer code leaves no stale numbers behind."""
+    rec = get_model(engine, name)
+    if rec.weights_path is not None:
+        raise ModelError(f"model {name!r} has weights; register a new model instead of replacing its record")
+    with engine.begin() as conn:
+        conn.execute(update(Model).where(Model.name == name).values(
+            config=config, metrics=metrics, training=training, git_commit=git_commit()))
+    return get_model(engine, name)
 
 
 def find_model(engine: Engine, name: str) -> ModelRecord | None:
