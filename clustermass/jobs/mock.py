@@ -191,7 +191,7 @@ def mock_oracles(engine: Engine, settings: Settings, universe_dir: Path, grid: s
         old = registry.find_model(engine, name)
         if old is None:
             registry.save_model(engine, settings, name=name, kind=kind, **record)
-        elif old.training.get("oof", {}).get("pred") != record["training"]["oof"]["pred"]:
+        elif old.training["oof"]["pred"] != record["training"]["oof"]["pred"]:
             registry.replace_record(engine, name, **record)  # made by older code: rerunning refreshes it
         registered.append(name)
     return OracleSummary(len(y), f.group, registered, tab, f.fold_seed)

@@ -78,9 +78,9 @@ def _clusters(redmapper: pd.DataFrame) -> pd.DataFrame:
 
 
 def _mcxc_rows(mcxc: pd.DataFrame) -> pd.DataFrame:
-    """An MCXC table as (ra, dec, z, log10_m500, log10_m500_err, source) measurement rows."""
-    return pd.DataFrame({"ra": mcxc.RAdeg, "dec": mcxc.DEdeg, "z": mcxc.z, "log10_m500": np.log10(mcxc.M500 * 1e14),
-                         "log10_m500_err": 0.1, "source": "mcxc"})
+    """An MCXC table as (id, ra, dec, z, log10_m500, log10_m500_err, source) measurement rows, id = row + 1."""
+    return pd.DataFrame({"id": np.arange(1, len(mcxc) + 1), "ra": mcxc.RAdeg, "dec": mcxc.DEdeg, "z": mcxc.z,
+                         "log10_m500": np.log10(mcxc.M500 * 1e14), "log10_m500_err": 0.1, "source": "mcxc"})
 
 
 def _psz2_rows(psz2_fits: Path) -> pd.DataFrame:
@@ -89,7 +89,7 @@ def _psz2_rows(psz2_fits: Path) -> pd.DataFrame:
         warnings.simplefilter("ignore", UnitsWarning)  # the PSZ2 unit strings, as in the real file
         p = Table.read(psz2_fits, hdu="PSZ2_UNION").to_pandas()
     p = p[(p.REDSHIFT > 0) & (p.MSZ > 0)]
-    return pd.DataFrame({"ra": p.RA, "dec": p.DEC, "z": p.REDSHIFT.astype(float),
+    return pd.DataFrame({"id": np.arange(1, len(p) + 1), "ra": p.RA, "dec": p.DEC, "z": p.REDSHIFT.astype(float),
                          "log10_m500": np.log10(p.MSZ.astype(float) * 1e14),
                          "log10_m500_err": (p.MSZ_ERR_UP / p.MSZ / np.log(10)).astype(float), "source": "psz2"})
 
@@ -98,8 +98,7 @@ def measurements(universe_dir: Path) -> pd.DataFrame:
     """The mock MCXC and PSZ2 masses as (id, ra, dec, z, log10_m500, log10_m500_err, source) rows."""
     d = Path(universe_dir)
     out = pd.concat([_mcxc_rows(pd.read_csv(d / FILES["mcxc"])), _psz2_rows(d / FILES["psz2"])], ignore_index=True)
-    out.insert(0, "id", np.arange(1, len(out) + 1))
-    return out
+    return out.assign(id=np.arange(1, len(out) + 1))
 
 
 def labelled(universe_dir: Path) -> pd.DataFrame:
@@ -107,7 +106,7 @@ def labelled(universe_dir: Path) -> pd.DataFrame:
     from clustermass.catalogs.crossmatch import match
 
     clusters = _clusters(pd.read_csv(Path(universe_dir) / FILES["redmapper_csv"]))
-    labels = match(clusters, measurements(universe_dir), radius_arcsec=120.0, dz=0.05, priority=("mcxc", "psz2"))
+    labels = match(clusters, measurements(universe_dir))
     return labels.merge(clusters, left_on="cluster_id", right_on="id")
 
 
@@ -123,9 +122,7 @@ def serendipitous_share(redmapper_csv: Path, mcxc_csv: Path) -> dict[str, float]
     from clustermass.catalogs.crossmatch import match
 
     clusters, x = _clusters(pd.read_csv(redmapper_csv)), pd.read_csv(mcxc_csv)
-    meas = _mcxc_rows(x)
-    meas.insert(0, "id", np.arange(1, len(x) + 1))
-    lab = match(clusters, meas, radius_arcsec=120.0, dz=0.05, priority=("mcxc",))
+    lab = match(clusters, _mcxc_rows(x), priority=("mcxc",))
     ser = x.Cat.isin(SERENDIPITOUS_CATS).to_numpy()[lab.measurement_id.to_numpy() - 1]
     c = clusters.set_index("id").reindex(lab.cluster_id)
     z, logm = c.z.to_numpy(), lab.log10_m500.to_numpy()
@@ -145,8 +142,7 @@ def catalogue_offset(redmapper_csv: Path, mcxc_csv: Path, psz2_fits: Path) -> di
     clusters = _clusters(pd.read_csv(redmapper_csv))
     per = {}
     for name, rows in (("mcxc", _mcxc_rows(pd.read_csv(mcxc_csv))), ("psz2", _psz2_rows(psz2_fits))):
-        rows.insert(0, "id", np.arange(1, len(rows) + 1))
-        per[name] = match(clusters, rows, radius_arcsec=120.0, dz=0.05, priority=(name,)).set_index("cluster_id")
+        per[name] = match(clusters, rows, priority=(name,)).set_index("cluster_id")
     both = per["psz2"].log10_m500.sub(per["mcxc"].log10_m500).dropna().to_numpy()
     return {"clusters": int(both.size), "mean_dex": float(both.mean()), "median_dex": float(np.median(both)),
             "sd_dex": float(both.std(ddof=1))}
