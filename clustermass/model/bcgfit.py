@@ -166,3 +166,39 @@ def bcg_features(cands: pd.DataFrame, z: np.ndarray, red: RedSequence, n: int) -
         elif g.central.any():
             out[k] = float(g.r[g.central.astype(bool)].iloc[0]), GAP_MISSING
     return out
+
+
+@dataclass(frozen=True)
+class BcgFit:
+    """What a model reading the BCG fits keeps: the fine grid, the red sequence and the values that stand in for
+    a cluster without any candidate (the training clusters' medians)."""
+
+    grid: CutoutGrid
+    red: RedSequence
+    fill: tuple[float, float]
+
+    @classmethod
+    def learn(cls, fine: np.ndarray, z: np.ndarray, grid: CutoutGrid = FINE_GRID) -> tuple[BcgFit, np.ndarray]:
+        """Fit the red sequence on these clusters' (N, 5, H, W) fine cutouts; (the fit, their (N, 2) features)."""
+        z = np.asarray(z, float)
+        cands = candidates_table(fine, z, grid)
+        red = RedSequence.fit(cands, z)
+        raw = bcg_features(cands, z, red, len(z))
+        fill = tuple(float(v) for v in np.nanmedian(raw, axis=0)) if np.isfinite(raw).any() else (20.0, GAP_MISSING)
+        fit = cls(grid, red, fill)
+        return fit, fit._filled(raw)
+
+    def features(self, fine: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """(N, 2) float32: the BCG's r magnitude and the gap of clusters at z from their fine cutouts."""
+        z = np.asarray(z, float)
+        return self._filled(bcg_features(candidates_table(fine, z, self.grid), z, self.red, len(z)))
+
+    def _filled(self, raw: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(raw), raw, np.asarray(self.fill)[None]).astype(np.float32)
+
+    def as_dict(self) -> dict:
+        return {"grid": self.grid.as_dict(), "g_r": list(self.red.g_r), "r_i": list(self.red.r_i), "fill": list(self.fill)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BcgFit:
+        return cls(CutoutGrid(**d["grid"]), RedSequence(tuple(d["g_r"]), tuple(d["r_i"])), tuple(d["fill"]))
