@@ -1,9 +1,9 @@
 """The accuracy study: a frozen config on fresh mock universes, scored against labels and truth.
 
-For each seed (default 113, 114, 115) and the control variant (`--control-seed`, default 113),
+For each seed (default 116, 117, 118) and the control variant (`--control-seed`, default 116),
 in its own folder WORK/<run>/ with its own embedded database (WORK/<run>/data): make a mock
 universe (`cmcat mock universe --n 26350`), ingest its catalogues, cross-match, train the config
-(`cmcat train --config quick --seed 0`, cutouts rendered with the universe's seed), register the
+(`cmcat train --config bcg --seed 0`, cutouts rendered with the universe's seed), register the
 oracles on the trained hybrid's clusters and folds (`cmcat mock oracle --model hybrid`), predict
 the hybrid's masses in every tenth order-3 tile (`cmcat predict`, ~10% of the catalogue), and
 evaluate against labels and truth (`cmcat evaluate hybrid --truth`, with the unlabelled clusters'
@@ -13,9 +13,10 @@ ratio to richness and G (the fraction of the oracle's gain over richness) agains
 with their paired bootstrap intervals, error coverage, stage-1 band accuracy and wall time.
 
 Rules of the study (docs/model.md, "The accuracy study"):
-- The config is frozen: the committed `quick` config (clustermass/model/configs/quick.toml).
+- The config is frozen: the committed `bcg` config (clustermass/model/configs/bcg.toml: `quick` with the BCG fits;
+  the studies on mock v3-v7 seeds 101-115 froze `quick`).
 - Development seeds, used while choosing configs and never in the study: universes 0, 1, 2.
-  Each study takes seeds never used before (mock v3: 101-103, v4: 104-106, v5: 107-109, v6: 110-112, v7: 113-115; the control
+  Each study takes seeds never used before (mock v3: 101-103, v4: 104-106, v5: 107-109, v6: 110-112, v7: 113-115, v7 with `bcg`: 116-118; the control
   the first of them), so none of them was used for any choice.
 - Resumable: each step's JSON output is kept in WORK/<run>/steps/<step>.json and not rerun;
   WORK/<run>/result.json marks a finished run.
@@ -23,8 +24,8 @@ Rules of the study (docs/model.md, "The accuracy study"):
 It drives the project's own commands (`python -m clustermass ... --json`, i.e. `cmcat`). About an
 hour on 2 cores at the full size; the suite runs a small version (tests/test_accuracy_study.py).
 
-    python scripts/accuracy_study.py --work study/ [--seeds 113,114,115] [--control-seed 113]
-        [--n 26350] [--area DEG2] [--config quick] [--threads N] [--json]
+    python scripts/accuracy_study.py --work study/ [--seeds 116,117,118] [--control-seed 116]
+        [--n 26350] [--area DEG2] [--config bcg] [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from clustermass.images.atomic import atomic_write
 
 #: Universe seeds used while developing and choosing configs: never study seeds.
 DEVELOPMENT_SEEDS = (0, 1, 2)
-STUDY_SEEDS = (113, 114, 115)
+STUDY_SEEDS = (116, 117, 118)
 MODELS = ("cnn", "hybrid")
 REFERENCES = ("label", "truth")
 #: Figures of each (model, reference) row of evaluate kept by the study.
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                     "-1: none.")
     ap.add_argument("--n", type=int, default=26350, help="Clusters per universe.")
     ap.add_argument("--area", type=float, default=None, help="Sky area (deg^2) of each universe (default: the footprint).")
-    ap.add_argument("--config", default="quick", help="Training config (the study's is the frozen quick config).")
+    ap.add_argument("--config", default="bcg", help="Training config (the study's is the frozen bcg config).")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads of `cmcat train`.")
     ap.add_argument("--json", action="store_true", help="Print the results and pooled rows as JSON.")
     args = ap.parse_args(argv)

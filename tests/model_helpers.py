@@ -58,9 +58,11 @@ def mock_clusters(n: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def mock_images(clusters: pd.DataFrame, size: int = 32) -> np.ndarray:
-    """(N, 5, size, size) nanomaggies from the mock renderer (seed 0, no universe)."""
-    return np.stack([c.data for c in MockSource(None, seed=0).cutouts(clusters, CutoutGrid(size=size))])
+def mock_images(clusters: pd.DataFrame, size: int = 32, aperture_mpc: float | None = None) -> np.ndarray:
+    """(N, 5, size, size) nanomaggies from the mock renderer (seed 0, no universe), on the default aperture or
+    `aperture_mpc`."""
+    grid = CutoutGrid(size=size) if aperture_mpc is None else CutoutGrid(size=size, aperture_mpc=aperture_mpc)
+    return np.stack([c.data for c in MockSource(None, seed=0).cutouts(clusters, grid)])
 
 
 def load_into_db(engine: Engine, clusters: pd.DataFrame, label_noise: float = 0.1, seed: int = 0) -> None:

@@ -75,12 +75,16 @@ class TinyPredictor:
     needs_images = True
     population = None  # scores are published as they are
 
-    def __init__(self, model_id: int, name: str = "tiny", grid: CutoutGrid | None = None) -> None:
+    def __init__(self, model_id: int, name: str = "tiny", grid: CutoutGrid | None = None,
+                 fine_grid: CutoutGrid | None = None) -> None:
         self.model_id = model_id
         self.name = name
         self.grid = grid or CutoutGrid(size=16)
+        self.fine_grid = fine_grid
 
-    def predict(self, images, clusters):
+    def predict(self, images, clusters, fine=None):
+        if self.fine_grid is not None:
+            assert fine is not None and fine.shape == (len(images), 5, self.fine_grid.size, self.fine_grid.size)
         flux = np.nanmean(images[:, 2], axis=(1, 2)) if images is not None else 0.0
         m = fake_mass(clusters["richness"].to_numpy()) + 0.0 * flux
         return m, np.full(len(m), 0.1)

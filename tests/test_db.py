@@ -132,3 +132,32 @@ def test_embedded_server_survives_across_processes(tmp_path) -> None:
         from clustermass.db.embedded import stop
 
         stop(data / "pg")
+
+
+def test_a_data_dir_copied_while_its_server_ran_gets_its_own_server() -> None:
+    """A copy of a running embedded server's data dir holds that server's postmaster.pid; cmcat must not take the
+    original's server for the copy's (it would write to the original's database, or stop it)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import create_engine
+
+    from clustermass.db.embedded import ensure_database, stop
+
+    first = Path(tempfile.mkdtemp(prefix="cmo", dir="/tmp"))
+    copy = Path(tempfile.mkdtemp(prefix="cmc", dir="/tmp"))
+    try:
+        ensure_database(first / "pg")
+        subprocess.run(["cp", "-a", str(first / "pg"), str(copy / "pg")], check=True)  # owner and modes kept
+        url = ensure_database(copy / "pg")
+        assert url.endswith(f"host={copy / 'pg'}")
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW data_directory")).scalar_one() == str(copy / "pg")
+        engine.dispose()
+        assert stop(copy / "pg") and stop(first / "pg")  # each stops its own server
+    finally:
+        for d in (copy, first):
+            stop(d / "pg")
+            shutil.rmtree(d, ignore_errors=True)

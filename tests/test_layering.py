@@ -27,11 +27,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("catalogs",),
     ("plots",),
     ("db",),
-    ("config", "sky", "cosmology"),
+    ("config", "sky", "cosmology", "profiles"),
     ("errors",),
 )
 #: The leaves: single modules that import nothing of the package but `errors`.
-LEAVES = ("config", "sky", "cosmology", "errors")
+LEAVES = ("config", "sky", "cosmology", "profiles", "errors")
 
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

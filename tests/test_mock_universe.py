@@ -243,7 +243,8 @@ def test_rendered_members_carry_the_assembly_history(universe_dir):
 
 
 def test_blue_members_rise_with_redshift_and_resolved_galaxies_are_sersic_mixtures():
-    from clustermass.mock.galaxies import Sources, blue_fraction, cluster_sources, expand_profiles, sersic_mixture
+    from clustermass.mock.galaxies import Sources, blue_fraction, cluster_sources, expand_profiles
+    from clustermass.profiles import sersic_mixture
 
     f = blue_fraction(np.array([0.1, 0.3, 0.5, 0.3]), np.array([40.0, 40.0, 40.0, 150.0]))
     assert f[0] < f[1] < f[2] and f[3] < f[1]  # Butcher-Oemler; fewer in rich clusters

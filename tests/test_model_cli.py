@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from clustermass.errors import ModelError
 from clustermass.model import registry
+from clustermass.model.bcgfit import FINE_GRID
 from clustermass.model.calibration import passes
 from clustermass.model.data import labelled_clusters
 from clustermass.model.registry import RichnessPredictor
@@ -182,3 +184,26 @@ def test_photometry_reaches_the_heads_in_training_and_prediction_alike(cli, db, 
         rows = clusters.iloc[:6]
         m, _ = pred.predict(mock_images(rows), rows)
         assert np.allclose(m, [oof[c] for c in rows["id"]], atol=1e-4)
+
+
+def test_bcg_fits_reach_the_heads_unpenalised_in_training_and_prediction_alike(cli, db, settings, tmp_path):
+    """With photometry 'bcgfit' training renders each labelled cluster's fine cutout too, fits the red sequence on
+    them and keeps it with the model; the predictor needs the fine cutouts and rebuilds the same features."""
+    clusters = mock_clusters(30, seed=7)
+    load_into_db(db, clusters)
+    cfg = tiny_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[stage2]\n", '[stage2]\nkinds = ["hybrid"]\nphotometry = ["bcgfit"]\n'))
+    cli("train", "--config", str(cfg), "--json")
+    record = registry.get_model(db, "hybrid")
+    arch = record.config["arch"]
+    assert arch["n_in"] == registry.build_trunk(arch).n_cluster_features + 2
+    assert set(arch["bcgfit"]) == {"grid", "g_r", "r_i", "fill"} and arch["bcgfit"]["grid"]["size"] == FINE_GRID.size
+    pred = registry.load_predictor(db, settings, "hybrid")
+    assert pred.fine_grid == FINE_GRID
+    rows = clusters.iloc[:4]
+    with pytest.raises(ModelError, match="BCG fits"):
+        pred.predict(mock_images(rows), rows)
+    fine = mock_images(rows, size=FINE_GRID.size, aperture_mpc=FINE_GRID.aperture_mpc)
+    m, _ = pred.predict(mock_images(rows), rows, fine)
+    oof = dict(zip(record.training["oof"]["cluster_id"], record.training["oof"]["pred"]))
+    assert np.allclose(m, [oof[c] for c in rows["id"]], atol=1e-4)

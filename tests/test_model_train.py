@@ -176,3 +176,27 @@ def test_finetuning_keeps_its_best_epoch_and_its_trunk_makes_the_predictions(moc
         cross_validate(feats, aux, y, ids, cfg, seed=0)
     with pytest.raises(ConfigError, match="finetune_epochs is -1"):
         cross_validate(feats, aux, y, ids, replace(cfg, finetune_epochs=-1), seed=0)
+
+
+def test_a_ridge_head_leaves_the_bcg_fits_unpenalised():
+    """Among 600 noise features the ridge picks a large penalty; the BCG fit's two columns (last) carry the signal.
+    With photometry 'bcgfit' they keep their full slope; as ordinary features they are shrunk with the rest."""
+    from clustermass.model.inference import head_predict
+    from clustermass.model.train import fit_ridge
+
+    rng = np.random.default_rng(0)
+    n = 200
+    bcg = rng.normal(0.0, 1.0, (n, 2))
+    feats = np.hstack([rng.normal(0.0, 1.0, (n, 600)), bcg]).astype(np.float32)
+    y = 14.0 - 0.2 * bcg[:, 0] + rng.normal(0.0, 0.05, n)
+    aux = np.zeros((n, 3), np.float32)
+    probe = np.zeros((2, 602), np.float32)
+    probe[1, 600] = 1.0  # one unit brighter BCG, nothing else
+    slopes = {}
+    for which in ((), ("bcgfit",)):
+        cfg = replace(tiny_train_config().stage2, head="ridge", photometry=which)
+        head = fit_ridge(feats, aux, y, cfg, 0, hybrid=False).head
+        p = head_predict(head, probe, None)
+        slopes[which] = float(p[1] - p[0])
+    assert abs(slopes[("bcgfit",)] + 0.2) < 0.01
+    assert abs(slopes[()]) < 0.5 * 0.2

@@ -260,3 +260,21 @@ def test_predict_tile_with_the_mock_renderer(db, settings):
     assert len(rows) == 12 and {(r.source, r.size, r.status) for r in rows} == {(SOURCE_NAME, 16, "ok")}  # the mock version is in the store entry
     assert all(Path(r.path).is_file() for r in rows)
     assert len(_predictions(db)) == 12
+
+
+def test_a_model_with_a_fine_grid_gets_both_cutouts_of_every_cluster(db, settings):
+    """A model reading BCG fits (`fine_grid`) gets each cluster's cutouts on both grids; the fine ones, used once,
+    are not stored."""
+    clusters = add_clusters(db, 8, ra=(150, 150.5), dec=(2, 2.5))
+    model_id = richness_model(db, settings)
+    url = db.url.render_as_string(hide_password=False)
+    args = {"model_id": model_id, "settings": worker_settings(settings),
+            "source": "mock", "source_options": {"universe_dir": None, "seed": 1}}
+    fine = CutoutGrid(size=24, aperture_mpc=0.8)
+    run_id, _, todo, *_ = prepare_run(db, "predict", sky.TileSpec(5), args)
+    loader = lambda engine, settings, ref, device: TinyPredictor(int(ref), fine_grid=fine)  # noqa: E731
+    res = [predict_tile(url, run_id, t.norder, t.npix, **args, loader=loader) for t in todo]
+    assert sum(r.n_done for r in res) == 8  # TinyPredictor asserts the fine cutouts' shape
+    with db.connect() as conn:
+        sizes = conn.execute(text("SELECT size, count(*) FROM cutouts GROUP BY size ORDER BY size")).all()
+    assert [tuple(s) for s in sizes] == [(16, 8)]

@@ -37,7 +37,7 @@ def _progress_fn(enabled: bool = True) -> Iterator[Any]:
 @app.command("train")
 def train(
     stage: Stage = typer.Option("all", "--stage", help="1 (band classifier), 2 (mass models on the newest/--trunk classifier) or all."),
-    config: str = typer.Option("quick", "--config", help="Training config: quick, full or a TOML file."),
+    config: str = typer.Option("quick", "--config", help="Training config: quick, full, bcg (quick + BCG profile fits) or a TOML file."),
     device: Device = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of sampling, folds, initialisation and augmentation."),
     source: Source = typer.Option("mock", "--source", help="Where cutouts come from when not in the store: mock, local or sas."),
@@ -195,7 +195,7 @@ def learning_curve(
 ) -> None:
     """Cross-validated MAE vs number of labelled clusters: richness vs CNN vs hybrid, as a table and plot."""
     from clustermass.model import registry, workflow
-    from clustermass.model.data import source_images_fn
+    from clustermass.model.data import fine_images_fn, source_images_fn
     from clustermass.pipeline.sources import check_frames_indexed, make_source, source_options
 
     size_list = _size_list(sizes)
@@ -209,8 +209,10 @@ def learning_curve(
     opts = source_options(source, frames, universe, mock_seed)
     check_frames_indexed(engine, source)
     with _progress_fn(not json_out) as on_progress:
-        images_fn = source_images_fn(engine, settings, record.grid, make_source(engine, settings, source, opts), on_progress)
-        data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn, device)
+        src = make_source(engine, settings, source, opts)
+        images_fn = source_images_fn(engine, settings, record.grid, src, on_progress)
+        fine_fn = fine_images_fn(cfg.stage2.photometry, src)
+        data = workflow.labelled_features(engine, settings, trunk, cfg, images_fn, device, fine_fn)
         curve = workflow.learning_curve(data, cfg.stage2, size_list, int(record.config["seed"]), on_progress,
                                         device, cfg.tta)
     path = workflow.save_learning_curve(curve, out or settings.output_dir / "learning-curve.png")

@@ -14,6 +14,20 @@ from clustermass.errors import DatabaseError
 DATABASE = "cmcat"
 
 
+def _discard_copied_lock_files(pgdata: Path) -> None:
+    """Delete pgdata's postmaster.pid and socket lock files if they name another data directory: a copy of a
+    data directory taken while its server ran. Left there, they make pgserver and pg_ctl take that other
+    server for this one's (and `cmcat` write to the other database, or stop it), and block a start here."""
+    pgdata = Path(pgdata)
+    for lock in [pgdata / "postmaster.pid", *pgdata.glob(".s.PGSQL.*.lock")]:
+        try:
+            lines = lock.read_text().splitlines()
+        except (FileNotFoundError, UnicodeDecodeError):
+            continue
+        if len(lines) > 1 and Path(lines[1]).resolve() != pgdata.resolve():
+            lock.unlink()
+
+
 def _server_uri(pgdata: Path, cleanup_mode: str | None = None) -> str:
     import warnings
 
@@ -23,6 +37,7 @@ def _server_uri(pgdata: Path, cleanup_mode: str | None = None) -> str:
         import pgserver
 
     pgdata = Path(pgdata).expanduser()
+    _discard_copied_lock_files(pgdata)
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
@@ -64,6 +79,7 @@ def stop(pgdata: Path) -> bool:
     from pgserver._commands import pg_ctl
     from pgserver.utils import PostmasterInfo
 
+    _discard_copied_lock_files(Path(pgdata))
     info = PostmasterInfo.read_from_pgdata(Path(pgdata))
     if info is None or not info.is_running():
         return False

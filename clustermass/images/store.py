@@ -109,6 +109,21 @@ def classify(cutout: Cutout) -> tuple[str, str | None]:
     return "partial", f"{cutout.covered_fraction:.1%} of the cutout covered by frames"
 
 
+def fetch_cutouts(source: ImageSource, clusters: pd.DataFrame, grid: CutoutGrid) -> np.ndarray:
+    """(N, 5, size, size) ugriz cutouts of `clusters` straight from `source`, not stored: for cutouts used once
+    (the BCG fits' fine ones, ~0.8 MB each). Clusters whose cutout failed (as `classify` says) are all-NaN."""
+    out = np.full((len(clusters), len(BANDS), grid.size, grid.size), np.nan, dtype=np.float32)
+    try:
+        built = {c.cluster_id: c for c in source.cutouts(clusters.reset_index(drop=True), grid)}
+    except CmcatError:
+        return out
+    for k, cid in enumerate(clusters["id"].to_numpy(np.int64)):
+        cut = built.get(int(cid))
+        if cut is not None and classify(cut)[0] != "failed":
+            out[k] = cut.data
+    return out
+
+
 def ensure_cutouts(
     conn: Connection,
     cutout_dir: Path,

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from clustermass.config import Settings
 from clustermass.jobs.tiles import SourceChoice
 from clustermass.model import workflow
-from clustermass.model.data import source_images_fn
+from clustermass.model.data import fine_images_fn, source_images_fn
 from clustermass.model.trainconfig import load_train_config
 from clustermass.model.train import ProgressFn
 from clustermass.mock.version import provenance as mock_provenance
@@ -53,7 +53,8 @@ def train_models(engine: Engine, settings: Settings, stage: str, config: str, se
         models.append({**rec.summary(), "trained": new})
         trunk_ref = rec.id
     if stage in ("2", "all"):
+        fine_fn = fine_images_fn(cfg.stage2.photometry, src)
         for rec, new in workflow.train_mass_models(engine, settings, cfg, seed, images_fn, source.name, trunk_ref, device,
-                                                   on_progress, provenance):
+                                                   on_progress, provenance, fine_fn):
             models.append({**rec.summary(), "trained": new})
     return TrainSummary(models, time.perf_counter() - t0, cfg.name, seed)

@@ -20,6 +20,7 @@ import numpy as np
 
 from clustermass.mock import relations as rel
 from clustermass.mock.sed import kcorr, star_colours
+from clustermass.profiles import GAUSS_RE_TO_SIGMA, sersic_mixture
 
 CELL_DEG = 0.05
 #: Field galaxies per deg^2 with 14 < r < 23.5 and count slope dlogN/dm (slope of the Yasuda+2001 counts;
@@ -78,25 +79,6 @@ class Sources:
 #: Galaxies with a Sersic index and a half-light radius above this (arcsec) are drawn as a mixture of
 #: Gaussians (resolved on frames; a BCG's envelope on cutouts); smaller ones stay one Gaussian.
 MOG_MIN_RE = 1.0
-#: Component widths (sigma / r_e) of the Gaussian mixtures of Sersic n = 1 and n = 4 profiles.
-_MOG_WIDTHS = {1: np.array([0.15, 0.35, 0.6, 0.9, 1.3]), 4: np.array([0.02, 0.06, 0.15, 0.35, 0.8, 1.8, 4.0])}
-
-
-@lru_cache(maxsize=4)
-def sersic_mixture(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(flux weights, sigma / r_e) of a mixture of circular Gaussians fitting a Sersic profile of index n
-    (non-negative least squares on the surface brightness, flux-weighted, out to 8 r_e; cf. Hogg & Lang 2013)."""
-    from scipy.optimize import nnls
-
-    r = np.logspace(-2.5, np.log10(8.0), 300)  # in r_e
-    b = 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n)
-    prof = np.exp(-b * (r ** (1.0 / n) - 1.0))
-    prof /= np.trapezoid(2 * np.pi * r * prof, r)
-    s = _MOG_WIDTHS[n]
-    comp = np.exp(-(r[:, None] ** 2) / (2 * s**2)) / (2 * np.pi * s**2)
-    w, _ = nnls(comp * r[:, None], prof * r)
-    keep = w > 0
-    return w[keep] / w[keep].sum(), s[keep]
 
 
 def expand_profiles(src: Sources) -> Sources:
@@ -105,8 +87,6 @@ def expand_profiles(src: Sources) -> Sources:
     if not big.any():
         return src
     parts = [Sources(src.ra[~big], src.dec[~big], src.mag[~big], src.r_e[~big])]
-    from clustermass.mock.render import GAUSS_RE_TO_SIGMA
-
     for n in np.unique(src.sersic[big]).astype(int):
         sel = np.flatnonzero(big & (src.sersic == n))
         w, ratio = sersic_mixture(int(n))

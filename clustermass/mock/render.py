@@ -16,8 +16,8 @@ import numpy as np
 from scipy.special import ndtr
 
 from clustermass.mock.instrument import PSF_FWHM
+from clustermass.profiles import GAUSS_RE_TO_SIGMA
 
-GAUSS_RE_TO_SIGMA = 1.0 / 1.1774
 #: At pixels of this size (arcsec) or larger the bands' PSF differences (< 0.1") are invisible:
 #: one set of pixel fractions (r-band PSF) serves all bands.
 COMMON_PSF_SCALE = 2.0

@@ -25,15 +25,19 @@ class MassPredictor(Protocol):
     grid: CutoutGrid
     #: False for models that use only catalogue columns (e.g. the richness baseline).
     needs_images: bool
+    #: A second, finer grid whose cutouts `predict` needs as `fine` (the BCG fits); None: none.
+    fine_grid: CutoutGrid | None
     #: The forward relation that turns `predict`'s scores into masses for the catalogue's population
     #: (model.population), written beside them; None: the model has none.
     population: PopulationCalibration | None
 
-    def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, images: np.ndarray | None, clusters: pd.DataFrame,
+                fine: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """log10(M500/Msun) as regressed on the labelled clusters (the score), and its 1-sigma error
         (dex) per cluster (`population` turns scores into masses for the catalogue population).
 
         images: (N, 5, size, size) float32 nanomaggies in ugriz order (None if not needs_images);
+        fine: the same clusters' cutouts on `fine_grid` (None if it is None);
         clusters: N rows with at least id, ra, dec, z, richness. A cluster whose label trained the
         model gets the prediction of the fold model that held it out (see `folds`).
         """

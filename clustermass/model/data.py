@@ -18,7 +18,8 @@ from clustermass.db import queries
 from clustermass.db.models import Cluster
 from clustermass.errors import ModelError
 from clustermass.images.base import CutoutGrid, ImageSource
-from clustermass.images.store import ensure_cutouts
+from clustermass.images.store import ensure_cutouts, fetch_cutouts
+from clustermass.model.bcgfit import FINE_GRID
 
 #: images_fn(clusters) -> (N, 5, size, size) float32 nanomaggies (NaN = uncovered) in row order.
 ImagesFn = Callable[[pd.DataFrame], np.ndarray]
@@ -91,3 +92,11 @@ def source_images_fn(
         return out
 
     return images
+
+
+def fine_images_fn(photometry: tuple[str, ...], src: ImageSource) -> ImagesFn | None:
+    """The ImagesFn of the BCG fits' cutouts (`bcgfit.FINE_GRID`, fetched and not stored) when `photometry` has
+    'bcgfit', else None."""
+    if "bcgfit" not in photometry:
+        return None
+    return lambda clusters: fetch_cutouts(src, clusters, FINE_GRID)

@@ -31,13 +31,17 @@ def extract_features(
 
 def stage2_features(
     trunk: Trunk, raw: np.ndarray, normalised: np.ndarray, tta: bool, photometry: tuple[str, ...], grid: CutoutGrid,
-    batch_size: int = 64, device: str = "cpu",
+    batch_size: int = 64, device: str = "cpu", bcg: np.ndarray | None = None,
 ) -> np.ndarray:
     """What a stage-2 head reads, in training and in prediction alike: the trunk's features of the
     normalised cutouts (`extract_features`), then the photometric features (`photometry`, possibly
-    none) of the same cutouts in nanomaggies, `raw` (N, 5, H, W) on `grid`."""
+    none) of the same cutouts in nanomaggies, `raw` (N, 5, H, W) on `grid`, then (photometry `bcgfit`)
+    the (N, 2) BCG fit features `bcg` (`model.bcgfit.BcgFit.features`)."""
     feats = extract_features(trunk, normalised, tta, batch_size, device)
-    return np.hstack([feats, photometric_features(raw, grid, photometry)]) if photometry else feats
+    if "bcgfit" in photometry and (bcg is None or len(bcg) != len(feats)):
+        raise ValueError("photometry 'bcgfit' needs the (N, 2) BCG fit features of the same clusters")
+    parts = [feats, photometric_features(raw, grid, photometry)] if photometry else [feats]
+    return np.hstack(parts + ([bcg] if "bcgfit" in photometry else []))
 
 
 @torch.no_grad()

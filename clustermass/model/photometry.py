@@ -17,6 +17,8 @@ Gunn & Szalay 1999; defined for zero and negative fluxes too):
   BCG's with an NMAD of 0.27 mag, the brightest 3x3-pixel box within 0.25 Mpc (the first definition)
   with 0.55: neighbours outshine the BCG's core.
 - `apertures`: the total flux within APERTURES_MPC of the centre; 15 features, aperture-major.
+- `bcgfit`: the BCG's total r magnitude and the magnitude gap from profile fits on a second, finer cutout
+  (`model.bcgfit`; 2 features, appended last by `inference.stage2_features` and not penalised by a ridge head).
 Distances in pixels follow from the grid's fixed physical side (`grid.aperture_mpc / grid.size`).
 """
 
@@ -28,7 +30,9 @@ from scipy import ndimage
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model.preprocess import robust_background
 
-PHOTOMETRY = ("bcg", "apertures")
+PHOTOMETRY = ("bcg", "apertures", "bcgfit")
+#: The sets measured on a model's own cutouts (`bcgfit` needs its fine ones).
+CUTOUT_SETS = ("bcg", "apertures")
 #: SDSS asinh-magnitude softening b per band (ugriz; fluxes in units of 3631 Jy = 1e9 nanomaggies).
 ASINH_B = np.array([1.4e-10, 0.9e-10, 1.2e-10, 1.8e-10, 7.4e-10])
 NANOMAGGIES_PER_F0 = 1e9
@@ -53,7 +57,13 @@ def asinh_magnitude(flux: np.ndarray) -> np.ndarray:
 
 def n_photometric_features(which: tuple[str, ...]) -> int:
     """How many features `photometric_features` returns for the sets `which`."""
-    return sum({"bcg": 2 * len(BANDS), "apertures": len(APERTURES_MPC) * len(BANDS)}[w] for w in _checked(which))
+    return sum({"bcg": 2 * len(BANDS), "apertures": len(APERTURES_MPC) * len(BANDS), "bcgfit": 2}[w] for w in _checked(which))
+
+
+def n_unpenalised(which: tuple[str, ...]) -> int:
+    """How many of the last photometric features a ridge head leaves unpenalised (the BCG fit's two, which, like
+    richness, are few well-measured catalogue-like numbers: one shared penalty would shrink them with the trunk's)."""
+    return 2 if "bcgfit" in _checked(which) else 0
 
 
 def _checked(which: tuple[str, ...]) -> tuple[str, ...]:
@@ -70,12 +80,13 @@ def _radius_px(h: int, w: int) -> np.ndarray:
 
 
 def photometric_features(images: np.ndarray, grid: CutoutGrid, which: tuple[str, ...]) -> np.ndarray:
-    """(N, 5, H, W) cutouts in nanomaggies per pixel -> (N, n_photometric_features(which)) float32.
+    """(N, 5, H, W) cutouts in nanomaggies per pixel -> (N, F) float32, the sets of `which` in CUTOUT_SETS
+    (`bcgfit` comes from `model.bcgfit` on the fine cutouts).
 
     Each band's median is subtracted first (what the frames' sky subtraction left), and uncovered
     (NaN) pixels count as that background.
     """
-    which = _checked(which)
+    which = tuple(w for w in _checked(which) if w in CUTOUT_SETS)
     n, b, h, w = images.shape
     if not which:
         return np.zeros((n, 0), np.float32)

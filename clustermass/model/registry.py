@@ -38,6 +38,7 @@ from clustermass.errors import ModelError
 from clustermass.images.atomic import atomic_write
 from clustermass.images.base import CutoutGrid
 from clustermass.model.api import MassPredictor
+from clustermass.model.bcgfit import BcgFit
 from clustermass.model.calibration import Calibration
 from clustermass.model.datasets import aux_inputs
 from clustermass.model.inference import head_predict, stage2_features
@@ -294,19 +295,28 @@ class EnsemblePredictor(_HeldOut):
     batch_size: int = 64
     needs_images: bool = True
     photometry: tuple[str, ...] = ()  # photometric feature sets the heads read after the trunk's
+    bcgfit: BcgFit | None = None  # photometry 'bcgfit': the fine grid and red sequence of the BCG fits
 
-    def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def fine_grid(self) -> CutoutGrid | None:
+        return None if self.bcgfit is None else self.bcgfit.grid
+
+    def predict(self, images: np.ndarray | None, clusters: pd.DataFrame,
+                fine: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if images is None:
             raise ModelError(f"model {self.name!r} needs ugriz cutouts; got none")
+        if self.bcgfit is not None and (fine is None or len(fine) != len(images)):
+            raise ModelError(f"model {self.name!r} reads BCG fits: it needs each cluster's cutout on {self.bcgfit.grid}")
         if images.shape[1:] != (5, self.grid.size, self.grid.size):
             raise ModelError(
                 f"model {self.name!r} expects cutouts of shape (N, 5, {self.grid.size}, {self.grid.size}); "
                 f"got {images.shape}: fetch cutouts on the model's grid"
             )
         x = normalise(images, self.softening)
-        feats = [stage2_features(t, images, x, self.tta, self.photometry, self.grid, self.batch_size, self.device)
-                 for t in self.trunks]
         lam, z = clusters["richness"].to_numpy(), clusters["z"].to_numpy()
+        bcg = None if self.bcgfit is None else self.bcgfit.features(fine, z)
+        feats = [stage2_features(t, images, x, self.tta, self.photometry, self.grid, self.batch_size, self.device, bcg)
+                 for t in self.trunks]
         aux = aux_inputs(lam, z)
         preds = np.stack([head_predict(h, feats[i % len(feats)], aux) for i, h in enumerate(self.heads)])
         mass, fold = preds.mean(0), self.folds(clusters["id"].to_numpy())
@@ -329,8 +339,10 @@ class RichnessPredictor(_HeldOut):
     held_out: dict[int, int] = field(default_factory=dict)
     population: PopulationCalibration | None = None
     needs_images: bool = False
+    fine_grid: CutoutGrid | None = None
 
-    def predict(self, images: np.ndarray | None, clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, images: np.ndarray | None, clusters: pd.DataFrame,
+                fine: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         from clustermass.model import baseline
 
         lam, z = clusters["richness"].to_numpy(), clusters["z"].to_numpy()
@@ -368,5 +380,5 @@ def load_predictor(engine: Engine, settings: Settings, ref: int | str, device: s
         model_id=record.id, name=record.name, grid=record.grid, trunks=trunks, heads=heads,
         softening=float(record.config.get("softening", 3.0)), tta=bool(record.config.get("tta", True)),
         calibration=cal, held_out=held_out_folds(record), population=pop, device=device,
-        photometry=tuple(arch.get("photometry", ())),
+        photometry=tuple(arch.get("photometry", ())), bcgfit=BcgFit.from_dict(arch["bcgfit"]) if "bcgfit" in arch else None,
     )

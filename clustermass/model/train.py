@@ -19,6 +19,7 @@ from clustermass.model.datasets import augment, band_samples
 from clustermass.model.folds import fold_of
 from clustermass.model.inference import classify_bands, extract_features, head_predict
 from clustermass.model.networks import N_BANDS, BandClassifier, MassHead, MassRegressor, Trunk
+from clustermass.model.photometry import n_unpenalised
 from clustermass.model.trainconfig import Stage1Config, Stage2Config
 
 #: on_progress(stage, step, total, info) callback for progress bars (info: plain dict).
@@ -149,8 +150,8 @@ def fit_ridge(
 ) -> HeadFit:
     """A linear MassHead (hidden=0) by ridge regression on the standardised features.
 
-    The hybrid's catalogue terms (log10 lambda, x, x^2) are not penalised, so it is the richness relation plus
-    a shrunk image correction. alpha is chosen from RIDGE_ALPHAS by the MAE of an inner k-fold
+    The hybrid's catalogue terms (log10 lambda, x, x^2) and the BCG fit's features (`photometry.n_unpenalised`) are
+    not penalised, so the hybrid is the richness relation (and the BCG's) plus a shrunk image correction. alpha is chosen from RIDGE_ALPHAS by the MAE of an inner k-fold
     CV (k = cfg.folds, seeded) over these training rows only; then refitted on all of them.
     """
     head = MassHead(feats.shape[1], hidden=0, hybrid=hybrid)
@@ -160,7 +161,7 @@ def fit_ridge(
     if hybrid:
         x = np.hstack([x, ((a - head.aux_mean) / head.aux_std).double().numpy()])
     target = (y - float(head.y_mean)) / float(head.y_std)
-    p = feats.shape[1]
+    p = feats.shape[1] - n_unpenalised(cfg.photometry)
     k = min(cfg.folds, len(y))
     inner = np.random.default_rng(seed).permutation(len(y)) % k
     errors = []

@@ -23,7 +23,7 @@ from clustermass.config import read_toml
 from clustermass.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-BUILTIN = ("quick", "full")
+BUILTIN = ("quick", "full", "bcg")
 
 
 @dataclass(frozen=True)
@@ -156,11 +156,11 @@ def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    return read_toml(path, "training config", hint="use 'quick', 'full' or a TOML file")
+    return read_toml(path, "training config", hint="use 'quick', 'full', 'bcg' or a TOML file")
 
 
 def load_train_config(ref: str | Path | None = None) -> TrainConfig:
-    """The training config `ref`: a built-in name ('quick', 'full'), a TOML path, or None (= quick).
+    """The training config `ref`: a built-in name ('quick', 'full', 'bcg'), a TOML path, or None (= quick).
 
     A user file without a `name` is named after the file (its stem).
     """

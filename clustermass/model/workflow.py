@@ -22,6 +22,7 @@ from clustermass.db import queries
 from clustermass.errors import ConfigError, ModelError
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model import baseline, registry
+from clustermass.model.bcgfit import BcgFit
 from clustermass.model.calibration import cross_fitted_sigma, fit_calibration, label_errors
 from clustermass.model.data import ImagesFn, labelled_clusters, sample_clusters, usable
 from clustermass.model.datasets import aux_inputs
@@ -130,28 +131,38 @@ class LabelledData:
     n_unusable: int
     images: np.ndarray | None = None
     trunk: Trunk | None = None
+    bcgfit: BcgFit | None = None
 
     def subset(self, rows: np.ndarray) -> LabelledData:
         """The rows `rows` (indices) only."""
         return LabelledData(self.clusters.iloc[rows].reset_index(drop=True), self.feats[rows], self.aux[rows], 0,
-                            None if self.images is None else self.images[rows], self.trunk)
+                            None if self.images is None else self.images[rows], self.trunk, self.bcgfit)
 
 
 def labelled_features(
     engine: Engine, settings: Settings, trunk_record: ModelRecord, cfg: TrainConfig, images_fn: ImagesFn,
-    device: str = "cpu",
+    device: str = "cpu", fine_fn: ImagesFn | None = None,
 ) -> LabelledData:
     """Labelled clusters, their stage-2 features (frozen trunk, TTA-averaged; photometry if the config
-    asks) and (log10 lambda, z) inputs."""
+    asks) and (log10 lambda, z) inputs. Photometry `bcgfit` needs `fine_fn`, their cutouts on
+    `bcgfit.FINE_GRID`, and fits the red sequence on these clusters (kept as `bcgfit`)."""
     check_stage2(cfg.stage2)
     clusters = labelled_clusters(engine)
     raw, ok = _images(images_fn, clusters)
+    bcgfit = bcg = None
+    if "bcgfit" in cfg.stage2.photometry:
+        if fine_fn is None:
+            raise ModelError("photometry 'bcgfit' needs the clusters' fine cutouts (bcgfit.FINE_GRID)")
+        fine, fine_ok = _images(fine_fn, clusters)
+        both = ok & fine_ok  # _images returns the usable rows only
+        raw, fine, ok = raw[both[ok]], fine[both[fine_ok]], both
+        bcgfit, bcg = BcgFit.learn(fine, clusters["z"].to_numpy(dtype=float)[ok])
     images = normalise(raw, cfg.softening)
     trunk = registry.build_trunk(stage2_arch(trunk_record, cfg.stage2), registry.load_weights(settings, trunk_record)["trunk"])
-    feats = stage2_features(trunk, raw, images, cfg.tta, cfg.stage2.photometry, grid_of(cfg.grid), device=device)
+    feats = stage2_features(trunk, raw, images, cfg.tta, cfg.stage2.photometry, grid_of(cfg.grid), device=device, bcg=bcg)
     clusters = clusters[ok].reset_index(drop=True)
     return LabelledData(clusters, feats, aux_inputs(clusters["richness"].to_numpy(), clusters["z"].to_numpy()),
-                        int((~ok).sum()), images, trunk)
+                        int((~ok).sum()), images, trunk, bcgfit)
 
 
 def cv_predictions(
@@ -181,18 +192,18 @@ def cv_predictions(
 def train_mass_models(
     engine: Engine, settings: Settings, cfg: TrainConfig, seed: int, images_fn: ImagesFn, source: str,
     trunk_ref: int | str = "band-classifier", device: str = "cpu", on_progress: ProgressFn | None = None,
-    provenance: dict | None = None,
+    provenance: dict | None = None, fine_fn: ImagesFn | None = None,
 ) -> list[tuple[ModelRecord, bool]]:
     """Stage 2: k-fold CNN / hybrid heads on the frozen trunk and the richness baseline, registered.
 
     All kinds share the folds (fold_of(cluster_id, k, seed)) and a training `group` name, which
-    `evaluate_model` uses to put them side by side. provenance: as for train_band_classifier.
-    Returns [(model, trained now?)].
+    `evaluate_model` uses to put them side by side. provenance: as for train_band_classifier; fine_fn:
+    the cutouts on bcgfit.FINE_GRID, for photometry `bcgfit`. Returns [(model, trained now?)].
     """
     s2, plain = cfg.stage2, cfg.as_dict()
     kinds = [k for k in s2.kinds if k in MASS_KINDS]
     trunk_record = registry.get_model(engine, trunk_ref)
-    data = labelled_features(engine, settings, trunk_record, cfg, images_fn, device)
+    data = labelled_features(engine, settings, trunk_record, cfg, images_fn, device, fine_fn)
     if len(data.clusters) < 2 * s2.folds:
         raise ModelError(f"only {len(data.clusters)} labelled clusters with usable cutouts: too few for {s2.folds} folds")
     group = f"{cfg.name}-s{seed}-{_digest(plain, _source_key(source, provenance), trunk_record.name, data.clusters[['id', 'log10_m500']].values.tolist(), baseline.TERMS)}"
@@ -204,7 +215,8 @@ def train_mass_models(
         "n_unusable": data.n_unusable, "label_sources": data.clusters["source"].value_counts().to_dict(),
         **({"mock": provenance} if provenance is not None else {}),
     }
-    arch = {**stage2_arch(trunk_record, s2), "n_in": int(data.feats.shape[1])}
+    arch = {**stage2_arch(trunk_record, s2), "n_in": int(data.feats.shape[1]),
+            **({"bcgfit": data.bcgfit.as_dict()} if data.bcgfit is not None else {})}
     out = []
     for kind in kinds:
         name = f"{kind}-{group}"

@@ -22,8 +22,9 @@ from clustermass.db.bulk import copy_upsert
 from clustermass.db.engine import engine_for_url
 from clustermass.db.queries import clusters_in_tile
 from clustermass.images.base import CutoutGrid
-from clustermass.images.store import ensure_cutouts
+from clustermass.images.store import ensure_cutouts, fetch_cutouts
 from clustermass.model.api import MassPredictor
+from clustermass.model.data import usable
 from clustermass.model.population import population_masses
 from clustermass.model.registry import load_predictor
 from clustermass.pipeline.runs import tile_transaction
@@ -43,7 +44,8 @@ def cached_predictor(db_url: str, settings: Settings, model: int | str, device: 
 
 
 def predict_in_batches(
-    predictor: MassPredictor, images: np.ndarray | None, clusters: pd.DataFrame, batch_size: int
+    predictor: MassPredictor, images: np.ndarray | None, clusters: pd.DataFrame, batch_size: int,
+    fine: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """log10 M500 and its error (dex) for all rows, `batch_size` clusters per model call."""
     n = len(clusters)
@@ -51,7 +53,8 @@ def predict_in_batches(
     err = np.empty(n, dtype=np.float64)
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
-        m, e = predictor.predict(None if images is None else images[lo:hi], clusters.iloc[lo:hi])
+        m, e = predictor.predict(None if images is None else images[lo:hi], clusters.iloc[lo:hi],
+                                 None if fine is None else fine[lo:hi])
         mass[lo:hi], err[lo:hi] = m, e
     return mass, err
 
@@ -96,12 +99,15 @@ def predict_tile(
         if tx.skipped:
             return tx.result
         clusters = clusters_in_tile(tx.conn, norder, npix, catalog_id)
-        images, ok = None, np.ones(len(clusters), dtype=bool)
+        images = fine = None
+        ok = np.ones(len(clusters), dtype=bool)
         if predictor.needs_images and len(clusters):
-            images, ok = tile_images(
-                tx.conn, db_url, cfg, clusters, predictor.grid, source, dict(source_options or {}), (norder, npix)
-            )
-        out, note = prediction_rows(predictor, clusters, images, ok, run_id, batch_size)
+            opts = dict(source_options or {})
+            images, ok = tile_images(tx.conn, db_url, cfg, clusters, predictor.grid, source, opts, (norder, npix))
+            if predictor.fine_grid is not None:  # the BCG fits' cutouts, used once: not stored
+                fine = fetch_cutouts(image_source(source, db_url, cfg, opts), clusters, predictor.fine_grid)
+                ok &= usable(fine)
+        out, note = prediction_rows(predictor, clusters, images, ok, run_id, batch_size, fine)
         if len(out):
             copy_upsert(
                 tx.conn, "predictions", out, conflict=["cluster_id", "model_id"],
@@ -111,12 +117,13 @@ def predict_tile(
 
 
 def prediction_rows(predictor: MassPredictor, clusters: pd.DataFrame, images: np.ndarray | None, ok: np.ndarray,
-                    run_id: int, batch_size: int) -> tuple[pd.DataFrame, str | None]:
-    """`predictions` rows of the usable clusters (`ok`, images in cluster order), and a note on
+                    run_id: int, batch_size: int, fine: np.ndarray | None = None) -> tuple[pd.DataFrame, str | None]:
+    """`predictions` rows of the usable clusters (`ok`, images and fine cutouts in cluster order), and a note on
     those without one (None when every cluster has one). Pure: no database, no files."""
     todo = clusters[ok].reset_index(drop=True)
-    usable = images[ok] if images is not None else None
-    mass, err = predict_in_batches(predictor, usable, todo, batch_size) if len(todo) else (np.empty(0), np.empty(0))
+    kept = images[ok] if images is not None else None
+    mass, err = (predict_in_batches(predictor, kept, todo, batch_size, None if fine is None else fine[ok])
+                 if len(todo) else (np.empty(0), np.empty(0)))
     pop_mass, pop_err = population_masses(predictor.population, mass, todo["z"].to_numpy(dtype=float))
     good = np.isfinite(mass)
     fold = predictor.folds(todo["id"].to_numpy())[good]
