@@ -14,6 +14,7 @@ from clustermass.model.bcgfit import FINE_GRID
 from clustermass.model.calibration import passes
 from clustermass.model.data import labelled_clusters
 from clustermass.model.registry import RichnessPredictor
+from clustermass.model.train import RIDGE_ALPHAS
 from clustermass.model.trainconfig import load_train_config
 from model_helpers import load_into_db, mock_clusters, mock_images, tiny_config
 
@@ -198,6 +199,8 @@ def test_bcg_fits_reach_the_heads_unpenalised_in_training_and_prediction_alike(c
     arch = record.config["arch"]
     assert arch["n_in"] == registry.build_trunk(arch).n_cluster_features + 2
     assert set(arch["bcgfit"]) == {"grid", "g_r", "r_i", "fill"} and arch["bcgfit"]["grid"]["size"] == FINE_GRID.size
+    alphas = record.metrics["ridge_alpha"]  # each fold's penalty is kept
+    assert len(alphas) == record.train_config.stage2.folds and set(alphas) <= set(RIDGE_ALPHAS)
     pred = registry.load_predictor(db, settings, "hybrid")
     assert pred.fine_grid == FINE_GRID
     rows = clusters.iloc[:4]

@@ -241,6 +241,8 @@ def train_mass_models(
                                          metrics=metrics, training=train_info)
         else:
             metrics["history"] = [f.history for f in fitted.fits]
+            if s2.head == "ridge":  # each fold head's penalty, chosen by its inner CV
+                metrics["ridge_alpha"] = [f.penalty for f in fitted.fits]
             weights = {"trunk": registry.load_weights(settings, trunk_record)["trunk"],
                        "heads": [f.head.state_dict() for f in fitted.fits]}
             if fitted.fits[0].trunk is not None:  # fine-tuned: each fold head has its own trunk
