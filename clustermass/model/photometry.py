@@ -56,7 +56,8 @@ def asinh_magnitude(flux: np.ndarray) -> np.ndarray:
 
 
 def n_photometric_features(which: tuple[str, ...]) -> int:
-    """How many features `photometric_features` returns for the sets `which`."""
+    """How many photometric features a stage-2 head reads for the sets `which`: `photometric_features`' columns and,
+    for `bcgfit`, the BCG fit's two (`inference.stage2_features` appends them)."""
     return sum({"bcg": 2 * len(BANDS), "apertures": len(APERTURES_MPC) * len(BANDS), "bcgfit": 2}[w] for w in _checked(which))
 
 
