@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clustermass.cosmology import COSMO
 from clustermass.images.base import BANDS
-from clustermass.model.bcgfit import FINE_GRID, RedSequence, bcg_features, candidates_table
+from clustermass.model.bcgfit import FINE_GRID, MAX_RE_KPC, RedSequence, bcg_features, candidates_table
 from clustermass.profiles import sersic_image
 
 Z = 0.25
 RED = {"g_r": 1.4, "r_i": 0.55}  # the red sequence of this test, at every z
 RED_SEQUENCE = RedSequence(g_r=(0.0, 0.0, RED["g_r"]), r_i=(0.0, 0.0, RED["r_i"]))
 KPC_PX = FINE_GRID.aperture_mpc * 1000 / FINE_GRID.size
+DM = float(COSMO.distmod(Z).value)  # the features' BCG magnitude is r less this
 
 
 def _ugriz(r: float, g_r: float, r_i: float) -> np.ndarray:
@@ -36,13 +38,14 @@ def _cutout(sources: list[tuple[float, float, float, float, float, float]], seed
 def test_the_profile_fitted_bcg_is_the_brightest_extended_red_galaxy_with_its_total_magnitude():
     """A miscentred cluster: its centre on a red satellite (r 18.5), the BCG (de Vaucouleurs, r 17.2, 12 kpc)
     200 kpc away, a brighter star (r 16) and a brighter blue galaxy (r 16.8) nearby. The BCG's total magnitude
-    comes back within 0.05 mag (a 30 kpc aperture misses ~0.3 mag of it), and the gap is the satellite's."""
+    comes back within 0.05 mag (a 30 kpc aperture misses ~0.3 mag of it), less the distance modulus, and the gap
+    is the satellite's."""
     img = _cutout([(0, 0, 18.5, RED["g_r"], RED["r_i"], 4.0), (200, 0, 17.2, RED["g_r"], RED["r_i"], 12.0),
                    (-150, 120, 16.0, 1.4, 0.55, 0.0), (60, -250, 16.8, 0.6, 0.3, 8.0)])
     cands = candidates_table(img[None], np.array([Z]))
     assert len(cands) >= 4 and cands.central.sum() == 1
     m_bcg, gap = bcg_features(cands, np.array([Z]), RED_SEQUENCE, 1)[0]
-    assert abs(m_bcg - 17.2) < 0.05
+    assert abs(m_bcg - (17.2 - DM)) < 0.05
     assert abs(gap - 1.3) < 0.1
     r = np.hypot(*np.mgrid[:200, :200] - 99.5) * KPC_PX
     bcg_only = _cutout([(0, 0, 17.2, RED["g_r"], RED["r_i"], 12.0)])
@@ -54,9 +57,16 @@ def test_a_cluster_without_red_extended_candidates_falls_back_to_its_central_sou
     img = _cutout([(0, 0, 17.5, 0.5, 0.2, 6.0)], seed=1)  # one blue galaxy at the centre
     cands = candidates_table(img[None], np.array([Z]))
     m_bcg, gap = bcg_features(cands, np.array([Z]), RED_SEQUENCE, 1)[0]
-    assert abs(m_bcg - 17.5) < 0.05 and gap == 1.5
+    assert abs(m_bcg - (17.5 - DM)) < 0.05 and gap == 1.5
     empty = bcg_features(candidates_table(np.zeros((1, 5, 200, 200)), np.array([Z])), np.array([Z]), RED_SEQUENCE, 1)
     assert np.isnan(empty).all()
+
+
+def test_a_fitted_half_light_radius_stays_within_the_bound():
+    """A source far more extended than a BCG (r_e 150 kpc) is fitted with r_e at MAX_RE_KPC, not extrapolated."""
+    cands = candidates_table(_cutout([(0, 0, 15.5, RED["g_r"], RED["r_i"], 150.0)], seed=2)[None], np.array([Z]))
+    assert len(cands) and cands.r_e_kpc.max() <= MAX_RE_KPC + 1e-6
+    assert cands.r_e_kpc.max() > 0.9 * MAX_RE_KPC
 
 
 def test_the_red_sequence_is_a_robust_quadratic_of_the_central_candidates_colours():

@@ -15,8 +15,9 @@ Here, on a cutout of fixed physical side at a few kpc per pixel (`FINE_GRID`):
 3. The red sequence at z (`RedSequence`): a robust quadratic in z of the central candidates' g - r and r - i
    over a sample of clusters (no labels), kept with the model that uses it.
 4. `bcg_features`: the BCG is the brightest candidate in r that is extended (r_e > MIN_RE_KPC; stars are not)
-   and within COLOUR_TOL of the red sequence in both colours; the gap is the r magnitude of the next such
-   candidate minus the BCG's (GAP_MISSING when there is none).
+   and within COLOUR_TOL of the red sequence in both colours; its magnitude is returned less the distance
+   modulus (a linear term in z cannot follow the distance modulus's curve: measured, docs/model.md); the gap is
+   the r magnitude of the next such candidate minus the BCG's (GAP_MISSING when there is none).
 
 Images are in nanomaggies per pixel (sky subtracted: each band's median is subtracted again here).
 """
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, optimize
 
+from clustermass.cosmology import COSMO
 from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model.photometry import asinh_magnitude
 from clustermass.profiles import sersic_image
@@ -49,8 +51,13 @@ MASK_SIGMA = 1.5
 MIN_RE_KPC = 2.0
 #: ... and within this of the red sequence in both g - r and r - i, mag.
 COLOUR_TOL = 0.2
+#: The largest half-light radius a fit may take, kpc: unbounded, a fit on a 31-pixel stamp could extrapolate a
+#: bright neighbour's or the sky's light into wings of r_e up to 180 kpc (BCGs' r_e are ~10-30 kpc).
+MAX_RE_KPC = 60.0
 #: The gap where only one candidate qualifies, mag.
 GAP_MISSING = 1.5
+#: What stands in for the BCG when no training cluster has a candidate: a typical BCG's r less the distance modulus.
+TYPICAL_BCG_MAG = -22.5
 #: Typical SDSS r-band seeing (FWHM, arcsec; the DR8 median is ~1.3-1.4"), the PSF of the fits.
 PSF_FWHM_ARCSEC = 1.35
 COLUMNS = [*BANDS, "r_e_kpc", "offset_kpc", "central"]
@@ -82,19 +89,20 @@ def fit_candidates(image: np.ndarray, kpc_per_px: float, psf_sigma_px: float) ->
         if min(a, b) < STAMP_HALF or a >= h - STAMP_HALF or b >= w - STAMP_HALF:
             continue
         stamp = x[:, a - STAMP_HALF:a + STAMP_HALF + 1, b - STAMP_HALF:b + STAMP_HALF + 1]
-        mags, r_e = _fit_one(stamp, sig, psf_sigma_px, float(box[j]) * 25.0)
+        mags, r_e = _fit_one(stamp, sig, psf_sigma_px, float(box[j]) * 25.0, MAX_RE_KPC / kpc_per_px)
         rows.append([*mags, r_e * kpc_per_px, off[a, b], j == central])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _fit_one(stamp: np.ndarray, sig: float, psf: float, flux0: float) -> tuple[np.ndarray, float]:
-    """(ugriz total asinh magnitudes, r_e in pixels) of the de Vaucouleurs source at the centre of a (5, s, s) stamp."""
+def _fit_one(stamp: np.ndarray, sig: float, psf: float, flux0: float, max_re: float) -> tuple[np.ndarray, float]:
+    """(ugriz total asinh magnitudes, r_e in pixels) of the de Vaucouleurs source at the centre of a (5, s, s) stamp,
+    its r_e at most max_re pixels."""
     r = stamp[BANDS.index("r")]
     s = r.shape[0]
     c = (s - 1) / 2
     mask = np.ones(r.shape, bool)
-    p = np.array([max(flux0, sig), np.log(2.0), c, c, 0.0])  # flux, ln r_e (px), x0, y0, background
-    lo, hi = [0.0, np.log(0.1), c - 3, c - 3, -np.inf], [np.inf, np.log(2.0 * s), c + 3, c + 3, np.inf]
+    p = np.array([max(flux0, sig), np.log(min(2.0, max_re / 2)), c, c, 0.0])  # flux, ln r_e (px), x0, y0, background
+    lo, hi = [0.0, np.log(0.1), c - 3, c - 3, -np.inf], [np.inf, np.log(max_re), c + 3, c + 3, np.inf]
     for _ in range(2):
         fit = optimize.least_squares(
             lambda q: ((q[0] * sersic_image(r.shape, q[2], q[3], np.exp(q[1]), psf) + q[4] - r) / sig)[mask],
@@ -150,13 +158,15 @@ class RedSequence:
 
 
 def bcg_features(cands: pd.DataFrame, z: np.ndarray, red: RedSequence, n: int) -> np.ndarray:
-    """(n, 2) float: the BCG's r magnitude and the gap to the next red-sequence candidate, per cluster 0..n-1.
+    """(n, 2) float: the BCG's r magnitude less the distance modulus at z, and the gap to the next red-sequence
+    candidate (mag), per cluster 0..n-1.
 
     A cluster without a qualifying candidate gets the central candidate's magnitude (NaN without one)."""
     out = np.full((n, 2), np.nan)
     if not len(cands):
         return out
-    gr, ri = red.colours(np.asarray(z, float)[cands.cluster.to_numpy(int)])
+    z = np.asarray(z, float)
+    gr, ri = red.colours(z[cands.cluster.to_numpy(int)])
     ok = ((cands.r_e_kpc > MIN_RE_KPC) & (np.abs(cands.g - cands.r - gr) < COLOUR_TOL)
           & (np.abs(cands.r - cands.i - ri) < COLOUR_TOL)).to_numpy()
     for k, g in cands.assign(ok=ok).groupby("cluster"):
@@ -165,6 +175,7 @@ def bcg_features(cands: pd.DataFrame, z: np.ndarray, red: RedSequence, n: int) -
             out[k] = m[0], (m[1] - m[0]) if m.size > 1 else GAP_MISSING
         elif g.central.any():
             out[k] = float(g.r[g.central.astype(bool)].iloc[0]), GAP_MISSING
+    out[:, 0] -= COSMO.distmod(z).value
     return out
 
 
@@ -184,12 +195,12 @@ class BcgFit:
         cands = candidates_table(fine, z, grid)
         red = RedSequence.fit(cands, z)
         raw = bcg_features(cands, z, red, len(z))
-        fill = tuple(float(v) for v in np.nanmedian(raw, axis=0)) if np.isfinite(raw).any() else (20.0, GAP_MISSING)
+        fill = tuple(float(v) for v in np.nanmedian(raw, axis=0)) if np.isfinite(raw).any() else (TYPICAL_BCG_MAG, GAP_MISSING)
         fit = cls(grid, red, fill)
         return fit, fit._filled(raw)
 
     def features(self, fine: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """(N, 2) float32: the BCG's r magnitude and the gap of clusters at z from their fine cutouts."""
+        """(N, 2) float32: `bcg_features` of clusters at z from their fine cutouts."""
         z = np.asarray(z, float)
         return self._filled(bcg_features(candidates_table(fine, z, self.grid), z, self.red, len(z)))
 
