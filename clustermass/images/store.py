@@ -21,7 +21,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,17 +109,29 @@ def classify(cutout: Cutout) -> tuple[str, str | None]:
     return "partial", f"{cutout.covered_fraction:.1%} of the cutout covered by frames"
 
 
+def _build(source: ImageSource, clusters: pd.DataFrame, grid: CutoutGrid, bands: Sequence[str] = BANDS
+           ) -> Iterator[tuple[int, Cutout | None, str, str | None]]:
+    """(cluster id, cutout or None, status, error) per cluster, as the source builds them: a cluster the source
+    returned nothing for, or every cluster when the source failed as a whole, is "failed" with the reason."""
+    try:
+        built = {c.cluster_id: c for c in source.cutouts(clusters.reset_index(drop=True), grid, bands)}
+        source_error = None
+    except CmcatError as exc:
+        built, source_error = {}, f"{source.name}: {exc}"
+    for cid in clusters["id"].to_numpy(np.int64):
+        cut = built.get(int(cid))
+        if cut is None:
+            yield int(cid), None, "failed", source_error or f"{source.name} returned no cutout for cluster {cid}"
+        else:
+            yield int(cid), cut, *classify(cut)
+
+
 def fetch_cutouts(source: ImageSource, clusters: pd.DataFrame, grid: CutoutGrid) -> np.ndarray:
     """(N, 5, size, size) ugriz cutouts of `clusters` straight from `source`, not stored: for cutouts used once
     (the BCG fits' fine ones, ~0.8 MB each). Clusters whose cutout failed (as `classify` says) are all-NaN."""
     out = np.full((len(clusters), len(BANDS), grid.size, grid.size), np.nan, dtype=np.float32)
-    try:
-        built = {c.cluster_id: c for c in source.cutouts(clusters.reset_index(drop=True), grid)}
-    except CmcatError:
-        return out
-    for k, cid in enumerate(clusters["id"].to_numpy(np.int64)):
-        cut = built.get(int(cid))
-        if cut is not None and classify(cut)[0] != "failed":
+    for k, (_, cut, status, _) in enumerate(_build(source, clusters, grid)):
+        if status != "failed":
             out[k] = cut.data
     return out
 
@@ -195,32 +207,22 @@ def _fetch_and_store(
     bands: str,
     result: StoreResult,
 ) -> None:
-    try:
-        built = {c.cluster_id: c for c in source.cutouts(missing.reset_index(drop=True), grid, bands)}
-        source_error = None
-    except CmcatError as exc:
-        built, source_error = {}, f"{source.name}: {exc}"
     path = tile_path(cutout_dir, source.name, *tile, bands=bands, size=grid.size)
     keep = _current_entries(conn, path, source.name)
     new_rows = []
-    for k, cid in zip(positions, missing["id"].to_numpy(np.int64)):
-        cut = built.get(int(cid))
-        if cut is None:
-            st, err = "failed", source_error or f"{source.name} returned no cutout for cluster {cid}"
-        else:
-            st, err = classify(cut)
+    for k, (cid, cut, st, err) in zip(positions, _build(source, missing, grid, bands)):
         result.status[k], result.error[k] = st, err
-        keep.pop(int(cid), None)
+        keep.pop(cid, None)
         if st == "failed":
             result.n_failed += 1
             reason = (err or "").split(";")[0][:200]
             result.errors[reason] = result.errors.get(reason, 0) + 1
-            new_rows.append((int(cid), float(result.pixel_scale[k]), None, None, st, err))
+            new_rows.append((cid, float(result.pixel_scale[k]), None, None, st, err))
             continue
         result.data[k], result.covered_fraction[k] = cut.data, cut.covered_fraction
         result.pixel_scale[k] = cut.pixel_scale
         result.n_fetched += 1
-        new_rows.append((int(cid), cut.pixel_scale, str(path), cut.covered_fraction, st, err))
+        new_rows.append((cid, cut.pixel_scale, str(path), cut.covered_fraction, st, err))
 
     stored = {int(cid): (result.data[k], result.covered_fraction[k], result.pixel_scale[k])
               for k, cid in zip(positions, missing["id"].to_numpy(np.int64)) if result.status[k] != "failed"}

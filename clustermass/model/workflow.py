@@ -153,9 +153,9 @@ def labelled_features(
     if "bcgfit" in cfg.stage2.photometry:
         if fine_fn is None:
             raise ModelError("photometry 'bcgfit' needs the clusters' fine cutouts (bcgfit.FINE_GRID)")
-        fine, fine_ok = _images(fine_fn, clusters)
-        both = ok & fine_ok  # _images returns the usable rows only
-        raw, fine, ok = raw[both[ok]], fine[both[fine_ok]], both
+        usable_rows = np.flatnonzero(ok)  # fine cutouts only where the model's grid is usable (~0.8 MB each)
+        fine, fine_ok = _images(fine_fn, clusters.iloc[usable_rows])
+        raw, ok = raw[fine_ok], np.isin(np.arange(len(clusters)), usable_rows[fine_ok])
         bcgfit, bcg = BcgFit.learn(fine, clusters["z"].to_numpy(dtype=float)[ok])
     images = normalise(raw, cfg.softening)
     trunk = registry.build_trunk(stage2_arch(trunk_record, cfg.stage2), registry.load_weights(settings, trunk_record)["trunk"])
