@@ -2,7 +2,8 @@
 
 A small reference universe and a few cutouts (noise-free and noisy) are rendered and summarised
 (column sums and moments, per-band cutout sums and moments: numbers, not bytes, so BLAS rounding
-does not matter); the summary must equal tests/mock_golden.json within 1e-6. When the mock's
+does not matter), with the catalogues written for a larger one (its X-ray and SZ labels); the
+summary must equal tests/mock_golden.json within 1e-6. When the mock's
 output changes on purpose, bump clustermass.mock.version.MOCK_VERSION and rewrite the file with
 
     PYTHONPATH=. python tests/test_mock_golden.py
@@ -42,6 +43,25 @@ def mock_digest(folder: Path) -> dict:
         d = np.stack([c.data.astype(np.float64) for c in cuts])  # (n, 5, 32, 32)
         out[f"cutouts_noise_{noise}"] = {"sum": d.sum(axis=(2, 3)).tolist(), "abs": np.abs(d).sum(axis=(2, 3)).tolist(),
                                          "sq": (d**2).sum(axis=(2, 3)).tolist()}
+    out["catalogues"] = _catalogue_digest(folder / "catalogues")
+    return out
+
+
+def _catalogue_digest(folder: Path) -> dict:
+    """Column sums and sums of squares of the catalogues of a 1,500-cluster universe (seed 5): ~40 MCXC and
+    ~20 PSZ2 rows, so that a change of the labels' physics shows."""
+    from astropy.table import Table
+
+    from clustermass.mock.population import build_universe
+    from clustermass.mock.writers import write_universe
+
+    write_universe(build_universe(1500, seed=5), folder, {"n": 1500, "seed": 5, "area_deg2": None})
+    tables = {"redmapper": pd.read_csv(folder / "redmapper.csv.gz"), "mcxc": pd.read_csv(folder / "mcxc.csv.gz"),
+              "psz2": Table.read(folder / "psz2.fits").to_pandas()}
+    out = {}
+    for name, t in tables.items():
+        numeric = t.select_dtypes(include=["number", "bool"]).astype(float)
+        out[name] = {c: [float(numeric[c].sum()), float((numeric[c] ** 2).sum())] for c in sorted(numeric.columns)}
     return out
 
 

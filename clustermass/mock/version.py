@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clustermass.errors import InputError
 
-MOCK_VERSION = 7
+MOCK_VERSION = 8
 #: The store's source name of cutouts rendered by this mock (a cutouts row's `source`).
 SOURCE_NAME = f"mock-v{MOCK_VERSION}"
 

@@ -150,6 +150,13 @@ def psz2_table(u: Universe) -> tuple[Table, dict[str, str]]:
     y_obs = h.y500_obs.to_numpy()  # what the survey measured and selected on: S/N >= SZ_SNR_MIN, so y_obs > 0
     snr = y_obs / y_err
     msz = rel.m500_of_ysz(y_obs, z) * 10**rel.PSZ2_MASS_OFFSET_DEX / 1e14
+    # the size-flux degeneracy read through the prior: a profile-shape scatter on MSZ, partly the L500 scatter's
+    # (relations.PSZ2_SHAPE_LN_SCATTER); its own stream, so the other catalogue columns keep their draws
+    lx_mean = rel.lx500(rel.HSE_MASS_BIAS * 10**h.log10_m500.to_numpy(), z)
+    u_lx = np.log(h.lx500.to_numpy() / lx_mean) / rel.LX_LN_SCATTER  # the halo's L500 scatter draw, in sigmas
+    v = np.random.default_rng([u.seed, 14]).standard_normal(n)
+    rho = rel.PSZ2_SHAPE_LX_CORR
+    msz = msz * np.exp(rel.PSZ2_SHAPE_LN_SCATTER * (rho * u_lx + np.sqrt(1.0 - rho**2) * v))
     frac = 1.0 / (rel.YSZ_SLOPE * snr) + 0.05
     has_z = h.psz2_has_z.to_numpy()
     glon, glat = _galactic(ra, dec)
