@@ -35,12 +35,18 @@ def sersic_mixture(n: int) -> tuple[np.ndarray, np.ndarray]:
     return w[keep] / w[keep].sum(), s[keep]
 
 
+def pixel_fractions(centre: np.ndarray, sigma: np.ndarray, n: int) -> np.ndarray:
+    """(n, N) fraction of each 1-D Gaussian (centre, sigma in pixels; pixel k spans k-0.5..k+0.5)."""
+    edges = np.arange(n + 1, dtype=np.float64) - 0.5
+    cdf = ndtr((edges[:, None] - centre[None, :]) / sigma[None, :])
+    return np.diff(cdf, axis=0)
+
+
 def sersic_image(shape: tuple[int, int], x0: float, y0: float, r_e: float, psf_sigma: float, n: int = 4) -> np.ndarray:
     """(h, w) pixel fractions of a unit-flux Sersic-n source at pixel (x0, y0) (pixel centres at integers),
     half-light radius r_e and Gaussian PSF sigma in pixels, integrated over the pixels."""
     w, ratio = sersic_mixture(n)
-    ey, ex = np.arange(shape[0] + 1) - 0.5, np.arange(shape[1] + 1) - 0.5
-    s = np.hypot(r_e * ratio, psf_sigma)[:, None]  # (k, 1) component widths convolved with the PSF
-    gy = np.diff(ndtr((ey[None, :] - y0) / s), axis=1)  # (k, h)
-    gx = np.diff(ndtr((ex[None, :] - x0) / s), axis=1)  # (k, w)
-    return np.einsum("k,ki,kj->ij", w, gy, gx)
+    s = np.hypot(r_e * ratio, psf_sigma)  # (k,) component widths convolved with the PSF
+    gy = pixel_fractions(np.full(s.size, float(y0)), s, shape[0])  # (h, k)
+    gx = pixel_fractions(np.full(s.size, float(x0)), s, shape[1])  # (w, k)
+    return np.einsum("k,ik,jk->ij", w, gy, gx)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from clustermass.mock.instrument import PSF_FWHM
-from clustermass.profiles import GAUSS_RE_TO_SIGMA
+from clustermass.profiles import GAUSS_RE_TO_SIGMA, pixel_fractions
 
 #: At pixels of this size (arcsec) or larger the bands' PSF differences (< 0.1") are invisible:
 #: one set of pixel fractions (r-band PSF) serves all bands.
@@ -38,13 +38,6 @@ def source_sigma(r_e: np.ndarray, band: int, psf_fwhm: np.ndarray = PSF_FWHM) ->
     under seeing psf_fwhm (arcsec, per band)."""
     psf = psf_fwhm[band] / 2.3548
     return np.sqrt(psf**2 + (np.asarray(r_e) * GAUSS_RE_TO_SIGMA) ** 2)
-
-
-def pixel_fractions(centre: np.ndarray, sigma: np.ndarray, n: int) -> np.ndarray:
-    """(n, N) fraction of each 1-D Gaussian (centre, sigma in pixels; pixel k spans k-0.5..k+0.5)."""
-    edges = np.arange(n + 1, dtype=np.float64) - 0.5
-    cdf = ndtr((edges[:, None] - centre[None, :]) / sigma[None, :])
-    return np.diff(cdf, axis=0)
 
 
 def render_grid(x: np.ndarray, y: np.ndarray, r_e_px: np.ndarray, flux: np.ndarray, size: int,
