@@ -21,7 +21,7 @@ from clustermass.config import Settings
 from clustermass.db.bulk import copy_upsert
 from clustermass.db.engine import engine_for_url
 from clustermass.db.queries import clusters_in_tile
-from clustermass.images.base import CutoutGrid
+from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.images.store import ensure_cutouts, fetch_cutouts
 from clustermass.model.api import MassPredictor
 from clustermass.model.data import usable
@@ -104,8 +104,11 @@ def predict_tile(
         if predictor.needs_images and len(clusters):
             opts = dict(source_options or {})
             images, ok = tile_images(tx.conn, db_url, cfg, clusters, predictor.grid, source, opts, (norder, npix))
-            if predictor.fine_grid is not None:  # the BCG fits' cutouts, used once: not stored
-                fine = fetch_cutouts(image_source(source, db_url, cfg, opts), clusters, predictor.fine_grid)
+            if predictor.fine_grid is not None:  # the BCG fits' cutouts, used once (not stored), where `ok`
+                size = predictor.fine_grid.size
+                fine = np.full((len(clusters), len(BANDS), size, size), np.nan, dtype=np.float32)
+                if ok.any():
+                    fine[ok] = fetch_cutouts(image_source(source, db_url, cfg, opts), clusters[ok], predictor.fine_grid)
                 ok &= usable(fine)
         out, note = prediction_rows(predictor, clusters, images, ok, run_id, batch_size, fine)
         if len(out):
