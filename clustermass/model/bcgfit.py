@@ -32,7 +32,7 @@ from scipy import ndimage, optimize
 
 from clustermass.cosmology import COSMO
 from clustermass.images.base import BANDS, CutoutGrid
-from clustermass.model.photometry import asinh_magnitude
+from clustermass.model.photometry import N_BCGFIT, asinh_magnitude
 from clustermass.profiles import sersic_image
 
 #: The fine cutout the fits run on: 0.8 Mpc in 200 pixels (4 kpc, ~1" at z 0.25; SDSS pixels are 0.396").
@@ -162,7 +162,7 @@ def bcg_features(cands: pd.DataFrame, z: np.ndarray, red: RedSequence, n: int) -
     candidate (mag), per cluster 0..n-1.
 
     A cluster without a qualifying candidate gets the central candidate's magnitude (NaN without one)."""
-    out = np.full((n, 2), np.nan)
+    out = np.full((n, N_BCGFIT), np.nan)
     if not len(cands):
         return out
     z = np.asarray(z, float)

@@ -33,6 +33,8 @@ from clustermass.model.preprocess import robust_background
 PHOTOMETRY = ("bcg", "apertures", "bcgfit")
 #: The sets measured on a model's own cutouts (`bcgfit` needs its fine ones).
 CUTOUT_SETS = ("bcg", "apertures")
+#: Columns of the `bcgfit` set: the BCG's magnitude and the gap (`model.bcgfit.bcg_features`).
+N_BCGFIT = 2
 #: SDSS asinh-magnitude softening b per band (ugriz; fluxes in units of 3631 Jy = 1e9 nanomaggies).
 ASINH_B = np.array([1.4e-10, 0.9e-10, 1.2e-10, 1.8e-10, 7.4e-10])
 NANOMAGGIES_PER_F0 = 1e9
@@ -58,13 +60,13 @@ def asinh_magnitude(flux: np.ndarray) -> np.ndarray:
 def n_photometric_features(which: tuple[str, ...]) -> int:
     """How many photometric features a stage-2 head reads for the sets `which`: `photometric_features`' columns and,
     for `bcgfit`, the BCG fit's two (`inference.stage2_features` appends them)."""
-    return sum({"bcg": 2 * len(BANDS), "apertures": len(APERTURES_MPC) * len(BANDS), "bcgfit": 2}[w] for w in _checked(which))
+    return sum({"bcg": 2 * len(BANDS), "apertures": len(APERTURES_MPC) * len(BANDS), "bcgfit": N_BCGFIT}[w] for w in _checked(which))
 
 
 def n_unpenalised(which: tuple[str, ...]) -> int:
     """How many of the last photometric features a ridge head leaves unpenalised (the BCG fit's two, which, like
     richness, are few well-measured catalogue-like numbers: one shared penalty would shrink them with the trunk's)."""
-    return 2 if "bcgfit" in _checked(which) else 0
+    return N_BCGFIT if "bcgfit" in _checked(which) else 0
 
 
 def _checked(which: tuple[str, ...]) -> tuple[str, ...]:
