@@ -1,6 +1,6 @@
 """The accuracy study: a frozen config on fresh mock universes, scored against labels and truth.
 
-For each seed (default 122, 123, 124) and the control variant (`--control-seed`, default 122),
+For each seed (default 125, 126, 127) and the control variant (`--control-seed`, default 125),
 in its own folder WORK/<run>/ with its own embedded database (WORK/<run>/data): make a mock
 universe (`cmcat mock universe --n 26350`), ingest its catalogues, cross-match, train the config
 (`cmcat train --config bcg --seed 0`, cutouts rendered with the universe's seed), register the
@@ -18,15 +18,15 @@ Rules of the study (docs/model.md, "The accuracy study"):
 - Development seeds, used while choosing configs and never in the study: universes 0, 1, 2.
   Each study takes seeds never used before (mock v3: 101-103, v4: 104-106, v5: 107-109, v6: 110-112,
   v7: 113-115; v7 with `bcg` at b34c7e3: 116-118; 119-121 were started at 4dbdede on v7 and stopped, without
-  a figure, when mock v8 came; v8 with `bcg` at 4dbdede: 122-124; the control the first of them), so none of
-  them was used for any choice.
+  a figure, when mock v8 came; v8 with `bcg` at 4dbdede: 122-124; v8 with `bcg` and the widened BCG search:
+  125-127; the control the first of them), so none of them was used for any choice.
 - Resumable: each step's JSON output is kept in WORK/<run>/steps/<step>.json and not rerun;
   WORK/<run>/result.json marks a finished run.
 
 It drives the project's own commands (`python -m clustermass ... --json`, i.e. `cmcat`). About an
 hour on 2 cores at the full size; the suite runs a small version (tests/test_accuracy_study.py).
 
-    python scripts/accuracy_study.py --work study/ [--seeds 122,123,124] [--control-seed 122]
+    python scripts/accuracy_study.py --work study/ [--seeds 125,126,127] [--control-seed 125]
         [--n 26350] [--area DEG2] [--config bcg] [--threads N] [--json]
 """
 
@@ -45,7 +45,7 @@ from clustermass.images.atomic import atomic_write
 
 #: Universe seeds used while developing and choosing configs: never study seeds.
 DEVELOPMENT_SEEDS = (0, 1, 2)
-STUDY_SEEDS = (122, 123, 124)
+STUDY_SEEDS = (125, 126, 127)
 MODELS = ("cnn", "hybrid")
 REFERENCES = ("label", "truth")
 #: Figures of each (model, reference) row of evaluate kept by the study.

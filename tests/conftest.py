@@ -61,12 +61,16 @@ def pg_url() -> Iterator[str]:
     if external:
         yield normalise_url(external)
         return
-    from clustermass.db.embedded import ensure_database
+    from clustermass.db.embedded import ensure_database, stop
 
     # Short path: the server's Unix socket lives in its data directory (< ~100 chars).
     root = Path(tempfile.mkdtemp(prefix="cmt", dir="/tmp"))
-    yield ensure_database(root / "pg", "cmcat_test", cleanup_mode="delete")
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        yield ensure_database(root / "pg", "cmcat_test", cleanup_mode="delete")
+    finally:
+        # stop before deleting: a server whose data folder is gone can no longer be stopped by pg_ctl at exit
+        stop(root / "pg")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from clustermass.cosmology import COSMO
-from clustermass.images.base import BANDS
-from clustermass.model.bcgfit import FINE_GRID, MAX_RE_KPC, RedSequence, bcg_features, candidates_table
+from clustermass.images.base import BANDS, CutoutGrid
+from clustermass.model.bcgfit import (FINE_GRID, LEGACY_SEARCH, MAX_RE_KPC, BcgFit, RedSequence, bcg_features,
+                                       candidates_table)
 from clustermass.profiles import sersic_image
 
 Z = 0.25
@@ -24,7 +25,7 @@ def _ugriz(r: float, g_r: float, r_i: float) -> np.ndarray:
 
 
 def _cutout(sources: list[tuple[float, float, float, float, float, float]], seed: int = 0) -> np.ndarray:
-    """(5, 200, 200) fine cutout: sources (dx_kpc, dy_kpc, r, g-r, r-i, r_e_kpc; r_e 0: a star) on sky noise."""
+    """(5, size, size) fine cutout on FINE_GRID: sources (dx_kpc, dy_kpc, r, g-r, r-i, r_e_kpc; r_e 0: a star) on sky noise."""
     size = FINE_GRID.size
     c = (size - 1) / 2
     psf = 1.35 / 2.3548 / FINE_GRID.pixel_scale(Z)
@@ -47,7 +48,7 @@ def test_the_profile_fitted_bcg_is_the_brightest_extended_red_galaxy_with_its_to
     m_bcg, gap = bcg_features(cands, np.array([Z]), RED_SEQUENCE, 1)[0]
     assert abs(m_bcg - (17.2 - DM)) < 0.05
     assert abs(gap - 1.3) < 0.1
-    r = np.hypot(*np.mgrid[:200, :200] - 99.5) * KPC_PX
+    r = np.hypot(*np.mgrid[:FINE_GRID.size, :FINE_GRID.size] - (FINE_GRID.size - 1) / 2) * KPC_PX
     bcg_only = _cutout([(0, 0, 17.2, RED["g_r"], RED["r_i"], 12.0)])
     aperture = 22.5 - 2.5 * np.log10(bcg_only[BANDS.index("r")][r < 30].sum())
     assert aperture - 17.2 > 0.2  # what an aperture would have said
@@ -80,3 +81,23 @@ def test_the_red_sequence_is_a_robust_quadratic_of_the_central_candidates_colour
     red = RedSequence.fit(pd.concat([cands, cands.assign(central=False, g=25.0)]), z)
     fitted_gr, fitted_ri = red.colours(z)
     assert np.max(np.abs(fitted_gr - g_r)) < 0.02 and np.max(np.abs(fitted_ri - r_i)) < 0.01
+
+
+def test_the_gap_galaxy_is_found_beyond_400_kpc_where_the_narrower_legacy_search_missed_it():
+    """The BCG at the centre and the second red galaxy 520 kpc away (the mock's gap galaxy lies up to 0.5 Mpc from
+    the BCG): the search to MAX_OFFSET_KPC finds the gap (1.1 mag); the search of models saved before it was widened
+    (400 kpc) does not."""
+    img = _cutout([(0, 0, 17.0, RED["g_r"], RED["r_i"], 12.0), (520, 0, 18.1, RED["g_r"], RED["r_i"], 6.0)], seed=4)
+    gap = bcg_features(candidates_table(img[None], np.array([Z])), np.array([Z]), RED_SEQUENCE, 1)[0, 1]
+    assert abs(gap - 1.1) < 0.1
+    legacy = candidates_table(img[None], np.array([Z]), **LEGACY_SEARCH)
+    assert bcg_features(legacy, np.array([Z]), RED_SEQUENCE, 1)[0, 1] == 1.5
+
+
+def test_a_stored_bcg_fit_keeps_its_search_and_one_saved_before_it_was_widened_gets_the_old_one():
+    fit = BcgFit(FINE_GRID, RED_SEQUENCE, (-22.5, 1.5))
+    assert BcgFit.from_dict(fit.as_dict()) == fit
+    old = {k: v for k, v in fit.as_dict().items() if k not in LEGACY_SEARCH}
+    old["grid"] = CutoutGrid(size=200, aperture_mpc=0.8).as_dict()
+    legacy = BcgFit.from_dict(old)
+    assert (legacy.max_offset_kpc, legacy.n_candidates) == (LEGACY_SEARCH["max_offset_kpc"], LEGACY_SEARCH["n_candidates"])

@@ -198,7 +198,7 @@ def test_bcg_fits_reach_the_heads_unpenalised_in_training_and_prediction_alike(c
     record = registry.get_model(db, "hybrid")
     arch = record.config["arch"]
     assert arch["n_in"] == registry.build_trunk(arch).n_cluster_features + 2
-    assert set(arch["bcgfit"]) == {"grid", "g_r", "r_i", "fill"} and arch["bcgfit"]["grid"]["size"] == FINE_GRID.size
+    assert set(arch["bcgfit"]) == {"grid", "g_r", "r_i", "fill", "max_offset_kpc", "n_candidates"} and arch["bcgfit"]["grid"]["size"] == FINE_GRID.size
     alphas = record.metrics["ridge_alpha"]  # each fold's penalty is kept
     assert len(alphas) == record.train_config.stage2.folds and set(alphas) <= set(RIDGE_ALPHAS)
     pred = registry.load_predictor(db, settings, "hybrid")

@@ -128,7 +128,7 @@ def _build(source: ImageSource, clusters: pd.DataFrame, grid: CutoutGrid, bands:
 
 def fetch_cutouts(source: ImageSource, clusters: pd.DataFrame, grid: CutoutGrid) -> np.ndarray:
     """(N, 5, size, size) ugriz cutouts of `clusters` straight from `source`, not stored: for cutouts used once
-    (the BCG fits' fine ones, ~0.8 MB each). Clusters whose cutout failed (as `classify` says) are all-NaN."""
+    (the BCG fits' fine ones, ~1.8 MB each). Clusters whose cutout failed (as `classify` says) are all-NaN."""
     out = np.full((len(clusters), len(BANDS), grid.size, grid.size), np.nan, dtype=np.float32)
     for k, (_, cut, status, _) in enumerate(_build(source, clusters, grid)):
         if status != "failed":

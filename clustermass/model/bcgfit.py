@@ -7,7 +7,8 @@ Here, on a cutout of fixed physical side at a few kpc per pixel (`FINE_GRID`):
 
 1. Candidates (`fit_candidates`): the local maxima of the r image smoothed by one pixel, above DETECT_SIGMA
    times its noise and within MAX_OFFSET_KPC of the centre; the N_CANDIDATES brightest in a 5x5-pixel box,
-   and always the one nearest the centre.
+   and always the one nearest the centre. The search reaches 600 kpc because the galaxy that sets the gap lies
+   up to ~0.5 Mpc from the BCG, which is itself off the catalogue centre in about one cluster in four.
 2. Each candidate: flux, half-light radius, centre and background of a PSF-convolved de Vaucouleurs profile
    fitted to the r stamp about it (least squares, other sources masked where the smoothed residual exceeds
    MASK_SIGMA); each band's flux is then a linear fit of that shape, so the magnitudes are total ones (ugriz
@@ -35,14 +36,16 @@ from clustermass.images.base import BANDS, CutoutGrid
 from clustermass.model.photometry import N_BCGFIT, asinh_magnitude
 from clustermass.profiles import sersic_image
 
-#: The fine cutout the fits run on: 0.8 Mpc in 200 pixels (4 kpc, ~1" at z 0.25; SDSS pixels are 0.396").
-FINE_GRID = CutoutGrid(size=200, aperture_mpc=0.8)
+#: The fine cutout the fits run on: 1.2 Mpc in 300 pixels (4 kpc, ~1" at z 0.25; SDSS pixels are 0.396").
+FINE_GRID = CutoutGrid(size=300, aperture_mpc=1.2)
 #: Detection threshold of a candidate's smoothed peak, in units of the smoothed image's noise.
 DETECT_SIGMA = 5.0
 #: Candidates: up to this many of the brightest peaks (plus the one nearest the centre) ...
-N_CANDIDATES = 6
+N_CANDIDATES = 14
 #: ... within this distance of the catalogue centre, kpc (redMaPPer's miscentring offsets are a few tenths of R_lambda).
-MAX_OFFSET_KPC = 400.0
+MAX_OFFSET_KPC = 600.0
+#: The search of models saved before it was widened (their stored `BcgFit` lacks these fields; its grid is 0.8 Mpc).
+LEGACY_SEARCH = {"max_offset_kpc": 400.0, "n_candidates": 6}
 #: Half side of the square stamp fitted about a candidate, pixels.
 STAMP_HALF = 15
 #: Pixels whose smoothed fit residual exceeds this many noise sigmas (and their neighbours) are masked.
@@ -63,7 +66,8 @@ PSF_FWHM_ARCSEC = 1.35
 COLUMNS = [*BANDS, "r_e_kpc", "offset_kpc", "central"]
 
 
-def fit_candidates(image: np.ndarray, kpc_per_px: float, psf_sigma_px: float) -> pd.DataFrame:
+def fit_candidates(image: np.ndarray, kpc_per_px: float, psf_sigma_px: float, max_offset_kpc: float = MAX_OFFSET_KPC,
+                   n_candidates: int = N_CANDIDATES) -> pd.DataFrame:
     """One cluster's (5, H, W) fine cutout -> its BCG candidates: ugriz total magnitudes, r_e_kpc, offset_kpc, central.
 
     Empty when no peak passes DETECT_SIGMA or every candidate's stamp leaves the cutout."""
@@ -76,12 +80,12 @@ def fit_candidates(image: np.ndarray, kpc_per_px: float, psf_sigma_px: float) ->
     yy, xx = np.mgrid[:h, :w]
     off = np.hypot(yy - c0y, xx - c0x) * kpc_per_px
     # a 1-pixel Gaussian smoothing divides white noise by 2 sqrt(pi) ~ 3.5; use 2 to stay conservative
-    peak = (sm == ndimage.maximum_filter(sm, 5)) & (off < MAX_OFFSET_KPC) & (sm > DETECT_SIGMA * sig / 2.0)
+    peak = (sm == ndimage.maximum_filter(sm, 5)) & (off < max_offset_kpc) & (sm > DETECT_SIGMA * sig / 2.0)
     py, px = np.nonzero(peak)
     if not len(py):
         return pd.DataFrame(columns=COLUMNS)
     box = ndimage.uniform_filter(r, 5, mode="constant")[py, px]
-    order = np.argsort(-box)[:N_CANDIDATES]
+    order = np.argsort(-box)[:n_candidates]
     central = int(np.argmin(off[py, px]))
     rows = []
     for j in np.unique(np.r_[order, central]):
@@ -117,7 +121,8 @@ def _fit_one(stamp: np.ndarray, sig: float, psf: float, flux0: float, max_re: fl
 
 
 def candidates_table(images: np.ndarray, z: np.ndarray, grid: CutoutGrid = FINE_GRID,
-                     psf_fwhm_arcsec: float = PSF_FWHM_ARCSEC) -> pd.DataFrame:
+                     psf_fwhm_arcsec: float = PSF_FWHM_ARCSEC, max_offset_kpc: float = MAX_OFFSET_KPC,
+                     n_candidates: int = N_CANDIDATES) -> pd.DataFrame:
     """`fit_candidates` of (N, 5, H, W) fine cutouts at redshifts z, with a `cluster` column (row index)."""
     if grid.aperture_mpc is None:
         raise ValueError("the BCG fits need a grid of fixed physical side (grid.aperture_mpc)")
@@ -125,7 +130,7 @@ def candidates_table(images: np.ndarray, z: np.ndarray, grid: CutoutGrid = FINE_
     parts = []
     for k, (img, zk) in enumerate(zip(images, np.asarray(z, float))):
         psf_px = psf_fwhm_arcsec / 2.3548 / grid.pixel_scale(float(zk))
-        parts.append(fit_candidates(img, kpc_per_px, psf_px).assign(cluster=k))
+        parts.append(fit_candidates(img, kpc_per_px, psf_px, max_offset_kpc, n_candidates).assign(cluster=k))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*COLUMNS, "cluster"])
 
 
@@ -181,18 +186,20 @@ def bcg_features(cands: pd.DataFrame, z: np.ndarray, red: RedSequence, n: int) -
 
 @dataclass(frozen=True)
 class BcgFit:
-    """What a model reading the BCG fits keeps: the fine grid, the red sequence and the values that stand in for
-    a cluster without any candidate (the training clusters' medians)."""
+    """What a model reading the BCG fits keeps: the fine grid, the red sequence, the values that stand in for
+    a cluster without any candidate (the training clusters' medians) and the candidate search it was trained with."""
 
     grid: CutoutGrid
     red: RedSequence
     fill: tuple[float, float]
+    max_offset_kpc: float = MAX_OFFSET_KPC
+    n_candidates: int = N_CANDIDATES
 
     @classmethod
     def learn(cls, fine: np.ndarray, z: np.ndarray, grid: CutoutGrid = FINE_GRID) -> tuple[BcgFit, np.ndarray]:
         """Fit the red sequence on these clusters' (N, 5, H, W) fine cutouts; (the fit, their (N, 2) features)."""
         z = np.asarray(z, float)
-        cands = candidates_table(fine, z, grid)
+        cands = candidates_table(fine, z, grid, max_offset_kpc=MAX_OFFSET_KPC, n_candidates=N_CANDIDATES)
         red = RedSequence.fit(cands, z)
         raw = bcg_features(cands, z, red, len(z))
         fill = tuple(float(v) for v in np.nanmedian(raw, axis=0)) if np.isfinite(raw).any() else (TYPICAL_BCG_MAG, GAP_MISSING)
@@ -202,14 +209,18 @@ class BcgFit:
     def features(self, fine: np.ndarray, z: np.ndarray) -> np.ndarray:
         """(N, 2) float32: `bcg_features` of clusters at z from their fine cutouts."""
         z = np.asarray(z, float)
-        return self._filled(bcg_features(candidates_table(fine, z, self.grid), z, self.red, len(z)))
+        cands = candidates_table(fine, z, self.grid, max_offset_kpc=self.max_offset_kpc, n_candidates=self.n_candidates)
+        return self._filled(bcg_features(cands, z, self.red, len(z)))
 
     def _filled(self, raw: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(raw), raw, np.asarray(self.fill)[None]).astype(np.float32)
 
     def as_dict(self) -> dict:
-        return {"grid": self.grid.as_dict(), "g_r": list(self.red.g_r), "r_i": list(self.red.r_i), "fill": list(self.fill)}
+        return {"grid": self.grid.as_dict(), "g_r": list(self.red.g_r), "r_i": list(self.red.r_i), "fill": list(self.fill),
+                "max_offset_kpc": self.max_offset_kpc, "n_candidates": self.n_candidates}
 
     @classmethod
     def from_dict(cls, d: dict) -> BcgFit:
-        return cls(CutoutGrid(**d["grid"]), RedSequence(tuple(d["g_r"]), tuple(d["r_i"])), tuple(d["fill"]))
+        search = {k: d.get(k, v) for k, v in LEGACY_SEARCH.items()}
+        return cls(CutoutGrid(**d["grid"]), RedSequence(tuple(d["g_r"]), tuple(d["r_i"])), tuple(d["fill"]),
+                   float(search["max_offset_kpc"]), int(search["n_candidates"]))

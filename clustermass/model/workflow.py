@@ -153,7 +153,7 @@ def labelled_features(
     if "bcgfit" in cfg.stage2.photometry:
         if fine_fn is None:
             raise ModelError("photometry 'bcgfit' needs the clusters' fine cutouts (bcgfit.FINE_GRID)")
-        usable_rows = np.flatnonzero(ok)  # fine cutouts only where the model's grid is usable (~0.8 MB each)
+        usable_rows = np.flatnonzero(ok)  # fine cutouts only where the model's grid is usable (~1.8 MB each)
         fine, fine_ok = _images(fine_fn, clusters.iloc[usable_rows])
         raw, ok = raw[fine_ok], np.isin(np.arange(len(clusters)), usable_rows[fine_ok])
         bcgfit, bcg = BcgFit.learn(fine, clusters["z"].to_numpy(dtype=float)[ok])
