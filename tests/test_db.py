@@ -129,9 +129,12 @@ def test_embedded_server_survives_across_processes(tmp_path) -> None:
                              text=True, timeout=60).stdout
         assert str(data / "pg").replace("/", "%2F") in url
     finally:
+        import shutil
+
         from clustermass.db.embedded import stop
 
         stop(data / "pg")
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_a_data_dir_copied_while_its_server_ran_gets_its_own_server() -> None:
